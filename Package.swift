@@ -1,0 +1,36 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Hot numeric targets are built with -Ounchecked in release builds.
+let numericSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "sdflow",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sdflow", targets: ["sdflow"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: - C shims for system libraries
+        .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS"),
+
+        // MARK: - Numeric core
+        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
+        .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: numericSettings),
+
+        // MARK: - Command-line tool
+        .executableTarget(name: "sdflow", dependencies: [
+            "TensorCore", "SafeTensors",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // MARK: - Tests
+        .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,44 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole file mapped read-only into memory; unmapped when the last reference goes away.
+public final class MappedFile: @unchecked Sendable {
+    /// The file's path, for error messages.
+    public let path: String
+    /// The first byte of the mapping (nil for an empty file).
+    public let bytes: UnsafeRawPointer?
+    /// The file size in bytes.
+    public let size: Int
+
+    /// Maps `path`; throws `SafeTensorsError.cannotOpen` with the system's reason.
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw SafeTensorsError.cannotOpen(path: path, reason: "not a regular file")
+        }
+        size = Int(info.st_size)
+        if size == 0 {
+            bytes = nil
+            return
+        }
+        let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        bytes = UnsafeRawPointer(mapped)
+    }
+
+    deinit {
+        if let bytes { munmap(UnsafeMutableRawPointer(mutating: bytes), size) }
+    }
+}

@@ -1,0 +1,52 @@
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// Parallel loops for the work that OpenBLAS does not do (norms, activations, im2col).
+///
+/// One thread count governs both our loops and OpenBLAS. It defaults to the number of
+/// cores, or `SDFLOW_THREADS` when set. BLAS calls are made from one thread at a time
+/// so that the two pools never compete for cores.
+public enum Parallel {
+    nonisolated(unsafe) private static var configured: Int = {
+        let env = ProcessInfo.processInfo.environment["SDFLOW_THREADS"].flatMap { Int($0) }
+        let n = Swift.max(1, env ?? ProcessInfo.processInfo.activeProcessorCount)
+        openblas_set_num_threads(Int32(n))
+        return n
+    }()
+
+    /// The number of threads used by parallel loops and by OpenBLAS.
+    public static var threadCount: Int { configured }
+
+    /// Sets the thread count for our loops and for OpenBLAS.
+    public static func setThreadCount(_ count: Int) {
+        configured = Swift.max(1, count)
+        openblas_set_num_threads(Int32(configured))
+    }
+
+    /// Calls `body` on disjoint, contiguous sub-ranges that together cover `0..<count`,
+    /// one per thread. Runs inline when the work is smaller than `minimumPerThread` per thread.
+    @inlinable
+    public static func forRanges(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let threads = Swift.min(threadCount, Swift.max(1, count / Swift.max(1, minimumPerThread)))
+        if threads <= 1 {
+            body(0..<count)
+            return
+        }
+        let chunk = (count + threads - 1) / threads
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            let start = t * chunk
+            let end = Swift.min(count, start + chunk)
+            if start < end { body(start..<end) }
+        }
+    }
+
+    /// Calls `body(i)` for every `i` in `0..<count`, spread over the threads.
+    @inlinable
+    public static func forEach(_ count: Int, minimumPerThread: Int = 1, _ body: (Int) -> Void) {
+        forRanges(count, minimumPerThread: minimumPerThread) { range in
+            for i in range { body(i) }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+/// Zero padding on the four sides of an image, in pixels.
+public struct Padding2D: Equatable, Sendable {
+    public var top: Int, bottom: Int, left: Int, right: Int
+
+    public init(top: Int, bottom: Int, left: Int, right: Int) {
+        self.top = top; self.bottom = bottom; self.left = left; self.right = right
+    }
+
+    /// The same padding on every side.
+    public static func uniform(_ p: Int) -> Padding2D { Padding2D(top: p, bottom: p, left: p, right: p) }
+    /// No padding.
+    public static let zero = uniform(0)
+}
+
+// MARK: - Convolution
+
+extension Tensor {
+    /// 2-D convolution as `torch.nn.functional.conv2d` with groups = 1:
+    /// (N, C, H, W) * weight (O, C, KH, KW) + bias (O) -> (N, O, OH, OW),
+    /// OH = (H + top + bottom - KH) / stride + 1.
+    ///
+    /// A 1x1 convolution without stride or padding is one GEMM per image. Others unfold the
+    /// input (im2col) a band of output rows at a time, so the unfolded band stays small, and
+    /// multiply each band with one GEMM: (O, C*KH*KW) x (C*KH*KW, rows*OW). `bandFloats`
+    /// bounds the unfolded band (default 4M floats, 16 MB; at least one output row).
+    public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
+                       bandFloats: Int = 4 << 20) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
+                     "conv2d: input \(shape) does not match weight \(weight.shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let oh = (h + padding.top + padding.bottom - kh) / stride + 1
+        let ow = (w + padding.left + padding.right - kw) / stride + 1
+        precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
+        if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
+
+        var result = Tensor(uninitialized: [n, o, oh, ow])
+        let out = result.mutablePointer()
+        let outPlane = oh * ow
+        // Start every output channel from its bias (or zero) and accumulate the GEMMs onto it.
+        Parallel.forEach(n * o, minimumPerThread: Swift.max(1, 16384 / Swift.max(outPlane, 1))) { i in
+            (out + i * outPlane).update(repeating: bias.map { $0.pointer[i % o] } ?? 0, count: outPlane)
+        }
+
+        let input = pointer
+        let kernel = c * kh * kw
+        if kh == 1 && kw == 1 && stride == 1 && padding == .zero {
+            for b in 0..<n {
+                // (O, C) x (C, H*W) -> (O, H*W)
+                BLAS.sgemm(m: o, n: outPlane, k: c, a: weight.pointer, lda: c,
+                           b: input + b * c * h * w, ldb: h * w, beta: 1, c: out + b * o * outPlane, ldc: outPlane)
+            }
+            return result
+        }
+
+        let geometry = Im2Col(channels: c, height: h, width: w, kernelHeight: kh, kernelWidth: kw,
+                              stride: stride, padding: padding, outputHeight: oh, outputWidth: ow)
+        let bandRows = Swift.max(1, Swift.min(oh, bandFloats / Swift.max(kernel * ow, 1)))
+        var columns = Tensor(uninitialized: [kernel, bandRows * ow])
+        let col = columns.mutablePointer()
+        for b in 0..<n {
+            let image = input + b * c * h * w
+            var row0 = 0
+            while row0 < oh {
+                let rows = Swift.min(bandRows, oh - row0)
+                geometry.unfold(image, rows: row0..<(row0 + rows), into: col)
+                // (O, C*KH*KW) x (C*KH*KW, rows*OW) -> output rows [row0, row0 + rows)
+                BLAS.sgemm(m: o, n: rows * ow, k: kernel, a: weight.pointer, lda: kernel,
+                           b: col, ldb: rows * ow, beta: 1,
+                           c: out + b * o * outPlane + row0 * ow, ldc: outPlane)
+                row0 += rows
+            }
+        }
+        return result
+    }
+}
+
+/// The geometry of one im2col unfolding.
+struct Im2Col {
+    let channels: Int, height: Int, width: Int
+    let kernelHeight: Int, kernelWidth: Int
+    let stride: Int
+    let padding: Padding2D
+    let outputHeight: Int, outputWidth: Int
+
+    /// Writes rows (c, ky, kx) x columns (oy, ox) for output rows `rows` into `col`,
+    /// whose row stride is `rows.count * outputWidth`. Parallel over input channels.
+    func unfold(_ image: UnsafePointer<Float>, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
+        let bandWidth = rows.count * outputWidth
+        Parallel.forEach(channels) { ch in
+            let plane = image + ch * height * width
+            for ky in 0..<kernelHeight {
+                for kx in 0..<kernelWidth {
+                    let dstRow = col + ((ch * kernelHeight + ky) * kernelWidth + kx) * bandWidth
+                    for (r, oy) in rows.enumerated() {
+                        let dst = dstRow + r * outputWidth
+                        let iy = oy * stride - padding.top + ky
+                        guard iy >= 0 && iy < height else {
+                            dst.update(repeating: 0, count: outputWidth)
+                            continue
+                        }
+                        let src = plane + iy * width
+                        let shift = kx - padding.left
+                        if stride == 1 {
+                            // Valid ox: 0 <= ox + shift < width.
+                            let lo = Swift.max(0, -shift), hi = Swift.min(outputWidth, width - shift)
+                            if lo > 0 { dst.update(repeating: 0, count: Swift.min(lo, outputWidth)) }
+                            if hi > lo { (dst + lo).update(from: src + lo + shift, count: hi - lo) }
+                            if hi < outputWidth {
+                                let start = Swift.max(hi, 0)
+                                (dst + start).update(repeating: 0, count: outputWidth - start)
+                            }
+                        } else {
+                            for ox in 0..<outputWidth {
+                                let ix = ox * stride + shift
+                                dst[ox] = (ix >= 0 && ix < width) ? src[ix] : 0
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

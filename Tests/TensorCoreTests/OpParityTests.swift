@@ -1,0 +1,99 @@
+import SafeTensors
+import TensorCore
+import TestSupport
+import Testing
+
+/// Every op against PyTorch's float32 output (Tests/Fixtures/ops.safetensors, written by
+/// tools/reference/fixtures_ops.py). Tolerance: 1e-5 of the reference's largest magnitude.
+@Suite struct OpParityTests {
+    let file: SafeTensorsFile
+
+    init() throws { file = try Fixtures.tensors("ops.safetensors") }
+
+    func t(_ name: String) throws -> Tensor { try file.tensor(name) }
+
+    func check(_ label: String, _ actual: Tensor, _ expected: Tensor, relative: Float = 1e-5) {
+        #expect(actual.shape == expected.shape, "\(label): shape \(actual.shape) != \(expected.shape)")
+        guard actual.shape == expected.shape else { return }
+        let (error, scale) = parityReport(label, actual: actual, expected: expected)
+        #expect(error <= relative * Swift.max(scale, 1), "\(label): max-abs error \(error) (reference max \(scale))")
+    }
+
+    @Test func linearAndMatmul() throws {
+        check("linear", try t("linear.input").linear(weight: t("linear.weight"), bias: t("linear.bias")), try t("linear.output"))
+        check("matmul", try t("matmul.input").matmul(t("matmul.other")), try t("matmul.output"))
+        check("bmm", try t("bmm.input").batchedMatmul(t("bmm.other")), try t("bmm.output"))
+        check("bmm_t", try t("bmm_t.input").batchedMatmul(t("bmm_t.other"), transposeOther: true), try t("bmm_t.output"))
+    }
+
+    @Test func convolutions() throws {
+        let x = try t("conv3x3.input"), w = try t("conv3x3.weight"), b = try t("conv3x3.bias")
+        check("conv3x3", x.conv2d(weight: w, bias: b, padding: .uniform(1)), try t("conv3x3.output"))
+        check("conv3x3 stride 2", x.conv2d(weight: w, bias: b, stride: 2, padding: .uniform(1)), try t("conv3x3_s2.output"))
+        check("conv3x3 stride 2 asymmetric",
+              x.conv2d(weight: w, bias: b, stride: 2, padding: Padding2D(top: 0, bottom: 1, left: 0, right: 1)),
+              try t("conv3x3_s2_asym.output"))
+        check("conv1x1", x.conv2d(weight: try t("conv1x1.weight"), bias: b), try t("conv1x1.output"))
+        let xl = try t("conv3x3_large.input"), wl = try t("conv3x3_large.weight"), bl = try t("conv3x3_large.bias")
+        check("conv3x3 large", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1)), try t("conv3x3_large.output"))
+        // A band budget of one output row forces the banded im2col path through every band.
+        check("conv3x3 banded", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), bandFloats: 1),
+              try t("conv3x3_large.output"))
+    }
+
+    @Test func normalisation() throws {
+        let x = try t("groupnorm.input"), w = try t("groupnorm.weight"), b = try t("groupnorm.bias")
+        check("groupnorm", x.groupNorm(groups: 4, weight: w, bias: b, epsilon: 1e-6), try t("groupnorm.output"))
+        check("groupnorm+silu", x.groupNorm(groups: 4, weight: w, bias: b, epsilon: 1e-6, fusedSiLU: true),
+              try t("groupnorm.output_silu"))
+        check("layernorm", try t("layernorm.input").layerNorm(weight: t("layernorm.weight"), bias: t("layernorm.bias"), epsilon: 1e-5),
+              try t("layernorm.output"))
+    }
+
+    @Test func softmaxAndAttention() throws {
+        check("softmax", try t("softmax.input").softmax(), try t("softmax.output"))
+        let attention = Tensor.attention(query: try t("attention.query"), key: try t("attention.key"),
+                                         value: try t("attention.value"), heads: 4)
+        check("attention", attention, try t("attention.output"))
+        let chunked = Tensor.attention(query: try t("attention.query"), key: try t("attention.key"),
+                                       value: try t("attention.value"), heads: 4, queryChunk: 4)
+        check("attention chunked", chunked, try t("attention.output"))
+        let s = try t("attention_causal.query")
+        check("attention causal", Tensor.attention(query: s, key: s, value: s, heads: 2, causal: true),
+              try t("attention_causal.output"))
+        check("attention causal chunked", Tensor.attention(query: s, key: s, value: s, heads: 2, causal: true, queryChunk: 3),
+              try t("attention_causal.output"))
+    }
+
+    @Test func activations() throws {
+        let x = try t("activations.input")
+        check("silu", x.silu(), try t("activations.silu"))
+        check("gelu", x.gelu(), try t("activations.gelu"))
+        check("quick_gelu", x.quickGELU(), try t("activations.quick_gelu"))
+        check("geglu", try t("geglu.input").geglu(), try t("geglu.output"))
+    }
+
+    @Test func shapeAndResampling() throws {
+        check("upsample", try t("upsample.input").upsampledNearest2x(), try t("upsample.output"))
+        check("concat", Tensor.concatenate([try t("concat.first"), try t("concat.second")], axis: 1), try t("concat.output"))
+        let x = try t("broadcast.input")
+        check("broadcast add", x + (try t("broadcast.channel")), try t("broadcast.add"))
+        check("broadcast mul", x * (try t("broadcast.row")), try t("broadcast.mul"))
+        check("avgpool", try t("avgpool.input").averagePooled2x(), try t("avgpool.output"))
+        check("transpose", try t("transpose.input").transposedLastTwo(), try t("transpose.output"))
+        let whole = try t("concat.output")
+        let parts = whole.chunked(2, axis: 1)
+        #expect(parts.map(\.shape) == [[2, 4, 4, 5], [2, 4, 4, 5]])
+        #expect(Tensor.concatenate(parts, axis: 1).maxAbsDifference(whole) == 0)
+    }
+
+    @Test(arguments: [32, 320])
+    func timestepEmbedding(dimension: Int) throws {
+        let steps = try t("timestep\(dimension).timesteps").scalars
+        // sin(t f) moves by t * ulp(f) when exp rounds f differently from the reference (1 ulp,
+        // about 1% of frequencies); at t = 999 that is 6e-5, so the tolerance is two such ulps.
+        let ulpBound = 2 * (steps.max() ?? 1) * Float.ulpOfOne / 2
+        check("timestep embedding \(dimension)", Tensor.timestepEmbedding(steps, dimension: dimension),
+              try t("timestep\(dimension).output"), relative: Swift.max(1e-5, ulpBound))
+    }
+}
