@@ -18,8 +18,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS"),
 
         // MARK: - Numeric core
-        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
-        .target(name: "SafeTensors", dependencies: ["TensorCore"], swiftSettings: numericSettings),
+        // Vectorised C kernels (AVX-512 / AVX2 / baseline, chosen at run time), always optimised.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: numericSettings),
+        .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"], swiftSettings: numericSettings),
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [

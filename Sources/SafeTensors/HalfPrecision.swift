@@ -1,3 +1,6 @@
+import CKernels
+import TensorCore
+
 /// Conversions between float32 and the 16-bit formats of checkpoints, written as branch-free
 /// bit manipulation so that the compiler vectorises them.
 public enum HalfPrecision {
@@ -24,8 +27,8 @@ public enum HalfPrecision {
 
     /// Converts `count` little-endian F16 values at `src` (any alignment) to float.
     public static func convertF16(_ src: UnsafeRawPointer, count: Int, to dst: UnsafeMutablePointer<Float>) {
-        for i in 0..<count {
-            dst[i] = floatFromHalf(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+        Parallel.forRanges(count, minimumPerThread: 1 << 16) { range in
+            sdf_f16_to_f32(src + 2 * range.lowerBound, dst + range.lowerBound, range.count)
         }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import CKernels
 
 // MARK: - Softmax
 
@@ -18,18 +18,7 @@ extension Tensor {
 enum Softmax {
     /// In-place softmax of `count` contiguous floats.
     @inline(__always)
-    static func row(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        var maximum = -Float.infinity
-        for i in 0..<count { maximum = Swift.max(maximum, p[i]) }
-        var sum: Float = 0
-        for i in 0..<count {
-            let e = Foundation.exp(p[i] - maximum)
-            p[i] = e
-            sum += e
-        }
-        let inverse = 1 / sum
-        for i in 0..<count { p[i] *= inverse }
-    }
+    static func row(_ p: UnsafeMutablePointer<Float>, count: Int) { sdf_softmax(p, count) }
 }
 
 // MARK: - Attention

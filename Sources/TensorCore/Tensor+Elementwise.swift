@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // MARK: - Unary maps
@@ -24,14 +25,26 @@ extension Tensor {
         }
     }
 
+    /// Applies a vectorised C kernel `(input, output, count)` in parallel chunks.
+    @inlinable
+    func mapKernel(_ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+        var result = Tensor(uninitialized: shape)
+        let src = pointer
+        let dst = result.mutablePointer()
+        Parallel.forRanges(count, minimumPerThread: 1 << 14) { range in
+            kernel(src + range.lowerBound, dst + range.lowerBound, range.count)
+        }
+        return result
+    }
+
     /// SiLU (swish): x * sigmoid(x).
-    public func silu() -> Tensor { map { x in x / (1 + Foundation.exp(-x)) } }
+    public func silu() -> Tensor { mapKernel { sdf_silu($0, $1, $2) } }
 
     /// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)), as `torch.nn.functional.gelu` without approximation.
-    public func gelu() -> Tensor { map(Activation.gelu) }
+    public func gelu() -> Tensor { mapKernel { sdf_gelu($0, $1, $2) } }
 
     /// Quick GELU, as used by CLIP: x * sigmoid(1.702 x).
-    public func quickGELU() -> Tensor { map { x in x / (1 + Foundation.exp(-1.702 * x)) } }
+    public func quickGELU() -> Tensor { mapKernel { sdf_quick_gelu($0, $1, $2) } }
 
     /// Multiplies every element by `factor`.
     public func scaled(by factor: Float) -> Tensor { map { $0 * factor } }
@@ -51,21 +64,10 @@ extension Tensor {
         Parallel.forRanges(rows, minimumPerThread: Swift.max(1, 8192 / Swift.max(half, 1))) { range in
             for r in range {
                 let value = src + r * width
-                let gate = value + half
-                let out = dst + r * half
-                for i in 0..<half { out[i] = value[i] * Activation.gelu(gate[i]) }
+                sdf_geglu(value, value + half, dst + r * half, half)
             }
         }
         return result
-    }
-}
-
-/// Scalar activation functions shared by the tensor ops.
-public enum Activation {
-    /// Exact GELU with erf.
-    @inlinable
-    public static func gelu(_ x: Float) -> Float {
-        0.5 * x * (1 + Foundation.erf(x * 0.70710678118654752))
     }
 }
 

@@ -1,4 +1,4 @@
-import Foundation
+import CKernels
 
 // MARK: - Normalisation
 
@@ -19,21 +19,15 @@ extension Tensor {
         let gamma = weight.pointer, beta = bias.pointer
         Parallel.forEach(n * groups) { ng in
             let base = ng * perGroup
-            let (mean, variance) = Statistics.meanAndVariance(src + base, count: perGroup)
+            var mean: Float = 0, variance: Float = 0
+            sdf_mean_variance(src + base, perGroup, &mean, &variance)
             let invStd = 1 / (variance + epsilon).squareRoot()
             let firstChannel = (ng % groups) * (c / groups)
             for ch in 0..<(c / groups) {
                 let scale = gamma[firstChannel + ch] * invStd
                 let shift = beta[firstChannel + ch] - mean * scale
-                let s = src + base + ch * spatial, d = dst + base + ch * spatial
-                if fusedSiLU {
-                    for i in 0..<spatial {
-                        let y = s[i] * scale + shift
-                        d[i] = y / (1 + Foundation.exp(-y))
-                    }
-                } else {
-                    for i in 0..<spatial { d[i] = s[i] * scale + shift }
-                }
+                let offset = base + ch * spatial
+                sdf_scale_shift(src + offset, dst + offset, spatial, scale, shift, fusedSiLU ? 1 : 0)
             }
         }
         return result
@@ -52,29 +46,12 @@ extension Tensor {
         Parallel.forRanges(rows, minimumPerThread: Swift.max(1, 8192 / Swift.max(width, 1))) { range in
             for r in range {
                 let s = src + r * width, d = dst + r * width
-                let (mean, variance) = Statistics.meanAndVariance(s, count: width)
+                var mean: Float = 0, variance: Float = 0
+                sdf_mean_variance(s, width, &mean, &variance)
                 let invStd = 1 / (variance + epsilon).squareRoot()
                 for i in 0..<width { d[i] = (s[i] - mean) * invStd * gamma[i] + beta[i] }
             }
         }
         return result
-    }
-}
-
-/// Numerically careful statistics over contiguous floats.
-enum Statistics {
-    /// The mean and the biased variance (divided by `count`), accumulated in double precision
-    /// in two passes so that large offsets do not cancel.
-    @inline(__always)
-    static func meanAndVariance(_ p: UnsafePointer<Float>, count: Int) -> (Float, Float) {
-        var sum = 0.0
-        for i in 0..<count { sum += Double(p[i]) }
-        let mean = sum / Double(count)
-        var squares = 0.0
-        for i in 0..<count {
-            let d = Double(p[i]) - mean
-            squares += d * d
-        }
-        return (Float(mean), Float(squares / Double(count)))
     }
 }

@@ -41,11 +41,22 @@ import Testing
     }
 
     @Test func halfConversionMatchesFloat16Everywhere() {
-        for bits in UInt16.min...UInt16.max {
-            let reference = Float(Float16(bitPattern: bits))
-            let converted = HalfPrecision.floatFromHalf(bits)
-            if reference.isNaN { #expect(converted.isNaN) } else { #expect(converted.bitPattern == reference.bitPattern) }
+        let all = (UInt16.min...UInt16.max).map { $0.littleEndian }
+        var converted = [Float](repeating: 0, count: all.count)
+        all.withUnsafeBytes { src in
+            converted.withUnsafeMutableBufferPointer { HalfPrecision.convertF16(src.baseAddress!, count: all.count, to: $0.baseAddress!) }
         }
+        var mismatches = 0
+        for (bits, value) in zip(UInt16.min...UInt16.max, converted) {
+            let reference = Float(Float16(bitPattern: bits))
+            let scalar = HalfPrecision.floatFromHalf(bits)
+            if reference.isNaN {
+                if !value.isNaN || !scalar.isNaN { mismatches += 1 }
+            } else if value.bitPattern != reference.bitPattern || scalar.bitPattern != reference.bitPattern {
+                mismatches += 1
+            }
+        }
+        #expect(mismatches == 0)
     }
 }
 

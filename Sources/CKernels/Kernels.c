@@ -1,0 +1,174 @@
+#include "CKernels.h"
+
+#include <math.h>
+#include <string.h>
+
+// MARK: - Dispatch
+
+#if defined(__x86_64__)
+#define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
+#define SDF_AVX2 __attribute__((target("avx2,fma,f16c")))
+// Defines name_avx512, name_avx2 and name_generic from the inline body name_body, and the
+// public name that picks one per call (the CPU check is a cached load).
+#define SDF_MULTIVERSION(name, params, args)                         \
+    SDF_AVX512 static void name##_avx512 params { name##_body args; } \
+    SDF_AVX2 static void name##_avx2 params { name##_body args; }     \
+    static void name##_generic params { name##_body args; }          \
+    void name params {                                                \
+        if (__builtin_cpu_supports("avx512f")) name##_avx512 args;    \
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) name##_avx2 args; \
+        else name##_generic args;                                     \
+    }
+#else
+#define SDF_MULTIVERSION(name, params, args) \
+    void name params { name##_body args; }
+#endif
+
+#define SDF_INLINE static inline __attribute__((always_inline))
+
+// MARK: - Scalar building blocks (branch-free so that loops vectorise)
+
+// exp(x) to about 1 ulp: x = q ln2 + s with |s| <= ln2 / 2, exp(s) by a degree-7 polynomial
+// (SLEEF's expf coefficients), scaled by 2^q through the exponent bits. Arguments are clamped
+// to [-87.3, 88.3], so results stay normal and finite.
+SDF_INLINE float sdf_expf(float x) {
+    x = fminf(fmaxf(x, -87.3f), 88.3f);
+    float q = __builtin_rintf(x * 1.44269504088896341f);
+    float s = fmaf(q, -0.693145751953125f, x);
+    s = fmaf(q, -1.428606765330187045e-06f, s);
+    float u = 0.000198527617612853646278381f;
+    u = fmaf(u, s, 0.00139304355252534151077271f);
+    u = fmaf(u, s, 0.00833336077630519866943359f);
+    u = fmaf(u, s, 0.0416664853692054748535156f);
+    u = fmaf(u, s, 0.166666671633720397949219f);
+    u = fmaf(u, s, 0.5f);
+    u = 1.0f + fmaf(s * s, u, s);
+    int32_t bits = ((int32_t)q + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return u * scale;
+}
+
+// erf(x) as PyTorch's Vectorized<float>::erf: Abramowitz and Stegun 7.1.26
+// (absolute error below 1.5e-7).
+SDF_INLINE float sdf_erff(float x) {
+    float a = fabsf(x);
+    float t = 1.0f / fmaf(0.3275911f, a, 1.0f);
+    float r = fmaf(fmaf(fmaf(fmaf(1.061405429f, t, -1.453152027f), t, 1.421413741f), t, -0.284496736f), t, 0.254829592f);
+    float e = 1.0f - r * t * sdf_expf(-a * a);
+    return copysignf(e, x);
+}
+
+SDF_INLINE float sdf_gelu1(float x) { return 0.5f * x * (1.0f + sdf_erff(x * 0.70710678118654752f)); }
+SDF_INLINE float sdf_silu1(float x) { return x / (1.0f + sdf_expf(-x)); }
+
+// MARK: - Kernels
+
+SDF_INLINE void sdf_silu_body(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = sdf_silu1(x[i]);
+}
+SDF_MULTIVERSION(sdf_silu, (const float *x, float *y, long n), (x, y, n))
+
+SDF_INLINE void sdf_quick_gelu_body(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + sdf_expf(-1.702f * x[i]));
+}
+SDF_MULTIVERSION(sdf_quick_gelu, (const float *x, float *y, long n), (x, y, n))
+
+SDF_INLINE void sdf_gelu_body(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = sdf_gelu1(x[i]);
+}
+SDF_MULTIVERSION(sdf_gelu, (const float *x, float *y, long n), (x, y, n))
+
+SDF_INLINE void sdf_geglu_body(const float *value, const float *gate, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = value[i] * sdf_gelu1(gate[i]);
+}
+SDF_MULTIVERSION(sdf_geglu, (const float *value, const float *gate, float *y, long n), (value, gate, y, n))
+
+// Reductions keep SDF_LANES partial results so that they vectorise without reassociation flags.
+#define SDF_LANES 16
+
+SDF_INLINE void sdf_softmax_body(float *p, long n) {
+    float lanes[SDF_LANES];
+    for (int j = 0; j < SDF_LANES; j++) lanes[j] = -INFINITY;
+    long i = 0;
+    for (; i + SDF_LANES <= n; i += SDF_LANES)
+        for (int j = 0; j < SDF_LANES; j++) lanes[j] = fmaxf(lanes[j], p[i + j]);
+    float m = -INFINITY;
+    for (; i < n; i++) m = fmaxf(m, p[i]);
+    for (int j = 0; j < SDF_LANES; j++) m = fmaxf(m, lanes[j]);
+
+    for (int j = 0; j < SDF_LANES; j++) lanes[j] = 0.0f;
+    for (i = 0; i + SDF_LANES <= n; i += SDF_LANES)
+        for (int j = 0; j < SDF_LANES; j++) {
+            float e = sdf_expf(p[i + j] - m);
+            p[i + j] = e;
+            lanes[j] += e;
+        }
+    float sum = 0.0f;
+    for (; i < n; i++) {
+        float e = sdf_expf(p[i] - m);
+        p[i] = e;
+        sum += e;
+    }
+    for (int j = 0; j < SDF_LANES; j++) sum += lanes[j];
+    float inv = 1.0f / sum;
+    for (i = 0; i < n; i++) p[i] *= inv;
+}
+SDF_MULTIVERSION(sdf_softmax, (float *p, long n), (p, n))
+
+SDF_INLINE double sdf_sum_lanes(const double *lanes) {
+    double s = 0.0;
+    for (int j = 0; j < SDF_LANES; j++) s += lanes[j];
+    return s;
+}
+
+SDF_INLINE void sdf_mean_variance_body(const float *x, long n, float *mean, float *variance) {
+    double lanes[SDF_LANES] = {0};
+    long i = 0;
+    for (; i + SDF_LANES <= n; i += SDF_LANES)
+        for (int j = 0; j < SDF_LANES; j++) lanes[j] += x[i + j];
+    double sum = sdf_sum_lanes(lanes);
+    for (; i < n; i++) sum += x[i];
+    double mu = n > 0 ? sum / (double)n : 0.0;
+    for (int j = 0; j < SDF_LANES; j++) lanes[j] = 0.0;
+    for (i = 0; i + SDF_LANES <= n; i += SDF_LANES)
+        for (int j = 0; j < SDF_LANES; j++) {
+            double d = (double)x[i + j] - mu;
+            lanes[j] += d * d;
+        }
+    double squares = sdf_sum_lanes(lanes);
+    for (; i < n; i++) {
+        double d = (double)x[i] - mu;
+        squares += d * d;
+    }
+    *mean = (float)mu;
+    *variance = n > 0 ? (float)(squares / (double)n) : 0.0f;
+}
+SDF_MULTIVERSION(sdf_mean_variance, (const float *x, long n, float *mean, float *variance), (x, n, mean, variance))
+
+SDF_INLINE void sdf_scale_shift_body(const float *x, float *y, long n, float scale, float shift, int silu) {
+    if (silu) {
+        for (long i = 0; i < n; i++) y[i] = sdf_silu1(fmaf(x[i], scale, shift));
+    } else {
+        for (long i = 0; i < n; i++) y[i] = fmaf(x[i], scale, shift);
+    }
+}
+SDF_MULTIVERSION(sdf_scale_shift, (const float *x, float *y, long n, float scale, float shift, int silu),
+                 (x, y, n, scale, shift, silu))
+
+SDF_INLINE void sdf_f16_to_f32_body(const void *src, float *dst, long n) {
+    const unsigned char *bytes = (const unsigned char *)src;
+    for (long i = 0; i < n; i++) {
+        uint16_t h = (uint16_t)(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+        uint32_t magnitude = (uint32_t)(h & 0x7fff) << 13;
+        float f;
+        memcpy(&f, &magnitude, sizeof f);
+        f *= 5.192296858534828e+33f;  // 2^112 re-biases the exponent and normalises subnormals
+        uint32_t out;
+        memcpy(&out, &f, sizeof out);
+        if (magnitude >= 0x0f800000u) out = magnitude | 0x7f800000u;  // Inf and NaN
+        out |= (uint32_t)(h & 0x8000) << 16;
+        memcpy(&dst[i], &out, sizeof out);
+    }
+}
+SDF_MULTIVERSION(sdf_f16_to_f32, (const void *src, float *dst, long n), (src, dst, n))
