@@ -16,6 +16,7 @@ let package = Package(
     targets: [
         // MARK: - C shims for system libraries
         .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS"),
+        .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib"),
 
         // MARK: - Numeric core
         // Vectorised C kernels (AVX-512 / AVX2 / baseline, chosen at run time), always optimised.
@@ -23,9 +24,13 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: numericSettings),
         .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"], swiftSettings: numericSettings),
 
+        // MARK: - Models
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")], swiftSettings: numericSettings),
+
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors",
+            "TensorCore", "SafeTensors", "DiffusionModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -33,6 +38,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

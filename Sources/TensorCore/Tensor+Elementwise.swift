@@ -184,3 +184,22 @@ extension Tensor {
         withUnsafeBufferPointer { $0.reduce(0.0) { $0 + Double($1) } } / Double(Swift.max(count, 1))
     }
 }
+
+// MARK: - Per-channel bias
+
+extension Tensor {
+    /// Adds a per-image, per-channel value to an NCHW tensor: (N, C, H, W) + bias (N, C).
+    /// This is how a ResBlock adds its timestep embedding.
+    public func addingChannelBias(_ bias: Tensor) -> Tensor {
+        precondition(rank == 4 && bias.count == shape[0] * shape[1],
+                     "addingChannelBias: bias \(bias.shape) does not match \(shape)")
+        var result = Tensor(uninitialized: shape)
+        let plane = shape[2] * shape[3]
+        let src = pointer, b = bias.pointer, dst = result.mutablePointer()
+        Parallel.forEach(shape[0] * shape[1], minimumPerThread: Swift.max(1, 16384 / Swift.max(plane, 1))) { i in
+            let value = b[i]
+            for j in 0..<plane { dst[i * plane + j] = src[i * plane + j] + value }
+        }
+        return result
+    }
+}

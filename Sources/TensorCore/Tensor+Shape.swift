@@ -99,6 +99,27 @@ extension Tensor {
         return result
     }
 
+    /// Nearest-neighbour resize to `height` x `width` as `F.interpolate(size=..., mode="nearest")`:
+    /// source index floor(dst * in / out) with the scale computed in float32, as PyTorch does.
+    /// (N, C, H, W) -> (N, C, height, width)
+    public func resizedNearest(height: Int, width: Int) -> Tensor {
+        precondition(rank == 4, "resizedNearest expects NCHW, got \(shape)")
+        let (h, w) = (shape[2], shape[3])
+        if height == 2 * h && width == 2 * w { return upsampledNearest2x() }
+        let planes = shape[0] * shape[1]
+        let scaleY = Float(h) / Float(height), scaleX = Float(w) / Float(width)
+        let sourceX = (0..<width).map { Swift.min(Int((Float($0) * scaleX).rounded(.down)), w - 1) }
+        var result = Tensor(uninitialized: [shape[0], shape[1], height, width])
+        let src = pointer, dst = result.mutablePointer()
+        Parallel.forEach(planes * height, minimumPerThread: 64) { job in
+            let plane = job / height, y = job % height
+            let sy = Swift.min(Int((Float(y) * scaleY).rounded(.down)), h - 1)
+            let s = src + plane * h * w + sy * w, d = dst + job * width
+            for x in 0..<width { d[x] = s[sourceX[x]] }
+        }
+        return result
+    }
+
     /// 2x2 average pooling with stride 2: (N, C, H, W) -> (N, C, H/2, W/2).
     public func averagePooled2x() -> Tensor {
         precondition(rank == 4, "averagePooled2x expects NCHW, got \(shape)")

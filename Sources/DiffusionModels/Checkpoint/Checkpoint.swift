@@ -1,0 +1,163 @@
+import Foundation
+import SafeTensors
+
+/// A Stable Diffusion 1.x checkpoint on disk, in either layout users have:
+///
+/// - a single LDM file (`v1-5-pruned-emaonly.safetensors`): `model.diffusion_model.*`,
+///   `first_stage_model.*`, `cond_stage_model.transformer[.text_model].*`, plus training
+///   leftovers (`model_ema.*`, `alphas_cumprod`, ...) that are ignored by an explicit list;
+/// - a diffusers folder: `unet/`, `vae/`, `text_encoder/` each with `config.json` and
+///   safetensors weights (also `*.fp16.safetensors` or sharded with an index), and optionally
+///   `tokenizer/` with `vocab.json` and `merges.txt`.
+///
+/// F32, F16 and BF16 weights load alike. Opening reads only headers; each component is built
+/// on request, strictly: every tensor must be found with its expected shape and every stored
+/// tensor must be used or on the ignore list.
+public final class Checkpoint: @unchecked Sendable {
+    /// How the checkpoint is stored.
+    public enum Layout: String, Sendable { case singleFile = "single-file", diffusers }
+
+    /// The configs of the three models.
+    public struct Configs: Sendable, Equatable {
+        public var unet: UNet.Config
+        public var vae: AutoencoderKL.Config
+        public var textEncoder: CLIPTextEncoder.Config
+
+        public init(unet: UNet.Config, vae: AutoencoderKL.Config, textEncoder: CLIPTextEncoder.Config) {
+            self.unet = unet
+            self.vae = vae
+            self.textEncoder = textEncoder
+        }
+    }
+
+    public let path: String
+    public let layout: Layout
+    public let configs: Configs
+    let unetStore: ParameterStore
+    let vaeStore: ParameterStore
+    let textStore: ParameterStore
+    let tokenizerFolder: String?
+
+    /// Keys of single-file checkpoints that are not model weights (prefixes).
+    public static let ignoredSingleFileKeys = [
+        "model_ema.", "alphas_cumprod", "alphas_cumprod_prev", "betas", "log_one_minus_alphas_cumprod",
+        "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
+        "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+        "logvar", "lvlb_weights", "first_stage_model.loss.",
+    ]
+    /// Keys inside the text encoder that are buffers, not weights.
+    static let ignoredTextKeys = ["text_model.embeddings.position_ids", "embeddings.position_ids"]
+
+    /// Opens `path` (a `.safetensors` file or a diffusers folder). `configs` overrides the
+    /// configs otherwise read from `config.json` or inferred from the tensors' shapes.
+    public init(path: String, configs override: Configs? = nil) throws {
+        self.path = path
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "no such file or folder")
+        }
+        if isFolder.boolValue {
+            layout = .diffusers
+            let folder = try DiffusersFolder(path: path)
+            unetStore = folder.unet
+            vaeStore = folder.vae
+            textStore = folder.textEncoder
+            tokenizerFolder = folder.tokenizerFolder
+            configs = try override ?? folder.configs()
+        } else {
+            guard !path.hasSuffix(".ckpt") && !path.hasSuffix(".pt") && !path.hasSuffix(".bin") else {
+                throw CheckpointError.notACheckpoint(path: path, reason: "pickled PyTorch checkpoints are not read (they can run code); convert it to .safetensors")
+            }
+            layout = .singleFile
+            let file = try SafeTensorsFile(path: path)
+            let split = try SingleFile.split(file)
+            unetStore = split.unet
+            vaeStore = split.vae
+            textStore = split.textEncoder
+            tokenizerFolder = nil
+            configs = try override ?? ConfigInference.configs(unet: unetStore, vae: vaeStore, textEncoder: textStore, path: path)
+        }
+    }
+
+    // MARK: - Components
+
+    /// Builds the UNet and checks that every UNet tensor was used.
+    public func loadUNet() throws -> UNet {
+        try requirePresent(unetStore, prefix: layout == .singleFile ? "model.diffusion_model." : "unet/")
+        let unet = try UNet(config: configs.unet, parameters: unetStore.scope(""))
+        try unetStore.checkAllUsed()
+        return unet
+    }
+
+    /// Builds the autoencoder and checks that every VAE tensor was used.
+    public func loadVAE() throws -> AutoencoderKL {
+        try requirePresent(vaeStore, prefix: layout == .singleFile ? "first_stage_model." : "vae/")
+        let vae = try AutoencoderKL(config: configs.vae, parameters: vaeStore.scope(""))
+        try vaeStore.checkAllUsed()
+        return vae
+    }
+
+    /// Builds the text encoder and checks that every text-encoder tensor was used.
+    public func loadTextEncoder() throws -> CLIPTextEncoder {
+        try requirePresent(textStore, prefix: layout == .singleFile ? "cond_stage_model.transformer." : "text_encoder/")
+        let encoder = try CLIPTextEncoder(config: configs.textEncoder, parameters: textStore.scope("text_model"))
+        try textStore.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
+        return encoder
+    }
+
+    /// The folder's own tokenizer when it has one, otherwise sdflow's bundled CLIP vocabulary.
+    public func loadTokenizer() throws -> CLIPTokenizer {
+        if let tokenizerFolder { return try CLIPTokenizer(folder: tokenizerFolder) }
+        return try CLIPTokenizer.bundled()
+    }
+
+    private func requirePresent(_ store: ParameterStore, prefix: String) throws {
+        if store.names.isEmpty {
+            throw CheckpointError.notACheckpoint(path: path, reason: "it has no \(store.component) (no \(prefix)* tensors)")
+        }
+    }
+}
+
+// MARK: - Single file
+
+/// Splits a single-file LDM checkpoint into the three models' parameters.
+enum SingleFile {
+    static func split(_ file: SafeTensorsFile) throws -> (unet: ParameterStore, vae: ParameterStore, textEncoder: ParameterStore) {
+        var unet: [String: ParameterStore.Location] = [:]
+        var vae: [String: ParameterStore.Location] = [:]
+        var text: [String: ParameterStore.Location] = [:]
+        for key in file.names {
+            let location = ParameterStore.Location(file: file, key: key)
+            if let rest = key.dropPrefix("model.diffusion_model.") {
+                unet[rest] = location
+            } else if let rest = key.dropPrefix("first_stage_model."), !rest.hasPrefix("loss.") {
+                vae[rest] = location
+            } else if let rest = key.dropPrefix("cond_stage_model.transformer.text_model.") {
+                text["text_model." + rest] = location
+            } else if let rest = key.dropPrefix("cond_stage_model.transformer.") {
+                text["text_model." + rest] = location
+            } else if Checkpoint.ignoredSingleFileKeys.contains(where: key.hasPrefix) {
+                continue
+            } else if key.hasPrefix("conditioner.") {
+                throw CheckpointError.unsupportedModel(path: file.path, reason: "an SDXL checkpoint ('\(key)'); sdflow runs SD 1.x")
+            } else if key.hasPrefix("cond_stage_model.model.") {
+                throw CheckpointError.unsupportedModel(path: file.path, reason: "an SD 2.x checkpoint (OpenCLIP text encoder '\(key)'); sdflow runs SD 1.x")
+            } else {
+                throw CheckpointError.notACheckpoint(path: file.path, reason: "unexpected tensor '\(key)'")
+            }
+        }
+        if unet.isEmpty && vae.isEmpty && text.isEmpty {
+            throw CheckpointError.notACheckpoint(path: file.path, reason: "no model.diffusion_model.*, first_stage_model.* or cond_stage_model.* tensors")
+        }
+        return (ParameterStore(component: "UNet", locations: unet),
+                ParameterStore(component: "VAE", locations: vae),
+                ParameterStore(component: "text encoder", locations: text))
+    }
+}
+
+extension String {
+    /// The rest of the string after `prefix`, or nil when it does not start with it.
+    func dropPrefix(_ prefix: String) -> String? {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil
+    }
+}

@@ -1,0 +1,95 @@
+/// Infers the model configs of a single-file LDM checkpoint from its tensor shapes.
+///
+/// Widths, levels, block counts, the context width and the input channels (4, or 9 for
+/// inpainting) are read from the shapes. Attention head counts are not visible in the weights:
+/// the UNet gets SD 1.x's 8 heads per level and the text encoder one head per 64 channels
+/// (CLIP ViT-L/14: 12). Checkpoints of other families are recognised and refused.
+enum ConfigInference {
+    static func configs(unet: ParameterStore, vae: ParameterStore, textEncoder: ParameterStore, path: String) throws -> Checkpoint.Configs {
+        Checkpoint.Configs(unet: try unetConfig(unet, path: path), vae: try vaeConfig(vae, path: path),
+                           textEncoder: try textConfig(textEncoder, path: path))
+    }
+
+    static func unetConfig(_ s: ParameterStore, path: String) throws -> UNet.Config {
+        var c = UNet.Config.sd15
+        guard let convIn = s.shape("input_blocks.0.0.weight"), convIn.count == 4 else { return c }  // no UNet: loading it will say so
+        c.inChannels = convIn[1]
+        c.modelChannels = convIn[0]
+        if let out = s.shape("out.2.weight") { c.outChannels = out[0] }
+        // Walk input_blocks: ResBlocks (in_layers) and downsamplers (op) give levels and widths.
+        var multipliers: [Int] = [], attention: [Bool] = [], resBlocks: [Int] = []
+        var current = 0, currentAttention = false
+        var index = 1
+        while true {
+            if let conv = s.shape("input_blocks.\(index).0.in_layers.2.weight") {
+                if current == 0 { multipliers.append(conv[0] / c.modelChannels) }
+                current += 1
+                if s.contains("input_blocks.\(index).1.norm.weight") { currentAttention = true }
+            } else if s.contains("input_blocks.\(index).0.op.weight") {
+                resBlocks.append(current)
+                attention.append(currentAttention)
+                current = 0
+                currentAttention = false
+            } else {
+                break
+            }
+            index += 1
+        }
+        if current > 0 {
+            resBlocks.append(current)
+            attention.append(currentAttention)
+        }
+        guard !multipliers.isEmpty, Set(resBlocks).count == 1, multipliers.count == attention.count else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "the UNet's input blocks do not form SD 1.x levels")
+        }
+        c.channelMultipliers = multipliers
+        c.attentionLevels = attention
+        c.resBlocksPerLevel = resBlocks[0]
+        c.headsPerLevel = Array(repeating: 8, count: multipliers.count)
+        if let key = s.shape("middle_block.1.transformer_blocks.0.attn2.to_k.weight") {
+            c.contextDimension = key[1]
+            if key[1] == 1024 {
+                throw CheckpointError.unsupportedModel(path: path, reason: "an SD 2.x UNet (1024-wide text context); sdflow runs SD 1.x")
+            }
+        }
+        var depth = 0
+        while s.contains("middle_block.1.transformer_blocks.\(depth).norm1.weight") { depth += 1 }
+        c.transformerDepth = Swift.max(depth, 1)
+        if let projection = s.shape("middle_block.1.proj_in.weight") { c.linearProjection = projection.count == 2 }
+        return c
+    }
+
+    static func vaeConfig(_ s: ParameterStore, path: String) throws -> AutoencoderKL.Config {
+        var c = AutoencoderKL.Config.sd15
+        guard let convIn = s.shape("encoder.conv_in.weight"), convIn.count == 4 else { return c }
+        c.imageChannels = convIn[1]
+        c.baseChannels = convIn[0]
+        var multipliers: [Int] = []
+        while let conv = s.shape("encoder.down.\(multipliers.count).block.0.conv1.weight") {
+            multipliers.append(conv[0] / c.baseChannels)
+        }
+        var blocks = 0
+        while s.contains("encoder.down.0.block.\(blocks).conv1.weight") { blocks += 1 }
+        guard !multipliers.isEmpty, blocks > 0 else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "the VAE's encoder levels are not recognisable")
+        }
+        c.channelMultipliers = multipliers
+        c.resBlocksPerLevel = blocks
+        if let post = s.shape("post_quant_conv.weight") { c.latentChannels = post[0] }
+        return c
+    }
+
+    static func textConfig(_ s: ParameterStore, path: String) throws -> CLIPTextEncoder.Config {
+        var c = CLIPTextEncoder.Config.sd15
+        guard let tokens = s.shape("text_model.embeddings.token_embedding.weight") else { return c }
+        c.vocabularySize = tokens[0]
+        c.width = tokens[1]
+        c.heads = Swift.max(1, c.width / 64)
+        if let positions = s.shape("text_model.embeddings.position_embedding.weight") { c.maxPositions = positions[0] }
+        if let fc1 = s.shape("text_model.encoder.layers.0.mlp.fc1.weight") { c.intermediateWidth = fc1[0] }
+        var layers = 0
+        while s.contains("text_model.encoder.layers.\(layers).layer_norm1.weight") { layers += 1 }
+        c.layers = layers
+        return c
+    }
+}

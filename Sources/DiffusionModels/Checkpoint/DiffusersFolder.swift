@@ -1,0 +1,79 @@
+import Foundation
+import SafeTensors
+
+/// A diffusers pipeline folder: `unet/`, `vae/` and `text_encoder/` with `config.json` and
+/// safetensors weights, and optionally `tokenizer/`. Parameters are renamed to their LDM
+/// names with `DiffusersKeyMap`, so the models are built by the same code for both layouts.
+struct DiffusersFolder {
+    let path: String
+    let unet: ParameterStore
+    let vae: ParameterStore
+    let textEncoder: ParameterStore
+    let tokenizerFolder: String?
+
+    init(path: String) throws {
+        self.path = path
+        let manager = FileManager.default
+        for part in ["unet", "vae", "text_encoder"] where !manager.fileExists(atPath: path + "/" + part + "/config.json") {
+            throw CheckpointError.notACheckpoint(path: path, reason: "a diffusers folder needs \(part)/config.json")
+        }
+        let unetConfig = try UNet.Config.diffusers(configPath: path + "/unet/config.json")
+        let vaeConfig = try AutoencoderKL.Config.diffusers(configPath: path + "/vae/config.json")
+        unet = try DiffusersFolder.store("UNet", folder: path + "/unet", weights: "diffusion_pytorch_model",
+                                         map: .unet(unetConfig), ignoring: [])
+        vae = try DiffusersFolder.store("VAE", folder: path + "/vae", weights: "diffusion_pytorch_model",
+                                        map: .vae(vaeConfig), ignoring: [])
+        textEncoder = try DiffusersFolder.store("text encoder", folder: path + "/text_encoder", weights: "model",
+                                                map: .textEncoder, ignoring: Checkpoint.ignoredTextKeys)
+        let tokenizer = path + "/tokenizer"
+        tokenizerFolder = manager.fileExists(atPath: tokenizer + "/vocab.json") && manager.fileExists(atPath: tokenizer + "/merges.txt")
+            ? tokenizer : nil
+    }
+
+    func configs() throws -> Checkpoint.Configs {
+        Checkpoint.Configs(unet: try .diffusers(configPath: path + "/unet/config.json"),
+                           vae: try .diffusers(configPath: path + "/vae/config.json"),
+                           textEncoder: try .transformers(configPath: path + "/text_encoder/config.json"))
+    }
+
+    /// The weight files of one component: `<name>.safetensors`, else `<name>.fp16.safetensors`,
+    /// else the shards listed in `<name>[.fp16].safetensors.index.json`.
+    static func weightFiles(folder: String, name: String) throws -> [SafeTensorsFile] {
+        let manager = FileManager.default
+        for variant in ["", ".fp16"] {
+            let single = "\(folder)/\(name)\(variant).safetensors"
+            if manager.fileExists(atPath: single) { return [try SafeTensorsFile(path: single)] }
+            let index = single + ".index.json"
+            if manager.fileExists(atPath: index) {
+                guard let data = manager.contents(atPath: index),
+                      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                      let map = object["weight_map"] as? [String: String] else {
+                    throw CheckpointError.notACheckpoint(path: index, reason: "not a safetensors index (no weight_map)")
+                }
+                return try Set(map.values).sorted().map { try SafeTensorsFile(path: folder + "/" + $0) }
+            }
+        }
+        if let bin = ["\(name).bin", "\(name).fp16.bin"].first(where: { manager.fileExists(atPath: folder + "/" + $0) }) {
+            throw CheckpointError.notACheckpoint(path: folder + "/" + bin, reason: "pickled PyTorch weights are not read (they can run code); convert them to .safetensors")
+        }
+        throw CheckpointError.notACheckpoint(path: folder, reason: "no \(name).safetensors (or .fp16.safetensors) weights")
+    }
+
+    static func store(_ component: String, folder: String, weights: String, map: DiffusersKeyMap,
+                      ignoring ignored: [String]) throws -> ParameterStore {
+        var locations: [String: ParameterStore.Location] = [:]
+        for file in try weightFiles(folder: folder, name: weights) {
+            for key in file.names {
+                if ignored.contains(key) { continue }
+                guard let ldm = map.ldmName(key) else {
+                    throw CheckpointError.unexpectedTensor(component: component, name: key, file: file.path, count: 1)
+                }
+                if let previous = locations[ldm] {
+                    throw CheckpointError.notACheckpoint(path: file.path, reason: "'\(key)' duplicates '\(previous.key)' in \(previous.file.path)")
+                }
+                locations[ldm] = ParameterStore.Location(file: file, key: key)
+            }
+        }
+        return ParameterStore(component: component, locations: locations)
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import SafeTensors
+import TensorCore
+
+/// The parameters of one model, by canonical (LDM) name, with strict accounting.
+///
+/// A module asks for each of its tensors by name and expected shape; the store checks the
+/// shape, remembers that the tensor was used, and afterwards `checkAllUsed` reports any key
+/// that no module asked for and that is not on the ignore list.
+public final class ParameterStore: @unchecked Sendable {
+    /// Where one parameter lives: a file and the name inside it.
+    public struct Location: Sendable {
+        public let file: SafeTensorsFile
+        public let key: String
+
+        public init(file: SafeTensorsFile, key: String) {
+            self.file = file
+            self.key = key
+        }
+    }
+
+    /// What the parameters are of, for messages ("UNet", "VAE", "text encoder").
+    public let component: String
+    private let locations: [String: Location]
+    private var used: Set<String> = []
+    private let lock = NSLock()
+
+    /// A store over `locations` (canonical name -> location).
+    public init(component: String, locations: [String: Location]) {
+        self.component = component
+        self.locations = locations
+    }
+
+    /// All canonical names.
+    public var names: [String] { locations.keys.sorted() }
+
+    /// The stored shape of a parameter, or nil when it is absent.
+    public func shape(_ name: String) -> [Int]? {
+        locations[name].flatMap { $0.file.entries[$0.key]?.shape }
+    }
+
+    /// Whether a parameter exists (for optional parts such as biases).
+    public func contains(_ name: String) -> Bool { locations[name] != nil }
+
+    /// The parameter `name`, which must have `shape`. A stored shape that differs only by
+    /// trailing 1s (a linear weight stored as a 1x1 convolution or the reverse) is accepted
+    /// and reshaped.
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        guard let location = locations[name] else {
+            throw CheckpointError.missingTensor(component: component, name: name, expectedShape: shape)
+        }
+        guard let entry = location.file.entries[location.key] else {
+            throw CheckpointError.missingTensor(component: component, name: name, expectedShape: shape)
+        }
+        guard ParameterStore.compatible(entry.shape, shape) else {
+            throw CheckpointError.shapeMismatch(component: component, name: location.key, file: location.file.path,
+                                                expected: shape, found: entry.shape)
+        }
+        lock.lock()
+        used.insert(name)
+        lock.unlock()
+        let t = try location.file.tensor(location.key)
+        return t.shape == shape ? t : t.reshaped(shape)
+    }
+
+    static func compatible(_ stored: [Int], _ expected: [Int]) -> Bool {
+        func trimmed(_ s: [Int]) -> [Int] {
+            var s = s
+            while s.count > 1 && s.last == 1 { s.removeLast() }
+            return s
+        }
+        return stored == expected || trimmed(stored) == trimmed(expected)
+    }
+
+    /// Throws when a stored parameter was never used and is not matched by `ignoring`
+    /// (prefixes or exact names of keys that are expected but not needed).
+    public func checkAllUsed(ignoring ignored: [String] = []) throws {
+        lock.lock()
+        let unused = locations.keys.filter { !used.contains($0) && !ignored.contains(where: $0.hasPrefix) }.sorted()
+        lock.unlock()
+        if let first = unused.first {
+            let location = locations[first]!
+            throw CheckpointError.unexpectedTensor(component: component, name: location.key, file: location.file.path,
+                                                   count: unused.count)
+        }
+    }
+
+    /// A view of the parameters under `prefix` (joined with ".").
+    public func scope(_ prefix: String) -> ParameterScope { ParameterScope(store: self, prefix: prefix) }
+}
+
+/// A position in a model's parameter tree: a store plus a dotted prefix.
+/// `scope["in_layers"]["0"].tensor("weight", ...)` reads `<prefix>.in_layers.0.weight`.
+public struct ParameterScope: Sendable {
+    public let store: ParameterStore
+    public let prefix: String
+
+    /// The child scope `<prefix>.<name>`.
+    public subscript(_ name: String) -> ParameterScope {
+        ParameterScope(store: store, prefix: path(name))
+    }
+
+    /// The child scope `<prefix>.<index>`.
+    public subscript(_ index: Int) -> ParameterScope { self[String(index)] }
+
+    /// The full name of a child.
+    public func path(_ name: String) -> String { prefix.isEmpty ? name : prefix + "." + name }
+
+    /// Reads `<prefix>.<name>`, which must have `shape`.
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        try store.tensor(path(name), shape: shape)
+    }
+
+    /// Whether `<prefix>.<name>` exists.
+    public func contains(_ name: String) -> Bool { store.contains(path(name)) }
+}
+
+/// Errors loading a checkpoint; each names the tensor or file.
+public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+    case missingTensor(component: String, name: String, expectedShape: [Int])
+    case shapeMismatch(component: String, name: String, file: String, expected: [Int], found: [Int])
+    case unexpectedTensor(component: String, name: String, file: String, count: Int)
+    case notACheckpoint(path: String, reason: String)
+    case unsupportedModel(path: String, reason: String)
+    case invalidConfig(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .missingTensor(component, name, shape):
+            return "\(component): the checkpoint has no tensor '\(name)' (expected shape \(shape))"
+        case let .shapeMismatch(component, name, file, expected, found):
+            return "\(file): \(component) tensor '\(name)' has shape \(found), expected \(expected)"
+        case let .unexpectedTensor(component, name, file, count):
+            let more = count > 1 ? " (and \(count - 1) more unused tensors)" : ""
+            return "\(file): unexpected \(component) tensor '\(name)'\(more); this does not look like an SD 1.x \(component)"
+        case let .notACheckpoint(path, reason):
+            return "\(path): not a Stable Diffusion checkpoint: \(reason)"
+        case let .unsupportedModel(path, reason):
+            return "\(path): unsupported model: \(reason)"
+        case let .invalidConfig(path, reason):
+            return "\(path): invalid config: \(reason)"
+        }
+    }
+}

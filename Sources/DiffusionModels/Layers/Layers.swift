@@ -1,0 +1,71 @@
+import TensorCore
+
+/// `torch.nn.Linear`: (..., In) -> (..., Out), weight (Out, In), optional bias (Out).
+public struct Linear: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ p: ParameterScope, inputs: Int, outputs: Int, bias hasBias: Bool = true) throws {
+        weight = try p.tensor("weight", shape: [outputs, inputs])
+        bias = hasBias ? try p.tensor("bias", shape: [outputs]) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
+}
+
+/// `torch.nn.Conv2d` with groups = 1: (N, In, H, W) -> (N, Out, H', W').
+public struct Conv2d: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: Int
+    public let padding: Padding2D
+
+    public init(_ p: ParameterScope, inputs: Int, outputs: Int, kernel: Int, stride: Int = 1,
+                padding: Padding2D = .zero, bias hasBias: Bool = true) throws {
+        weight = try p.tensor("weight", shape: [outputs, inputs, kernel, kernel])
+        bias = hasBias ? try p.tensor("bias", shape: [outputs]) : nil
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// A 3x3 convolution with padding 1 (the shape-preserving convolution of SD's blocks).
+    public static func same3x3(_ p: ParameterScope, inputs: Int, outputs: Int) throws -> Conv2d {
+        try Conv2d(p, inputs: inputs, outputs: outputs, kernel: 3, padding: .uniform(1))
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding)
+    }
+}
+
+/// `torch.nn.GroupNorm` over NCHW, optionally fused with the SiLU that follows it.
+public struct GroupNorm: Sendable {
+    public let weight: Tensor, bias: Tensor
+    public let groups: Int
+    public let epsilon: Float
+
+    public init(_ p: ParameterScope, channels: Int, groups: Int, epsilon: Float) throws {
+        weight = try p.tensor("weight", shape: [channels])
+        bias = try p.tensor("bias", shape: [channels])
+        self.groups = groups
+        self.epsilon = epsilon
+    }
+
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        x.groupNorm(groups: groups, weight: weight, bias: bias, epsilon: epsilon, fusedSiLU: silu)
+    }
+}
+
+/// `torch.nn.LayerNorm` over the last axis.
+public struct LayerNorm: Sendable {
+    public let weight: Tensor, bias: Tensor
+    public let epsilon: Float
+
+    public init(_ p: ParameterScope, width: Int, epsilon: Float = 1e-5) throws {
+        weight = try p.tensor("weight", shape: [width])
+        bias = try p.tensor("bias", shape: [width])
+        self.epsilon = epsilon
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.layerNorm(weight: weight, bias: bias, epsilon: epsilon) }
+}

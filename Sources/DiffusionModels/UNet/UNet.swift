@@ -1,0 +1,131 @@
+import TensorCore
+
+/// The SD 1.x noise-prediction UNet (LDM's `UNetModel`; diffusers' `UNet2DConditionModel`).
+///
+/// Parameters are read by their LDM names under `model.diffusion_model.` (a diffusers folder
+/// is mapped onto those names by `DiffusersKeyMap`). Predicts eps: (N, C, H, W) latents,
+/// timesteps (N) and text context (N, 77, D) -> noise (N, 4, H, W). Any latent size works;
+/// when it is not a multiple of 2^(levels-1), upsampling follows the skip sizes as diffusers does.
+public struct UNet: Sendable {
+    public let config: Config
+
+    let timeEmbedding1: Linear, timeEmbedding2: Linear
+    let convIn: Conv2d
+    let inputBlocks: [Block]
+    let middleResBlock1: ResBlock, middleAttention: SpatialTransformer, middleResBlock2: ResBlock
+    let outputBlocks: [Block]
+    let normOut: GroupNorm, convOut: Conv2d
+
+    /// One entry of `input_blocks` / `output_blocks`: a ResBlock with an optional spatial
+    /// transformer, or a lone downsampling convolution; output blocks may end in an upsampler.
+    struct Block: Sendable {
+        var resBlock: ResBlock?
+        var attention: SpatialTransformer?
+        var downsample: Conv2d?
+        var upsample: Conv2d?
+    }
+
+    /// Builds the UNet from `parameters` scoped at the UNet's root (`model.diffusion_model`).
+    public init(config: Config, parameters p: ParameterScope) throws {
+        try config.validate(path: p.store.component)
+        self.config = config
+        let c = config
+        let embedWidth = c.timeEmbeddingDimension
+        timeEmbedding1 = try Linear(p["time_embed"][0], inputs: c.modelChannels, outputs: embedWidth)
+        timeEmbedding2 = try Linear(p["time_embed"][2], inputs: embedWidth, outputs: embedWidth)
+        convIn = try .same3x3(p["input_blocks"][0][0], inputs: c.inChannels, outputs: c.modelChannels)
+
+        func resBlock(_ q: ParameterScope, _ inputs: Int, _ outputs: Int) throws -> ResBlock {
+            try ResBlock(q, inputs: inputs, outputs: outputs, embedding: embedWidth, groups: c.groups, epsilon: c.epsilon)
+        }
+        func transformer(_ q: ParameterScope, _ width: Int, level: Int) throws -> SpatialTransformer {
+            try SpatialTransformer(q, width: width, contextWidth: c.contextDimension, heads: c.headsPerLevel[level],
+                                   depth: c.transformerDepth, groups: c.groups, linearProjection: c.linearProjection)
+        }
+
+        // Down: per level, resBlocksPerLevel ResBlocks (+ transformer), then a stride-2 conv.
+        var skipWidths = [c.modelChannels]
+        var inputs: [Block] = []
+        var width = c.modelChannels
+        for level in 0..<c.levels {
+            let out = c.channels(level: level)
+            for _ in 0..<c.resBlocksPerLevel {
+                let q = p["input_blocks"][inputs.count + 1]
+                var block = Block(resBlock: try resBlock(q[0], width, out))
+                if c.attentionLevels[level] { block.attention = try transformer(q[1], out, level: level) }
+                inputs.append(block)
+                width = out
+                skipWidths.append(width)
+            }
+            if level != c.levels - 1 {
+                let q = p["input_blocks"][inputs.count + 1][0]["op"]
+                inputs.append(Block(downsample: try Conv2d(q, inputs: width, outputs: width, kernel: 3, stride: 2, padding: .uniform(1))))
+                skipWidths.append(width)
+            }
+        }
+        inputBlocks = inputs
+
+        let last = c.levels - 1
+        middleResBlock1 = try resBlock(p["middle_block"][0], width, width)
+        middleAttention = try transformer(p["middle_block"][1], width, level: last)
+        middleResBlock2 = try resBlock(p["middle_block"][2], width, width)
+
+        // Up: per level (deepest first), resBlocksPerLevel + 1 ResBlocks over [h, skip], then a 2x upsampler.
+        var outputs: [Block] = []
+        for level in stride(from: last, through: 0, by: -1) {
+            let out = c.channels(level: level)
+            for r in 0...c.resBlocksPerLevel {
+                let q = p["output_blocks"][outputs.count]
+                let skip = skipWidths.removeLast()
+                var block = Block(resBlock: try resBlock(q[0], width + skip, out))
+                width = out
+                if c.attentionLevels[level] { block.attention = try transformer(q[1], out, level: level) }
+                if level != 0 && r == c.resBlocksPerLevel {
+                    let index = c.attentionLevels[level] ? 2 : 1
+                    block.upsample = try .same3x3(q[index]["conv"], inputs: width, outputs: width)
+                }
+                outputs.append(block)
+            }
+        }
+        outputBlocks = outputs
+        normOut = try GroupNorm(p["out"][0], channels: width, groups: c.groups, epsilon: c.epsilon)
+        convOut = try .same3x3(p["out"][2], inputs: width, outputs: c.outChannels)
+    }
+
+    /// Predicts the noise: sample (N, inChannels, H, W), timesteps (N), context (N, S, D) -> (N, outChannels, H, W).
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
+        precondition(sample.rank == 4 && sample.shape[1] == config.inChannels,
+                     "UNet expects (N, \(config.inChannels), H, W) latents, got \(sample.shape)")
+        precondition(timesteps.count == sample.shape[0] && context.shape[0] == sample.shape[0],
+                     "UNet: batch of \(sample.shape[0]) with \(timesteps.count) timesteps and context \(context.shape)")
+        // (N) -> (N, 320) sinusoidal -> (N, 1280)
+        let embedding = timeEmbedding2(timeEmbedding1(Tensor.timestepEmbedding(timesteps, dimension: config.modelChannels)).silu())
+        let activated = embedding.silu()
+
+        var h = convIn(sample)
+        var skips = [h]
+        for block in inputBlocks {
+            h = run(block, h, activated, context)
+            skips.append(h)
+        }
+        h = middleResBlock1(h, activatedEmbedding: activated)
+        h = middleAttention(h, context: context)
+        h = middleResBlock2(h, activatedEmbedding: activated)
+        for block in outputBlocks {
+            h = Tensor.concatenate([h, skips.removeLast()], axis: 1)  // (N, C + skip, H, W)
+            h = run(block, h, activated, context)
+            if let upsample = block.upsample, let next = skips.last {
+                h = upsample(h.resizedNearest(height: next.shape[2], width: next.shape[3]))
+            }
+        }
+        return convOut(normOut(h, silu: true))
+    }
+
+    private func run(_ block: Block, _ x: Tensor, _ activated: Tensor, _ context: Tensor) -> Tensor {
+        if let downsample = block.downsample { return downsample(x) }
+        var h = x
+        if let resBlock = block.resBlock { h = resBlock(h, activatedEmbedding: activated) }
+        if let attention = block.attention { h = attention(h, context: context) }
+        return h
+    }
+}
