@@ -6,6 +6,6 @@ struct SDFlow: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdflow",
         abstract: "Stable Diffusion 1.x image-editing workflows on the CPU.",
-        subcommands: [Bench.self]
+        subcommands: [Tokenize.self, Bench.self]
     )
 }

@@ -80,3 +80,9 @@ public enum TinyModel {
         }
     }
 }
+
+/// The random-weight model of the exact SD 1.5 architecture for opt-in full-size tests,
+/// written by `tools/reference/make_sd15_model.py OUT_DIR` and named by `SDFLOW_SD15=OUT_DIR`.
+public enum FullSizeModel {
+    public static let folder = ProcessInfo.processInfo.environment["SDFLOW_SD15"]
+}

@@ -1,0 +1,54 @@
+import DiffusionModels
+import Foundation
+import SafeTensors
+import TensorCore
+import TestSupport
+import Testing
+
+/// Opt-in checks on the random-weight model of the exact SD 1.5 architecture written by
+/// `tools/reference/make_sd15_model.py OUT_DIR`. Run in a release build:
+///
+///     SDFLOW_SD15=OUT_DIR swift test -c release --filter FullSize
+@Suite(.enabled(if: FullSizeModel.folder != nil, "set SDFLOW_SD15 to the folder written by make_sd15_model.py"))
+struct FullSizeTests {
+    static let variants = ["diffusers-f32", "diffusers-f16", "sd15-f32.safetensors", "sd15-f16.safetensors"]
+
+    func check(_ label: String, _ actual: Tensor, _ expected: Tensor) {
+        #expect(actual.shape == expected.shape)
+        guard actual.shape == expected.shape else { return }
+        let (error, scale) = parityReport(label, actual: actual, expected: expected)
+        #expect(error <= 1e-4 * scale, "\(label): max-abs error \(error), reference max \(scale)")
+    }
+
+    @Test(arguments: variants)
+    func loadsAndMatchesDiffusers(variant: String) throws {
+        let folder = FullSizeModel.folder!
+        let reference = try SafeTensorsFile(path: folder + "/reference.safetensors")
+        let start = Date()
+        let checkpoint = try Checkpoint(path: folder + "/" + variant)
+        let unet = try checkpoint.loadUNet()
+        let vae = try checkpoint.loadVAE()
+        let encoder = try checkpoint.loadTextEncoder()
+        print("load \(variant): \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        #expect(checkpoint.configs.unet == .sd15 && checkpoint.configs.vae == .sd15 && checkpoint.configs.textEncoder == .sd15)
+
+        let ids = try reference.tensor("clip.ids").scalars.map { Int($0) }
+        let batch = [Array(ids[0..<77]), Array(ids[77..<154])]
+        let tokenizer = try checkpoint.loadTokenizer()
+        #expect(tokenizer.encode("a photo of an astronaut riding a horse on mars").ids == batch[0])
+        check("SD1.5 CLIP last (\(variant))", encoder.encode(batch), try reference.tensor("clip.last"))
+        check("SD1.5 CLIP skip (\(variant))", encoder.encode(batch, skippedLayers: 1), try reference.tensor("clip.skip1"))
+
+        var t = Date()
+        let eps = unet(try reference.tensor("unet.sample"), timesteps: try reference.tensor("unet.timesteps").scalars,
+                       context: try reference.tensor("unet.context"))
+        print("UNet 32x32 batch 2 (\(variant)): \(String(format: "%.2f", Date().timeIntervalSince(t))) s")
+        check("SD1.5 UNet 32x32 (\(variant))", eps, try reference.tensor("unet.output"))
+
+        t = Date()
+        let latents = vae.encode(try reference.tensor("vae.image"))
+        check("SD1.5 VAE encode 256 (\(variant))", latents, try reference.tensor("vae.latents"))
+        check("SD1.5 VAE decode 256 (\(variant))", vae.decode(try reference.tensor("vae.latents")), try reference.tensor("vae.decoded"))
+        print("VAE round trip 256 (\(variant)): \(String(format: "%.2f", Date().timeIntervalSince(t))) s")
+    }
+}
