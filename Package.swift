@@ -27,10 +27,11 @@ let package = Package(
         // MARK: - Models
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")], swiftSettings: numericSettings),
+        .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "DiffusionModels",
+            "TensorCore", "SafeTensors", "DiffusionModels", "Sampling",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -39,6 +40,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "TestSupport"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

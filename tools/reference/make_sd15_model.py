@@ -89,7 +89,7 @@ def main(out):
         ref["vae.image"] = image
         ref["vae.latents"] = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
         ref["vae.decoded"] = vae.decode(ref["vae.latents"] / vae.config.scaling_factor).sample
-    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"))
+    save_file({k: v.clone().contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"))
     print("wrote reference.safetensors", flush=True)
 
 
