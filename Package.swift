@@ -17,12 +17,18 @@ let package = Package(
         // MARK: - C shims for system libraries
         .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib"),
+        // libpng and libjpeg-turbo behind setjmp-safe wrappers.
+        .target(name: "CImageCodecs", path: "Sources/CShims/CImageCodecs", cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]),
 
         // MARK: - Numeric core
         // Vectorised C kernels (AVX-512 / AVX2 / baseline, chosen at run time), always optimised.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: numericSettings),
         .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"], swiftSettings: numericSettings),
+
+        // MARK: - Images
+        .target(name: "ImageIO", dependencies: ["TensorCore", "CImageCodecs"], swiftSettings: numericSettings),
 
         // MARK: - Models
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
@@ -31,7 +37,7 @@ let package = Package(
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "DiffusionModels", "Sampling",
+            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -41,6 +47,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -12,7 +12,6 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
     case overlap(path: String, tensor: String, other: String)
     case missingTensor(path: String, tensor: String)
     case unsupportedConversion(path: String, tensor: String, dtype: String)
-    case writeFailed(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -38,8 +37,6 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
             return "\(path): no tensor named '\(tensor)'"
         case let .unsupportedConversion(path, tensor, dtype):
             return "\(path): tensor '\(tensor)' has dtype \(dtype), which cannot be read as float32"
-        case let .writeFailed(path, reason):
-            return "\(path): cannot write: \(reason)"
         }
     }
 }

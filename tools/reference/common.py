@@ -4,6 +4,7 @@ import os
 import torch
 from safetensors.torch import save_file
 
+HERE_REFERENCE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
 

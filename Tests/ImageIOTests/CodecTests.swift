@@ -1,0 +1,153 @@
+import Foundation
+import ImageIO
+import SafeTensors
+import TensorCore
+import TestSupport
+import Testing
+
+/// Decoding every PNG and JPEG variant against the pixels pypng/Pillow read
+/// (Tests/Fixtures/images, written by tools/reference/fixtures_images.py).
+@Suite struct CodecTests {
+    let expected: SafeTensorsFile
+
+    init() throws { expected = try Fixtures.tensors("images-expected.safetensors") }
+
+    static let pngs = ["gray1", "gray2", "gray4", "gray4-interlaced", "gray8", "gray16", "graya8", "graya16", "rgb8",
+                       "rgb8-interlaced", "rgb16", "rgba8", "rgba16", "rgba16-interlaced", "palette2", "palette4", "palette8",
+                       "text"].map { $0 + ".png" }
+    static let jpegs = ["baseline", "progressive", "gray", "cmyk", "ycck", "exif3", "exif6", "exif8"].map { $0 + ".jpg" }
+
+    @Test(arguments: pngs)
+    func decodesPNG(file: String) throws {
+        let image = try ImageFile.read(Fixtures.path("images/" + file))
+        let reference = try expected.tensor(file)
+        #expect(image.pixels.shape == reference.shape)
+        #expect(image.pixels.maxAbsDifference(reference) <= 1e-6, "\(file)")
+        #expect(image.bitDepth == (file.contains("16") ? 16 : 8))
+    }
+
+    @Test(arguments: jpegs)
+    func decodesJPEG(file: String) throws {
+        let image = try ImageFile.read(Fixtures.path("images/" + file))
+        let reference = try expected.tensor(file)
+        #expect(image.pixels.shape == reference.shape, "\(file): \(image.pixels.shape) vs \(reference.shape)")
+        guard image.pixels.shape == reference.shape else { return }
+        let error = image.pixels.maxAbsDifference(reference) * 255
+        print("jpeg \(file): max difference from Pillow \(error) levels")
+        #expect(error <= 1.01, "\(file): \(error) levels from Pillow")
+    }
+
+    @Test func readsTextChunks() throws {
+        let image = try ImageFile.read(Fixtures.path("images/text.png"))
+        #expect(image.metadata["parameters"] == "a red circle\nSteps: 20, Seed: 42")
+        #expect(image.metadata["sdflow:workflow"] == "prompt: café ☕")
+    }
+
+    @Test func pngRoundTrips() throws {
+        let folder = TemporaryFolder()
+        for channels in 1...4 {
+            for depth in [8, 16] {
+                let levels = Float(depth == 8 ? 255 : 65535)
+                let values = (0..<(channels * 5 * 7)).map { Float(($0 * 7919) % Int(levels + 1)) / levels }
+                var image = Image(pixels: Tensor(shape: [channels, 5, 7], values: values))
+                image.bitDepth = depth
+                let path = folder.file("rt-\(channels)-\(depth).png")
+                try ImageFile.write(image, to: path, text: [("sdflow:workflow", "steps: 20 ✓"), ("parameters", "plain")])
+                let back = try ImageFile.read(path)
+                #expect(back.pixels.maxAbsDifference(image.pixels) <= 1e-6)
+                #expect(back.bitDepth == depth)
+                #expect(back.metadata == ["sdflow:workflow": "steps: 20 ✓", "parameters": "plain"])
+            }
+        }
+    }
+
+    @Test func jpegRoundTripIsClose() throws {
+        let source = try ImageFile.read(Fixtures.path("images/baseline.jpg"))
+        let data = try ImageFile.encodeJPEG(source, quality: 100)
+        let back = try ImageFile.decode(data, name: "memory.jpg")
+        #expect(back.channels == 3 && back.width == source.width)
+        let mean = zip(back.pixels.scalars, source.pixels.scalars).map { abs($0 - $1) }.reduce(0, +) / Float(source.pixels.count)
+        #expect(mean < 0.05)  // 4:2:0 chroma subsampling loses a little colour detail
+    }
+}
+
+/// Bad files: each gives an error that names the file; none crashes.
+@Suite struct BadImageFileTests {
+    let folder = TemporaryFolder()
+
+    func failure(_ data: Data, name: String) -> String? {
+        let path = folder.file(name)
+        _ = FileManager.default.createFile(atPath: path, contents: data)
+        do {
+            _ = try ImageFile.read(path)
+            return nil
+        } catch let e as ImageFile.Error {
+            #expect(e.path == path)
+            #expect(e.description.hasPrefix(path))
+            return e.reason
+        } catch {
+            Issue.record("unexpected error type \(error)")
+            return nil
+        }
+    }
+
+    func fixture(_ name: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/" + name))) }
+
+    @Test func emptyMissingAndFolder() throws {
+        #expect(failure(Data(), name: "empty.png")?.contains("empty") == true)
+        #expect(throws: ImageFile.Error.self) { try ImageFile.read(folder.file("nope.png")) }
+        #expect(throws: ImageFile.Error.self) { try ImageFile.read(folder.path) }
+    }
+
+    @Test func truncatedFiles() throws {
+        for name in ["rgb8.png", "rgba16-interlaced.png", "baseline.jpg", "progressive.jpg"] {
+            let data = try fixture(name)
+            for cut in [data.count / 3, data.count / 2, data.count - 20] {
+                let reason = failure(data.prefix(cut), name: "cut-\(cut)-" + name)
+                // libjpeg-turbo pads a truncated JPEG with grey and warns; PNG truncation is an error.
+                if name.hasSuffix(".png") { #expect(reason != nil, "\(name) cut at \(cut) was accepted") }
+            }
+        }
+        #expect(failure(try fixture("rgb8.png").prefix(12), name: "header-only.png") != nil)
+        #expect(failure(try fixture("baseline.jpg").prefix(40), name: "header-only.jpg") != nil)
+    }
+
+    @Test func garbageAndFlippedBytes() throws {
+        var random = SystemRandomNumberGenerator()
+        #expect(failure(Data((0..<500).map { _ in UInt8.random(in: 0...255, using: &random) }), name: "noise.png")?
+                    .contains("not a PNG or JPEG") == true)
+        #expect(failure(Data("GIF89a....".utf8), name: "really.gif.png")?.contains("not a PNG or JPEG") == true)
+        var png = try fixture("rgb8.png")
+        // Corrupt the compressed image data (after the 33-byte signature + IHDR).
+        for i in stride(from: 45, to: png.count - 20, by: 3) { png[i] ^= 0x5A }
+        #expect(failure(png, name: "flipped.png") != nil)
+        var jpeg = try fixture("baseline.jpg")
+        for i in 2..<Swift.min(jpeg.count, 200) where i % 2 == 0 { jpeg[i] = 0xFF }
+        _ = failure(jpeg, name: "flipped.jpg")  // must not crash; libjpeg may or may not recover
+    }
+
+    @Test func decompressionBombsAreRefused() throws {
+        for name in ["bomb.png", "bomb.jpg"] {
+            let reason = failure(try fixture(name), name: name)
+            #expect(reason?.contains("over the limit") == true, "\(name): \(reason ?? "accepted")")
+        }
+        #expect(throws: ImageFile.Error.self) {
+            try ImageFile.read(Fixtures.path("images/rgb8.png"), maximumPixels: 100)
+        }
+    }
+
+    @Test func mislabelledFilesLoadByContent() throws {
+        let reason = failure(Data(), name: "placeholder.png")
+        #expect(reason != nil)
+        let path = folder.file("actually-a-jpeg.png")
+        _ = FileManager.default.createFile(atPath: path, contents: try fixture("baseline.jpg"))
+        let image = try ImageFile.read(path)
+        #expect(image.width == 40 && image.height == 24)
+    }
+
+    @Test func unknownExtensionOnWrite() {
+        let image = Image(width: 2, height: 2, channels: 3)
+        #expect(throws: ImageFile.Error.self) { try ImageFile.write(image, to: folder.file("out.bmp")) }
+        #expect(!FileManager.default.fileExists(atPath: folder.file("out.bmp")))
+    }
+}
