@@ -32,7 +32,8 @@ let package = Package(
 
         // MARK: - Models
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
-                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")], swiftSettings: numericSettings),
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/html_entities.json")],
+                swiftSettings: numericSettings),
         .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
 
         // MARK: - Command-line tool

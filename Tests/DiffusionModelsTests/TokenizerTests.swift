@@ -31,8 +31,9 @@ import Testing
         #expect(failures.isEmpty, "\(failures.count) prompts differ: \(failures.prefix(10).joined(separator: " | "))")
     }
 
-    @Test func folderVocabulary() throws {
-        let tokenizer = try CLIPTokenizer(folder: Fixtures.path("tokenizer/tiny-vocab"))
+    @Test(arguments: ["tiny-vocab", "tiny-vocab-json"])
+    func folderVocabulary(folder: String) throws {
+        let tokenizer = try CLIPTokenizer(folder: Fixtures.path("tokenizer/" + folder))
         for c in try TokenizerTests.cases("tiny-vocab-prompts.jsonl") {
             #expect(tokenizer.encode(c.text).ids == c.ids, "\(c.text.debugDescription)")
         }

@@ -79,6 +79,13 @@ HAND_WRITTEN = [
     "a" * 100, "ab" * 60, "1234567890" * 5, "!@#$%^&*()_+-=[]{}|;':\",./<>?",
     "Ω ℃ ℉ № ℡ ™ ℮", "ß ẞ ŉ ǰ ΐ ΰ", "K (kelvin sign) Å (angstrom sign) Ω (ohm sign)",
     "one\u2028line\u2029separator", "next\u0085line", "mongolian\u180evowel", "ogham\u1680space",
+    # ftfy corner cases: repeated unescaping, the ';' rule, upper-case entities, sticky '<' per line,
+    # half-width kana with voiced marks, the full-width macron, final sigma, U+0345, long-s contraction.
+    "&amp;amp;amp; &#59; &#x3b; &semi; &SZLIG; &Ntilde; &nTILDE; &#x1F600; &#0; &#1; &#xFFFE; &#65a; &amp",
+    "&amp;\n<b>\n&amp;", "x&amp;\ry<\u2028&amp;", "&lt;|endoftext|&gt; x", "&amp;lt;b&amp;gt;",
+    "ｶﾞｷﾞ ﾊﾟ \uffe3 \uffe0\uffe1 ＂quoted＂ ＇", "ΑΣ Α ΑΣΑ Α'Σ 1Σ Σ", "x \u0345 y !\u0345!", "it'ſ 'S 'T",
+    "\x1b]0;title\x07X \x1b[\u0661mY \x91hi\x92 \x80 \x81", "<|startoftext|>a<|endoftext|>b  <|endoftext|>",
+    "\u2066isolate\u2069 \u200eLRM\u200f \u00ad\ufff9anchor\ufffc", "e\u0301\u0301 \u1e9b\u0323",
 ]
 
 WORDS = ["cat", "dog", "mountain", "sunset", "castle", "neon", "cyberpunk", "portrait", "watercolor", "oil",
@@ -129,6 +136,13 @@ def main():
     os.makedirs(tiny, exist_ok=True)
     write_vocab(tiny, merges[:300])
     tok = CLIPTokenizer(os.path.join(tiny, "vocab.json"), os.path.join(tiny, "merges.txt"))
+    # The same vocabulary as a tokenizers-library tokenizer.json only (as transformers 5 saves folders).
+    from transformers import CLIPTokenizerFast
+    fast = os.path.join(OUT, "tiny-vocab-json")
+    with tempfile.TemporaryDirectory() as folder:
+        CLIPTokenizerFast(os.path.join(tiny, "vocab.json"), os.path.join(tiny, "merges.txt")).save_pretrained(folder)
+        os.makedirs(fast, exist_ok=True)
+        os.replace(os.path.join(folder, "tokenizer.json"), os.path.join(fast, "tokenizer.json"))
     with open(os.path.join(OUT, "tiny-vocab-prompts.jsonl"), "w", encoding="utf-8") as f:
         for text in prompts[:40]:
             ids = tok(text, padding="max_length", max_length=77, truncation=True).input_ids

@@ -26,8 +26,7 @@ struct DiffusersFolder {
         textEncoder = try DiffusersFolder.store("text encoder", folder: path + "/text_encoder", weights: "model",
                                                 map: .textEncoder, ignoring: Checkpoint.ignoredTextKeys)
         let tokenizer = path + "/tokenizer"
-        tokenizerFolder = manager.fileExists(atPath: tokenizer + "/vocab.json") && manager.fileExists(atPath: tokenizer + "/merges.txt")
-            ? tokenizer : nil
+        tokenizerFolder = BPEVocabulary.isTokenizerFolder(tokenizer) ? tokenizer : nil
     }
 
     func configs() throws -> Checkpoint.Configs {

@@ -6,7 +6,7 @@ import Foundation
 /// Loaded either from the bundled `bpe_simple_vocab_16e6.txt.gz` (OpenAI CLIP's merges, MIT
 /// licence, as shipped by open_clip), where the ids are derived from the merges exactly as
 /// open_clip and openai/clip-vit-large-patch14's `vocab.json` number them, or from a
-/// diffusers `tokenizer/` folder (`vocab.json` + `merges.txt`).
+/// diffusers `tokenizer/` folder (`vocab.json` + `merges.txt`, or `tokenizer.json`).
 public struct BPEVocabulary: Sendable {
     /// Token string (in the byte-to-unicode alphabet, words ending in `</w>`) to id.
     public let ids: [String: Int]
@@ -91,6 +91,47 @@ public struct BPEVocabulary: Sendable {
         let merges = try text.split(separator: "\n").filter { !$0.hasPrefix("#version") && !$0.isEmpty }
             .map { try parseMerge($0, path: mergesPath) }
         return BPEVocabulary(ids: ids, merges: merges)
+    }
+
+    /// Reads a tokenizers-library `tokenizer.json` with a BPE model (`model.vocab`, `model.merges`
+    /// as "a b" strings or [a, b] pairs), as transformers 5 saves tokenizer folders.
+    public static func fromTokenizerJSON(_ path: String) throws -> BPEVocabulary {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw LoadError.unreadable(path: path, reason: "no such file or not readable")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let model = object["model"] as? [String: Any], (model["type"] as? String ?? "BPE") == "BPE",
+              let vocab = model["vocab"] as? [String: Any], let mergeList = model["merges"] as? [Any] else {
+            throw LoadError.malformed(path: path, reason: "not a tokenizer.json with a BPE model")
+        }
+        var ids: [String: Int] = [:]
+        for (token, value) in vocab {
+            guard let id = value as? Int else { throw LoadError.malformed(path: path, reason: "id of '\(token)' is not an integer") }
+            ids[token] = id
+        }
+        let merges = try mergeList.map { item -> (String, String) in
+            if let line = item as? String { return try parseMerge(Substring(line), path: path) }
+            if let pair = item as? [String], pair.count == 2 { return (pair[0], pair[1]) }
+            throw LoadError.malformed(path: path, reason: "a merge is neither \"a b\" nor [a, b]")
+        }
+        return BPEVocabulary(ids: ids, merges: merges)
+    }
+
+    /// A diffusers `tokenizer/` folder: `vocab.json` + `merges.txt`, or else `tokenizer.json`.
+    public static func fromFolder(_ folder: String) throws -> BPEVocabulary {
+        let manager = FileManager.default
+        if manager.fileExists(atPath: folder + "/vocab.json") && manager.fileExists(atPath: folder + "/merges.txt") {
+            return try fromFiles(vocabJSON: folder + "/vocab.json", merges: folder + "/merges.txt")
+        }
+        if manager.fileExists(atPath: folder + "/tokenizer.json") { return try fromTokenizerJSON(folder + "/tokenizer.json") }
+        throw LoadError.unreadable(path: folder, reason: "no vocab.json and merges.txt, and no tokenizer.json")
+    }
+
+    /// Whether `folder` holds tokenizer files `fromFolder` can read.
+    public static func isTokenizerFolder(_ folder: String) -> Bool {
+        let manager = FileManager.default
+        return (manager.fileExists(atPath: folder + "/vocab.json") && manager.fileExists(atPath: folder + "/merges.txt"))
+            || manager.fileExists(atPath: folder + "/tokenizer.json")
     }
 
     private static func parseMerge(_ line: Substring, path: String) throws -> (String, String) {

@@ -2,9 +2,10 @@
 ///
 ///     <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 ///
-/// applied to normalised (lower-cased) text, written as a scanner over Unicode scalars.
-/// Alternatives are tried in order at each position, as the regex engine does; whitespace
-/// between matches is skipped.
+/// compiled with IGNORECASE and applied to normalised (lower-cased) text, written as a scanner
+/// over Unicode scalars. Alternatives are tried in order at each position, as the regex engine
+/// does; whitespace between matches is skipped. Under IGNORECASE, U+0345 (which case-folds to a
+/// letter) matches no alternative, so it is skipped too, and "'ſ" matches "'s".
 enum CLIPPreTokenizer {
     static func split(_ text: String) -> [Substring] {
         let scalars = text.unicodeScalars
@@ -24,11 +25,12 @@ enum CLIPPreTokenizer {
                 let end = scalars.index(after: i)
                 words.append(Substring(scalars[i..<end]))
                 i = end
-            } else if isSpace(c) {
+            } else if isSpace(c) || c == ypogegrammeni {
                 i = scalars.index(after: i)
             } else {
                 var end = scalars.index(after: i)
-                while end < scalars.endIndex && !isSpace(scalars[end]) && !isLetter(scalars[end]) && !isNumber(scalars[end]) {
+                while end < scalars.endIndex && !isSpace(scalars[end]) && !isLetter(scalars[end]) && !isNumber(scalars[end])
+                        && scalars[end] != ypogegrammeni {
                     end = scalars.index(after: end)
                 }
                 words.append(Substring(scalars[i..<end]))
@@ -37,6 +39,9 @@ enum CLIPPreTokenizer {
         }
         return words
     }
+
+    /// U+0345 COMBINING GREEK YPOGEGRAMMENI.
+    private static let ypogegrammeni: Unicode.Scalar = "\u{0345}"
 
     private static let specials = [CLIPTokenizer.startText, CLIPTokenizer.endText].map { Array($0.unicodeScalars) }
     private static let contractions = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].map { Array($0.unicodeScalars) }
@@ -59,13 +64,18 @@ enum CLIPPreTokenizer {
             for expected in candidate {
                 guard j < s.endIndex else { ok = false; break }
                 let actual = s[j]
-                let equal = caseInsensitive ? actual.properties.lowercaseMapping == expected.properties.lowercaseMapping : actual == expected
+                let equal = caseInsensitive ? fold(actual) == fold(expected) : actual == expected
                 if !equal { ok = false; break }
                 j = s.index(after: j)
             }
             if ok { return j }
         }
         return nil
+    }
+
+    /// Simple case folding for the contractions' letters (ſ folds to s).
+    private static func fold(_ c: Unicode.Scalar) -> String {
+        c == "\u{017F}" ? "s" : c.properties.lowercaseMapping
     }
 
     /// \p{L}: general categories Lu, Ll, Lt, Lm, Lo.

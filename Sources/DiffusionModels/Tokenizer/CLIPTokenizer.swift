@@ -36,9 +36,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
     /// The tokenizer with sdflow's bundled vocabulary.
     public static func bundled() throws -> CLIPTokenizer { try CLIPTokenizer(vocabulary: .bundled()) }
 
-    /// The tokenizer of a diffusers `tokenizer/` folder (vocab.json + merges.txt).
+    /// The tokenizer of a diffusers `tokenizer/` folder (vocab.json + merges.txt, or tokenizer.json).
     public convenience init(folder: String) throws {
-        try self.init(vocabulary: .fromFiles(vocabJSON: folder + "/vocab.json", merges: folder + "/merges.txt"))
+        try self.init(vocabulary: .fromFolder(folder))
     }
 
     // MARK: - Encoding
@@ -80,9 +80,25 @@ public final class CLIPTokenizer: @unchecked Sendable {
     /// One pre-tokenised word and its BPE ids.
     private struct Piece { let text: String; let ids: [Int] }
 
+    /// The text is cut at literal special tokens first; each part between them is cleaned up
+    /// and pre-tokenised on its own (as transformers splits added tokens before `_tokenize`).
     private func pieces(_ text: String) -> [Piece] {
-        let normalized = CLIPTextNormalizer.normalize(text)
-        return CLIPPreTokenizer.split(normalized).map { word in Piece(text: String(word), ids: bpe(word)) }
+        var pieces: [Piece] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            let start = rest.range(of: CLIPTokenizer.startText), end = rest.range(of: CLIPTokenizer.endText)
+            let special = [start, end].compactMap { $0 }.min { $0.lowerBound < $1.lowerBound }
+            let plain = rest[..<(special?.lowerBound ?? rest.endIndex)]
+            if !plain.isEmpty {
+                for word in CLIPPreTokenizer.split(CLIPTextNormalizer.normalize(String(plain))) {
+                    pieces.append(Piece(text: String(word), ids: bpe(word)))
+                }
+            }
+            guard let special else { break }
+            pieces.append(Piece(text: String(rest[special]), ids: [special == start ? startID : endID]))
+            rest = rest[special.upperBound...]
+        }
+        return pieces
     }
 
     /// The BPE ids of one pre-tokenised word (cached).
