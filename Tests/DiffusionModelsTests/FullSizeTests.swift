@@ -9,7 +9,7 @@ import Testing
 /// `tools/reference/make_sd15_model.py OUT_DIR`. Run in a release build:
 ///
 ///     SDFLOW_SD15=OUT_DIR swift test -c release --filter FullSize
-@Suite(.enabled(if: FullSizeModel.folder != nil, "set SDFLOW_SD15 to the folder written by make_sd15_model.py"))
+@Suite(.serialized, .enabled(if: FullSizeModel.folder != nil, "set SDFLOW_SD15 to the folder written by make_sd15_model.py"))
 struct FullSizeTests {
     static let variants = ["diffusers-f32", "diffusers-f16", "sd15-f32.safetensors", "sd15-f16.safetensors"]
 
