@@ -12,6 +12,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // MARK: - C shims for system libraries
@@ -36,9 +38,17 @@ let package = Package(
                 swiftSettings: numericSettings),
         .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
 
+        // MARK: - Plugin API and workflow engine
+        .target(name: "NodeKit", dependencies: ["TensorCore", "ImageIO"]),
+        .target(name: "WorkflowEngine", dependencies: [
+            "NodeKit", "SafeTensors", "ImageIO",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling",
+            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

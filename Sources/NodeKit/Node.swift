@@ -1,0 +1,147 @@
+import Foundation
+import ImageIO
+import TensorCore
+
+/// A node type: a description and a function from inputs and parameters to outputs.
+///
+/// Nodes are pure as far as the engine can tell: the same inputs and parameters (and the same
+/// contents of the files they read) give the same outputs, which is what makes caching sound.
+/// Randomness comes only from seed parameters.
+public protocol Node {
+    static var description: NodeDescription { get }
+    /// Computes the outputs (by output port name) of one execution.
+    static func run(_ context: NodeContext) throws -> [String: Value]
+}
+
+/// What a running node can see and do; provided by the engine.
+public protocol NodeContext: AnyObject {
+    /// The node's name in the workflow (for messages).
+    var nodeName: String { get }
+    /// The value connected to an input, or nil when an optional input is not connected.
+    func input(_ name: String) -> Value?
+    /// A parameter's value (its default when the workflow does not set it).
+    func parameter(_ name: String) -> ParameterValue?
+    /// When the node runs for one item of a batch: the item's index and file stem.
+    var batchItem: BatchItem? { get }
+    /// The cache key of this execution (stable across runs for the same inputs).
+    var executionKey: String { get }
+    /// Models loaded in this run, shared by every node (one load per run).
+    var models: ModelCache { get }
+    /// Reports progress within the node (e.g. sampler steps).
+    func progress(completed: Int, total: Int)
+    /// True once the user asked to stop (Ctrl-C); long loops should check it and throw `NodeError.cancelled`.
+    var isCancelled: Bool { get }
+    /// A warning shown to the user, attributed to this node.
+    func warn(_ message: String)
+    /// Extra information about the run that output nodes record (the workflow text, resolved parameters).
+    var runInfo: RunInfo { get }
+}
+
+/// One item of a batch.
+public struct BatchItem: Sendable, Equatable {
+    public let index: Int
+    /// The source file's name without folder and extension (`photo_01` for `in/photo_01.jpg`).
+    public let stem: String
+
+    public init(index: Int, stem: String) {
+        self.index = index
+        self.stem = stem
+    }
+}
+
+/// The run a node is part of, for metadata written into outputs.
+public struct RunInfo: Sendable {
+    /// The workflow file's text.
+    public let workflowText: String
+    /// The workflow's top-level parameters after `--set`, as text.
+    public let parameters: [String: String]
+
+    public init(workflowText: String, parameters: [String: String]) {
+        self.workflowText = workflowText
+        self.parameters = parameters
+    }
+}
+
+/// Errors a node raises; the engine adds the node's name and file position.
+public enum NodeError: Error, CustomStringConvertible {
+    /// Wrong or missing input or parameter value (caught at run time).
+    case invalidInput(String)
+    /// The node could not do its work (a file, a model, a computation).
+    case failed(String)
+    /// The user stopped the run.
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let m), .failed(let m): return m
+        case .cancelled: return "cancelled"
+        }
+    }
+}
+
+// MARK: - Typed access
+
+extension NodeContext {
+    /// A required input of a given kind, or an error naming the port.
+    func required<T>(_ name: String, _ kind: String, _ extract: (Value) -> T?) throws -> T {
+        guard let value = input(name) else { throw NodeError.invalidInput("input '\(name)' is not connected") }
+        guard let typed = extract(value) else { throw NodeError.invalidInput("input '\(name)' is not \(kind) but \(value.type)") }
+        return typed
+    }
+
+    public func image(_ name: String) throws -> Image { try required(name, "an image") { $0.imageValue } }
+    public func mask(_ name: String) throws -> Image { try required(name, "a mask") { $0.maskValue } }
+    public func latent(_ name: String) throws -> Tensor { try required(name, "a latent") { $0.latentValue } }
+    public func conditioning(_ name: String) throws -> Tensor { try required(name, "conditioning") { $0.conditioningValue } }
+    public func tensor(_ name: String) throws -> Tensor { try required(name, "a tensor") { $0.tensorValue } }
+    public func model(_ name: String) throws -> ModelHandle { try required(name, "a model") { $0.modelValue } }
+
+    public func int(_ name: String) throws -> Int {
+        guard let v = parameter(name)?.intValue else { throw NodeError.invalidInput("parameter '\(name)' is not an integer") }
+        return v
+    }
+
+    public func double(_ name: String) throws -> Double {
+        guard let v = parameter(name)?.doubleValue else { throw NodeError.invalidInput("parameter '\(name)' is not a number") }
+        return v
+    }
+
+    public func string(_ name: String) throws -> String {
+        guard let v = parameter(name)?.stringValue else { throw NodeError.invalidInput("parameter '\(name)' is not text") }
+        return v
+    }
+
+    public func bool(_ name: String) throws -> Bool {
+        guard let v = parameter(name)?.boolValue else { throw NodeError.invalidInput("parameter '\(name)' is not true or false") }
+        return v
+    }
+
+    /// Throws `NodeError.cancelled` when the run was stopped.
+    public func checkCancelled() throws {
+        if isCancelled { throw NodeError.cancelled }
+    }
+}
+
+/// Models loaded during a run, by key, so that every node using the same checkpoint shares one copy.
+public final class ModelCache: @unchecked Sendable {
+    private var models: [String: Any] = [:]
+    private let lock = NSLock()
+
+    public init() {}
+
+    /// The model under `key`, loaded with `load` the first time it is asked for.
+    public func model<T>(_ key: String, load: () throws -> T) throws -> T {
+        lock.lock()
+        if let hit = models[key] as? T {
+            lock.unlock()
+            return hit
+        }
+        lock.unlock()
+        let value = try load()
+        lock.lock()
+        defer { lock.unlock() }
+        if let existing = models[key] as? T { return existing }
+        models[key] = value
+        return value
+    }
+}

@@ -1,0 +1,93 @@
+import ImageIO
+import TensorCore
+
+/// The type of a node port: what flows along an edge of the workflow graph.
+public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
+    case image, mask, latent, conditioning, unet, clip, vae, tensor, number, text
+    /// A list of values, e.g. every image of a folder; nodes that take one value map over it.
+    case list(ValueType)
+
+    public var description: String {
+        switch self {
+        case .image: return "image"
+        case .mask: return "mask"
+        case .latent: return "latent"
+        case .conditioning: return "conditioning"
+        case .unet: return "unet"
+        case .clip: return "clip"
+        case .vae: return "vae"
+        case .tensor: return "tensor"
+        case .number: return "number"
+        case .text: return "text"
+        case .list(let element): return "list of \(element)"
+        }
+    }
+
+    /// The type of one item (the type itself unless it is a list).
+    public var element: ValueType {
+        if case .list(let e) = self { return e }
+        return self
+    }
+}
+
+/// A loaded model (or one part of a checkpoint) passed between nodes. The payload is whatever
+/// the producing pack stores; `identity` names the weights for cache keys.
+public final class ModelHandle: @unchecked Sendable {
+    public let type: ValueType
+    /// A stable name of the weights (e.g. the checkpoint's fingerprint and the part).
+    public let identity: String
+    public let payload: AnyObject
+
+    public init(type: ValueType, identity: String, payload: AnyObject) {
+        self.type = type
+        self.identity = identity
+        self.payload = payload
+    }
+}
+
+/// A value flowing between nodes.
+public enum Value: @unchecked Sendable {
+    /// An image (C, H, W) in [0, 1].
+    case image(Image)
+    /// A one-channel mask in [0, 1]; 1 = change.
+    case mask(Image)
+    /// Scaled VAE latents (N, 4, h, w).
+    case latent(Tensor)
+    /// Text-encoder output (N, 77, C).
+    case conditioning(Tensor)
+    /// A UNet, text encoder (clip) or VAE.
+    case model(ModelHandle)
+    case tensor(Tensor)
+    case number(Double)
+    case text(String)
+    case list([Value])
+
+    /// The value's type; a list's element type is its first item's (text when empty).
+    public var type: ValueType {
+        switch self {
+        case .image: return .image
+        case .mask: return .mask
+        case .latent: return .latent
+        case .conditioning: return .conditioning
+        case .model(let handle): return handle.type
+        case .tensor: return .tensor
+        case .number: return .number
+        case .text: return .text
+        case .list(let items): return .list(items.first?.type ?? .text)
+        }
+    }
+}
+
+// MARK: - Typed access
+
+extension Value {
+    public var imageValue: Image? { if case .image(let i) = self { return i }; return nil }
+    public var maskValue: Image? { if case .mask(let m) = self { return m }; return nil }
+    public var latentValue: Tensor? { if case .latent(let t) = self { return t }; return nil }
+    public var conditioningValue: Tensor? { if case .conditioning(let t) = self { return t }; return nil }
+    public var tensorValue: Tensor? { if case .tensor(let t) = self { return t }; return nil }
+    public var numberValue: Double? { if case .number(let n) = self { return n }; return nil }
+    public var textValue: String? { if case .text(let s) = self { return s }; return nil }
+    public var listValue: [Value]? { if case .list(let l) = self { return l }; return nil }
+    public var modelValue: ModelHandle? { if case .model(let m) = self { return m }; return nil }
+}

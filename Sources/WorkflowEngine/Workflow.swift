@@ -1,0 +1,242 @@
+import Foundation
+import NodeKit
+import Yams
+
+/// A workflow file as written, before it is checked against the node types.
+///
+///     version: 1
+///     parameters:            # defaults; `--set name=value` overrides them
+///       prompt: a red circle
+///     nodes:
+///       model:  {type: load_checkpoint, path: models/demo}
+///       text:   {type: clip_encode, clip: !ref model.clip, text: !param prompt}
+///
+/// A node's fields are its type, its inputs (`!ref node.output`, or `!ref node` for a node
+/// with one output) and its parameters (literals, or `!param name`). The tags make references
+/// unambiguous: a plain string is always a literal.
+public struct Workflow: Sendable {
+    /// The version of the workflow format this file is written in.
+    public static let formatVersion = 1
+
+    public let path: String
+    public let text: String
+    public let summary: String?
+    public let parameters: [Parameter]
+    public let nodes: [Node]
+
+    /// A top-level parameter with its default.
+    public struct Parameter: Sendable {
+        public let name: String
+        public let value: ParameterValue
+        public let location: SourceLocation
+    }
+
+    /// One node of the graph.
+    public struct Node: Sendable {
+        public let name: String
+        public let type: String
+        public let location: SourceLocation
+        public let typeLocation: SourceLocation
+        /// Fields other than `type`, in file order.
+        public let fields: [Field]
+    }
+
+    /// A node field: `name: value`.
+    public struct Field: Sendable {
+        public let name: String
+        public let value: FieldValue
+        public let location: SourceLocation
+    }
+
+    /// What a field holds.
+    public enum FieldValue: Sendable {
+        /// A literal scalar.
+        case literal(ParameterValue)
+        /// `!ref node.output` or `!ref node`.
+        case reference(node: String, output: String?)
+        /// `!param name`.
+        case parameter(String)
+    }
+
+    // MARK: - Parsing
+
+    /// Reads and parses a workflow file.
+    public static func load(path: String) throws -> Workflow {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw WorkflowError(.missingFile, at: nil, "\(path): no such workflow file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
+        }
+        return try parse(text, path: path)
+    }
+
+    /// Parses workflow text; `path` names it in errors.
+    public static func parse(_ text: String, path: String) throws -> Workflow {
+        let root: Yams.Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the workflow is empty",
+                                    hint: "start with `version: 1` and a `nodes:` section")
+            }
+            root = node
+        } catch let error as YamlError {
+            throw syntaxError(error, path: path)
+        }
+        let reader = Reader(path: path)
+        let top = try reader.mapping(root, what: "the workflow")
+        var version: Int?
+        var summary: String?
+        var parameters: [Parameter] = []
+        var nodes: [Node] = []
+        for (key, value) in top {
+            switch key.name {
+            case "version":
+                guard case .integer(let v) = try reader.literal(value) else {
+                    throw WorkflowError(.syntax, at: reader.location(value), "version must be an integer")
+                }
+                guard v == formatVersion else {
+                    throw WorkflowError(.syntax, at: reader.location(value), "workflow format version \(v) is not supported",
+                                        hint: "this sdflow reads version \(formatVersion)")
+                }
+                version = v
+            case "description":
+                summary = try reader.literal(value).description
+            case "parameters":
+                for (name, defaultValue) in try reader.mapping(value, what: "parameters") {
+                    parameters.append(Parameter(name: name.name, value: try reader.literal(defaultValue), location: name.location))
+                }
+            case "nodes":
+                for (name, body) in try reader.mapping(value, what: "nodes") {
+                    nodes.append(try reader.node(name: name, body: body))
+                }
+            default:
+                throw WorkflowError(.syntax, at: key.location, "unknown top-level key '\(key.name)'",
+                                    hint: closest(key.name, in: ["version", "description", "parameters", "nodes"]).map { "did you mean '\($0)'?" }
+                                        ?? "a workflow has version, description, parameters and nodes")
+            }
+        }
+        guard version != nil else {
+            throw WorkflowError(.syntax, at: reader.location(root), "the workflow has no `version:`", hint: "add `version: \(formatVersion)` at the top")
+        }
+        guard !nodes.isEmpty else {
+            throw WorkflowError(.syntax, at: reader.location(root), "the workflow has no nodes", hint: "add a `nodes:` section")
+        }
+        return Workflow(path: path, text: text, summary: summary, parameters: parameters, nodes: nodes)
+    }
+
+    private static func syntaxError(_ error: YamlError, path: String) -> WorkflowError {
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _):
+            let message = [context?.text, problem].compactMap { $0 }.joined(separator: ": ")
+            return WorkflowError(.syntax, at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML: \(message)")
+        case let .composer(context, problem, mark, _):
+            let message = [context?.text, problem].compactMap { $0 }.joined(separator: ": ")
+            return WorkflowError(.syntax, at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML: \(message)")
+        default:
+            return WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "YAML: \(error)")
+        }
+    }
+}
+
+/// Walks the composed YAML tree, turning it into workflow parts with locations.
+private struct Reader {
+    let path: String
+
+    struct Key {
+        let name: String
+        let location: SourceLocation
+    }
+
+    func location(_ node: Yams.Node) -> SourceLocation {
+        SourceLocation(file: path, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1)
+    }
+
+    /// A mapping's entries in order; keys must be plain, unique strings.
+    func mapping(_ node: Yams.Node, what: String) throws -> [(Key, Yams.Node)] {
+        guard case .mapping(let mapping) = node else {
+            throw WorkflowError(.syntax, at: location(node), "\(what) must be a mapping of `name: value` entries")
+        }
+        var seen: [String: SourceLocation] = [:]
+        var entries: [(Key, Yams.Node)] = []
+        for (keyNode, value) in mapping {
+            guard case .scalar(let scalar) = keyNode else {
+                throw WorkflowError(.syntax, at: location(keyNode), "keys in \(what) must be plain names")
+            }
+            let key = Key(name: scalar.string, location: location(keyNode))
+            if let first = seen[key.name] {
+                throw WorkflowError(.syntax, at: key.location, "'\(key.name)' appears twice in \(what)", hint: "the first is at line \(first.line)")
+            }
+            seen[key.name] = key.location
+            entries.append((key, value))
+        }
+        return entries
+    }
+
+    /// A literal scalar: integer, number, boolean or text (by YAML's core schema; quote to force text).
+    func literal(_ node: Yams.Node) throws -> ParameterValue {
+        guard case .scalar(let scalar) = node else {
+            throw WorkflowError(.syntax, at: location(node), "expected a single value here, not a list or mapping")
+        }
+        switch Tag.Name(rawValue: node.tag.rawValue) {
+        case .int:
+            guard let i = node.int else { throw WorkflowError(.syntax, at: location(node), "'\(scalar.string)' is not a valid integer") }
+            return .integer(i)
+        case .float:
+            guard let d = node.float else { throw WorkflowError(.syntax, at: location(node), "'\(scalar.string)' is not a valid number") }
+            return .number(d)
+        case .bool:
+            return .boolean(node.bool ?? false)
+        case .null:
+            throw WorkflowError(.missingValue, at: location(node), "a value is missing here", hint: "write \"\" for empty text")
+        default:
+            return .text(scalar.string)
+        }
+    }
+
+    func node(name: Key, body: Yams.Node) throws -> Workflow.Node {
+        guard name.name.range(of: "^[A-Za-z_][A-Za-z0-9_-]*$", options: .regularExpression) != nil else {
+            throw WorkflowError(.syntax, at: name.location, "node name '\(name.name)' must start with a letter and hold only letters, digits, _ and -")
+        }
+        var type: (String, SourceLocation)?
+        var fields: [Workflow.Field] = []
+        for (key, value) in try mapping(body, what: "node '\(name.name)'") {
+            if key.name == "type" {
+                guard case .text(let t) = try literal(value) else {
+                    throw WorkflowError(.syntax, at: location(value), "the type of node '\(name.name)' must be a node type name")
+                }
+                type = (t, location(value))
+                continue
+            }
+            fields.append(Workflow.Field(name: key.name, value: try field(value), location: location(value)))
+        }
+        guard let (typeName, typeLocation) = type else {
+            throw WorkflowError(.syntax, at: name.location, "node '\(name.name)' has no `type:`", hint: "`sdflow nodes` lists the node types")
+        }
+        return Workflow.Node(name: name.name, type: typeName, location: name.location, typeLocation: typeLocation, fields: fields)
+    }
+
+    func field(_ node: Yams.Node) throws -> Workflow.FieldValue {
+        switch node.tag.rawValue {
+        case "!ref":
+            guard case .scalar(let scalar) = node else {
+                throw WorkflowError(.syntax, at: location(node), "!ref needs a node name, like `!ref model.clip`")
+            }
+            let parts = scalar.string.trimmingCharacters(in: .whitespaces).split(separator: ".", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
+                throw WorkflowError(.syntax, at: location(node), "'\(scalar.string)' is not a reference", hint: "write `!ref node` or `!ref node.output`")
+            }
+            return .reference(node: String(parts[0]), output: parts.count == 2 ? String(parts[1]) : nil)
+        case "!param":
+            guard case .scalar(let scalar) = node, !scalar.string.isEmpty else {
+                throw WorkflowError(.syntax, at: location(node), "!param needs a parameter name, like `!param prompt`")
+            }
+            return .parameter(scalar.string.trimmingCharacters(in: .whitespaces))
+        default:
+            if case .scalar = node, node.tag.rawValue.hasPrefix("!"), !node.tag.rawValue.hasPrefix("!!") {
+                throw WorkflowError(.syntax, at: location(node), "unknown tag '\(node.tag.rawValue)'", hint: "use !ref or !param")
+            }
+            return .literal(try literal(node))
+        }
+    }
+}
