@@ -55,10 +55,29 @@ public struct RunInfo: Sendable {
     public let workflowText: String
     /// The workflow's top-level parameters after `--set`, as text.
     public let parameters: [String: String]
+    /// This node and every node it depends on, with resolved parameters (seeds as numbers).
+    public let upstream: [UpstreamNode]
 
-    public init(workflowText: String, parameters: [String: String]) {
+    /// A node feeding (directly or not) the current one.
+    public struct UpstreamNode: Sendable {
+        public let name: String
+        public let type: String
+        public let parameters: [String: String]
+        /// Input port -> the node connected to it.
+        public let inputs: [String: String]
+
+        public init(name: String, type: String, parameters: [String: String], inputs: [String: String]) {
+            self.name = name
+            self.type = type
+            self.parameters = parameters
+            self.inputs = inputs
+        }
+    }
+
+    public init(workflowText: String, parameters: [String: String], upstream: [UpstreamNode]) {
         self.workflowText = workflowText
         self.parameters = parameters
+        self.upstream = upstream
     }
 }
 

@@ -91,3 +91,9 @@ extension Value {
     public var listValue: [Value]? { if case .list(let l) = self { return l }; return nil }
     public var modelValue: ModelHandle? { if case .model(let m) = self { return m }; return nil }
 }
+
+/// Metadata keys the engine and the image nodes agree on.
+public enum ImageMetadataKey {
+    /// The file an image was loaded from.
+    public static let source = "sdflow:source"
+}
