@@ -46,9 +46,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // MARK: - Built-in node packs (ordinary targets; not SwiftPM .plugin targets)
+        .target(name: "ImageNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore"], path: "Plugins/ImageNodes"),
+
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine",
+            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine", "ImageNodes",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

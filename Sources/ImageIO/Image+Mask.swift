@@ -115,6 +115,9 @@ public struct MaskCrop: Sendable, Equatable {
     /// The region of the original image that was cut out.
     public let region: PixelRect
 
+    /// A crop of a known region (to paste back a cut-out made earlier).
+    public init(region: PixelRect) { self.region = region }
+
     /// The region around the mask's bounding box, grown by `padding` pixels on every side, then
     /// widened to the aspect ratio of `targetWidth` x `targetHeight` and clipped to the image.
     /// Nil when the mask is empty.

@@ -61,6 +61,9 @@ public enum Value: @unchecked Sendable {
     case number(Double)
     case text(String)
     case list([Value])
+    /// An item of a list that could not be produced (e.g. a corrupt file in a folder): it is
+    /// reported, downstream nodes skip it, and the other items go on. `source` names its file.
+    case failed(String, source: String? = nil)
 
     /// The value's type; a list's element type is its first item's (text when empty).
     public var type: ValueType {
@@ -73,7 +76,8 @@ public enum Value: @unchecked Sendable {
         case .tensor: return .tensor
         case .number: return .number
         case .text: return .text
-        case .list(let items): return .list(items.first?.type ?? .text)
+        case .list(let items): return .list(items.first { if case .failed = $0 { return false }; return true }?.type ?? .text)
+        case .failed: return .text
         }
     }
 }

@@ -137,6 +137,12 @@ public final class Executor {
                 nodeReport.computed = status == .ran ? 1 : 0
                 if status == .willRun { nodeReport.notes.append(contentsOf: explain(node, key: combine(baseKey, inputKeys))) }
                 results[node.name] = outputs
+                // A list producer may fail some items (e.g. a corrupt file in a folder).
+                let itemErrors = outputs.values.flatMap { $0.items ?? [] }.compactMap { item in item.error }
+                if !itemErrors.isEmpty {
+                    nodeReport.status = .partial
+                    nodeReport.errors.append(contentsOf: itemErrors)
+                }
             case .failure(let message):
                 nodeReport.status = message == "cancelled" ? .cancelled : .failed
                 nodeReport.errors.append(message)
@@ -154,7 +160,7 @@ public final class Executor {
         nodeReport.items = count
         var outputs: [String: Produced] = [:]
         for port in d.outputs { outputs[port.name] = Produced(value: nil, key: "", items: []) }
-        var hits = 0, failures = 0
+        var hits = 0, failures = 0, skipped = 0
         for index in 0..<count {
             if options.cancellation.isCancelled {
                 nodeReport.status = .cancelled
@@ -171,10 +177,15 @@ public final class Executor {
             }
             let itemKey = combine(baseKey, inputKeys)
             var result: Result
-            if let itemError {
-                result = .failure("skipped (\(itemError))")
+            if itemError != nil {
+                // Already reported where it failed.
+                skipped += 1
+                for name in outputs.keys {
+                    outputs[name]!.items!.append(Item(value: nil, key: itemKey + ":" + name, batch: first.batch, error: "an input failed"))
+                }
+                continue
             } else {
-                options.reporter?.nodeStarted(node.name, type: d.name, item: first.batch, itemCount: count)
+                if !options.explainOnly { options.reporter?.nodeStarted(node.name, type: d.name, item: first.batch, itemCount: count) }
                 result = executeOnce(node, parameters: parameters, values: values, key: itemKey, item: first.batch)
             }
             switch result {
@@ -205,10 +216,11 @@ public final class Executor {
         if options.explainOnly {
             nodeReport.status = hits == count ? .willHit : .willRun
             nodeReport.notes.append("runs once per item; \(hits) of \(count) items are in the cache")
-        } else if failures == count {
+        } else if failures + skipped == count {
             nodeReport.status = .failed
-        } else if failures > 0 {
+        } else if failures + skipped > 0 {
             nodeReport.status = .partial
+            if skipped > 0 { nodeReport.notes.append("\(skipped) item(s) skipped because an input failed") }
         } else {
             nodeReport.status = hits == count ? .diskHit : (hits > 0 ? .mixed : .ran)
         }
@@ -250,8 +262,10 @@ public final class Executor {
                 return .success(found, options.explainOnly ? .willHit : (fromDisk ? .diskHit : .memoryHit))
             }
         }
-        if options.explainOnly {
+        let producesList = d.outputs.contains { if case .list = $0.type { return true }; return false }
+        if options.explainOnly && !producesList {
             // Keys of what would be computed, so that downstream keys can be explained too.
+            // (List producers are loaders: they run, so that their items' keys are known.)
             return .success(outputKeys.mapValues { Produced(value: .text("(not computed)"), key: $0, items: nil) }, .willRun)
         }
 
@@ -281,11 +295,15 @@ public final class Executor {
     /// A result; lists get per-item content keys and batch items named after their source files.
     private func produced(_ value: Value, key: String) -> Produced {
         guard case .list(let values) = value else { return Produced(value: value, key: key, items: nil) }
-        let items = values.enumerated().map { index, v in
-            Item(value: v, key: ContentKey.of(v) ?? Fingerprint.hash(key + "\nitem \(index)"),
-                 batch: BatchItem(index: index, stem: ContentKey.stem(v) ?? String(format: "item%03d", index)), error: nil)
+        let items = values.enumerated().map { index, v -> Item in
+            let batch = BatchItem(index: index, stem: ContentKey.stem(v) ?? String(format: "item%03d", index))
+            if case .failed(let message, _) = v {
+                return Item(value: nil, key: Fingerprint.hash(key + "\nfailed item \(index)"), batch: batch, error: message)
+            }
+            return Item(value: v, key: ContentKey.of(v) ?? Fingerprint.hash(key + "\nitem \(index)"), batch: batch, error: nil)
         }
-        return Produced(value: value, key: key, items: items)
+        let successful = values.filter { if case .failed = $0 { return false }; return true }
+        return Produced(value: .list(successful), key: key, items: items)
     }
 
     func warn(_ message: String) {
@@ -302,7 +320,7 @@ public final class Executor {
         for spec in d.parameters {
             guard let value = parameters[spec.name] else { continue }
             switch spec.kind {
-            case .inputPath:
+            case .inputPath where value != .text(""):
                 lines.append("parameter \(spec.name) file \(try Fingerprint.path(value.description))")
             default:
                 lines.append("parameter \(spec.name) \(canonical(value))")
@@ -372,6 +390,7 @@ enum ContentKey {
         let image: Image?
         switch value {
         case .image(let i), .mask(let i): image = i
+        case .failed(_, let source?): return URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
         default: image = nil
         }
         guard let source = image?.metadata[ImageMetadataKey.source] else { return nil }

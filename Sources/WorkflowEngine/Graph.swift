@@ -269,6 +269,8 @@ public struct Graph {
             guard let i = value.intValue, i >= 0 else { return fail(.wrongType, "a seed is an integer >= 0 or \"random\", got '\(value)'") }
             return .integer(i)
         case .inputPath(let kind):
+            // An empty default means the path is optional.
+            if value == .text(""), spec.defaultValue == .text("") { return value }
             guard case .text(let raw) = value, !raw.isEmpty else { return fail(.wrongType, "expected a path, got '\(value)'") }
             let path = resolve(raw, base: base)
             var isFolder: ObjCBool = false

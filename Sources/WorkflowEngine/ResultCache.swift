@@ -94,7 +94,7 @@ public final class ResultCache: @unchecked Sendable {
         case .tensor(let t): return (["value": t], ["sdflow.type": "tensor"])
         case .number(let n): return ([:], ["sdflow.type": "number", "sdflow.value": String(n.bitPattern)])
         case .text(let s): return ([:], ["sdflow.type": "text", "sdflow.value": s])
-        case .model, .list: return nil
+        case .model, .list, .failed: return nil
         }
     }
 

@@ -6,6 +6,9 @@ struct SDFlow: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdflow",
         abstract: "Stable Diffusion 1.x image-editing workflows on the CPU.",
-        subcommands: [Tokenize.self, Bench.self]
+        discussion: "`sdflow FILE.yaml` runs a workflow (the same as `sdflow run FILE.yaml`).",
+        subcommands: [Run.self, Validate.self, Explain.self, Nodes.self, GraphCommand.self, CacheCommand.self,
+                      Tokenize.self, Bench.self],
+        defaultSubcommand: Run.self
     )
 }

@@ -1,0 +1,103 @@
+import Foundation
+import ImageIO
+import NodeKit
+
+/// `load_image`: one PNG or JPEG file.
+struct LoadImage: Node {
+    static let description = NodeDescription(
+        name: "load_image", summary: "Load a PNG or JPEG image (EXIF orientation applied).",
+        outputs: [.init("image", .image, help: "the image, with its alpha channel if it has one")],
+        parameters: [.init("path", .inputPath(.file), help: "the image file")])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let path = try context.string("path")
+        var image = try ImageFile.read(path)
+        image.metadata[ImageMetadataKey.source] = path
+        return ["image": .image(image)]
+    }
+}
+
+/// `load_mask`: a mask from an image file's alpha channel or luminance.
+struct LoadMask: Node {
+    static let description = NodeDescription(
+        name: "load_mask", summary: "Load a mask (white = repaint) from an image's luminance or alpha channel.",
+        outputs: [.init("mask", .mask, help: "one-channel mask in [0, 1]")],
+        parameters: [
+            .init("path", .inputPath(.file), help: "the mask image"),
+            .init("channel", .choice(["luminance", "alpha"]), default: .text("luminance"), help: "where the mask is read from"),
+            .init("invert", .boolean, default: .boolean(false), help: "swap the masked and kept areas"),
+        ])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let path = try context.string("path")
+        let image = try ImageFile.read(path)
+        if try context.string("channel") == "alpha" && !image.hasAlpha {
+            throw NodeError.invalidInput("\(path) has no alpha channel; use channel: luminance")
+        }
+        var mask = image.mask(fromAlpha: try context.string("channel") == "alpha")
+        if try context.bool("invert") { mask = mask.inverted() }
+        mask.metadata[ImageMetadataKey.source] = path
+        return ["mask": .mask(mask)]
+    }
+}
+
+/// `load_images`: every image of a folder as a list (the downstream graph runs per image),
+/// with masks paired by file name when a mask folder is given.
+struct LoadImages: Node {
+    static let description = NodeDescription(
+        name: "load_images",
+        summary: "Load every image of a folder as a list; nodes downstream run once per image.",
+        outputs: [
+            .init("images", .list(.image), help: "the images, sorted by file name"),
+            .init("masks", .list(.mask), help: "the masks paired by file name (empty without mask_folder)"),
+        ],
+        parameters: [
+            .init("folder", .inputPath(.folder), help: "the folder to read"),
+            .init("pattern", .text, default: .text("*.png,*.jpg,*.jpeg"), help: "comma-separated file name patterns (case-insensitive)"),
+            .init("mask_folder", .inputPath(.folder), default: .text(""),
+                  help: "a folder of masks named like the images (any image extension); empty for none"),
+        ])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let folder = try context.string("folder")
+        let patterns = try context.string("pattern").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder)
+            .filter { name in !name.hasPrefix(".") && patterns.contains { fnmatch($0, name.lowercased(), 0) == 0 } }
+            .sorted()
+        guard !files.isEmpty else {
+            throw NodeError.failed("no files matching \(patterns.joined(separator: ", ")) in \(folder)")
+        }
+        var images: [Value] = []
+        var masks: [Value] = []
+        let maskFolder = try context.string("mask_folder")
+        var maskFiles: [String: String] = [:]
+        if !maskFolder.isEmpty {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: maskFolder) else {
+                throw NodeError.failed("cannot read the mask folder \(maskFolder)")
+            }
+            for name in names where !name.hasPrefix(".") {
+                maskFiles[URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent] = maskFolder + "/" + name
+            }
+        }
+        for name in files {
+            try context.checkCancelled()
+            let path = folder + "/" + name
+            let stem = URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
+            do {
+                var image = try ImageFile.read(path)
+                image.metadata[ImageMetadataKey.source] = path
+                if !maskFolder.isEmpty {
+                    guard let maskPath = maskFiles[stem] else { throw NodeError.failed("\(path): no mask named \(stem).* in the mask folder") }
+                    var mask = try ImageFile.read(maskPath).mask(fromAlpha: false)
+                    mask.metadata[ImageMetadataKey.source] = path
+                    masks.append(.mask(mask))
+                }
+                images.append(.image(image))
+            } catch {
+                images.append(.failed("\(error)", source: path))
+                if !maskFolder.isEmpty { masks.append(.failed("\(error)", source: path)) }
+            }
+        }
+        return ["images": .list(images), "masks": .list(masks)]
+    }
+}

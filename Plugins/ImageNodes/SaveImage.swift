@@ -1,0 +1,131 @@
+import Foundation
+import ImageIO
+import NodeKit
+
+/// `save_image`: writes PNG or JPEG files, with the workflow and its resolved parameters in
+/// PNG text chunks (and an A1111-style `parameters` chunk), so the image documents itself and
+/// `sdflow run IMAGE.png` can run its workflow again. A file that already exists with the same
+/// cache key is left as it is, so an interrupted batch resumes where it stopped.
+struct SaveImage: Node {
+    static let description = NodeDescription(
+        name: "save_image", summary: "Save an image as PNG or JPEG (by the path's extension), with the workflow in its metadata.",
+        inputs: [.init("image", .image, help: "the image to save")],
+        parameters: [
+            .init("path", .outputPath,
+                  help: "where to write; may use {stem} (source file name), {index}, {seed} and {node}, e.g. out/{stem}-{seed}.png; {index:04} pads"),
+            .init("bits", .choice(["auto", "8", "16"]), default: .text("auto"), help: "PNG bits per sample (auto: 16 for 16-bit sources)"),
+            .init("quality", .integer(1...100), default: .integer(95), help: "JPEG quality"),
+            .init("metadata", .boolean, default: .boolean(true), help: "write the workflow and parameters into PNG text chunks"),
+        ],
+        isOutput: true, alwaysRuns: true)
+
+    /// Text chunk names.
+    static let workflowKey = "sdflow:workflow", parametersKey = "sdflow:parameters", cacheKey = "sdflow:key"
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        var image = try context.image("image")
+        let info = context.runInfo
+        let path = try fillTemplate(try context.string("path"), context: context, info: info)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+
+        // Up to date: the same result was written before.
+        if FileManager.default.fileExists(atPath: path), path.lowercased().hasSuffix(".png"),
+           let existing = try? ImageFile.read(path), existing.metadata[cacheKey] == context.executionKey {
+            return [:]
+        }
+        switch try context.string("bits") {
+        case "8": image.bitDepth = 8
+        case "16": image.bitDepth = 16
+        default: break
+        }
+        var text: [(key: String, value: String)] = []
+        if try context.bool("metadata") {
+            text.append((workflowKey, info.workflowText))
+            text.append((parametersKey, parametersJSON(info)))
+            text.append((cacheKey, context.executionKey))
+            if let a1111 = GenerationParameters(info: info).a1111Text(width: image.width, height: image.height) {
+                text.append(("parameters", a1111))
+            }
+        }
+        try ImageFile.write(image, to: path, text: text, quality: try context.int("quality"))
+        return [:]
+    }
+
+    /// Replaces {stem}, {index}, {seed} and {node} (with an optional zero-padding width, `{index:04}`).
+    static func fillTemplate(_ template: String, context: NodeContext, info: RunInfo) throws -> String {
+        let seed = GenerationParameters(info: info).seed ?? "noseed"
+        let values: [String: String] = [
+            "stem": context.batchItem?.stem ?? "image",
+            "index": String(context.batchItem?.index ?? 0),
+            "seed": seed,
+            "node": context.nodeName,
+        ]
+        var result = ""
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{") {
+            result += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                throw NodeError.invalidInput("path template '\(template)' has an unclosed {")
+            }
+            let field = rest[rest.index(after: open)..<close]
+            let parts = field.split(separator: ":", maxSplits: 1)
+            guard let name = parts.first.map(String.init), let value = values[name] else {
+                throw NodeError.invalidInput("unknown placeholder {\(field)} in '\(template)'; use {stem}, {index}, {seed} or {node}")
+            }
+            if parts.count == 2, let width = Int(parts[1]), value.count < width {
+                result += String(repeating: "0", count: width - value.count) + value
+            } else {
+                result += value
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
+    }
+
+    /// The resolved parameters as JSON: the workflow's, and every upstream node's.
+    static func parametersJSON(_ info: RunInfo) -> String {
+        var nodes: [String: Any] = [:]
+        for node in info.upstream { nodes[node.name] = ["type": node.type, "parameters": node.parameters] }
+        let object: [String: Any] = ["parameters": info.parameters, "nodes": nodes]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(data: data, encoding: .utf8) ?? "{}"
+    }
+}
+
+/// The generation settings of an image, gathered from the nodes upstream of a save node.
+struct GenerationParameters {
+    var prompt: String?, negativePrompt: String?
+    var steps: String?, sampler: String?, cfg: String?, seed: String?, strength: String?, model: String?
+
+    init(info: RunInfo) {
+        let byName = Dictionary(info.upstream.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        guard let denoise = info.upstream.first(where: { $0.type == "denoise" }) else { return }
+        steps = denoise.parameters["steps"]
+        sampler = denoise.parameters["sampler"]
+        cfg = denoise.parameters["cfg"]
+        seed = denoise.parameters["seed"]
+        strength = denoise.parameters["strength"]
+        prompt = denoise.inputs["positive"].flatMap { byName[$0]?.parameters["text"] }
+        negativePrompt = denoise.inputs["negative"].flatMap { byName[$0]?.parameters["text"] }
+        if let checkpoint = info.upstream.first(where: { $0.type == "load_checkpoint" })?.parameters["path"] {
+            model = URL(fileURLWithPath: checkpoint).deletingPathExtension().lastPathComponent
+        }
+    }
+
+    /// A1111's "parameters" text: prompt, negative prompt, then "Steps: 20, Sampler: ..., Seed: ...".
+    func a1111Text(width: Int, height: Int) -> String? {
+        guard let steps else { return nil }
+        var fields = ["Steps: \(steps)"]
+        if let sampler { fields.append("Sampler: \(sampler)") }
+        if let cfg { fields.append("CFG scale: \(cfg)") }
+        if let seed { fields.append("Seed: \(seed)") }
+        fields.append("Size: \(width)x\(height)")
+        if let model { fields.append("Model: \(model)") }
+        if let strength, strength != "1.0" { fields.append("Denoising strength: \(strength)") }
+        var lines = [prompt ?? ""]
+        if let negativePrompt, !negativePrompt.isEmpty { lines.append("Negative prompt: \(negativePrompt)") }
+        lines.append(fields.joined(separator: ", "))
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import NodeKit
+import WorkflowEngine
+
+/// `sdflow nodes [TYPE]`: the node types, or one type's ports and parameters.
+struct Nodes: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the node types, or describe one.")
+
+    @Argument(help: "A node type to describe.")
+    var type: String?
+
+    @Option(help: "A folder of node-pack plugins to load (also SDFLOW_PLUGIN_PATH).")
+    var plugins: [String] = []
+
+    func run() throws {
+        let registry = try Engine.registry(pluginFolders: plugins)
+        guard let type else {
+            for pack in registry.packs {
+                print("\(pack.name) \(pack.version):")
+                for node in pack.nodes.map({ $0.description }).sorted(by: { $0.name < $1.name }) {
+                    print("  \(node.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(node.summary)")
+                }
+            }
+            return
+        }
+        guard let entry = registry.entry(type) else {
+            throw ValidationError("unknown node type '\(type)'; `sdflow nodes` lists them")
+        }
+        let d = entry.description
+        print("\(d.name) (pack \(entry.pack.name) \(entry.pack.version), version \(d.version))\(d.isOutput ? ", output node" : "")")
+        print("  \(d.summary)")
+        if !d.inputs.isEmpty {
+            print("inputs:")
+            for p in d.inputs { print("  \(p.name): \(p.type)\(p.optional ? " (optional)" : "") — \(p.help)") }
+        }
+        if !d.outputs.isEmpty {
+            print("outputs:")
+            for p in d.outputs { print("  \(p.name): \(p.type) — \(p.help)") }
+        }
+        if !d.parameters.isEmpty {
+            print("parameters:")
+            for p in d.parameters {
+                let value = p.defaultValue.map { "default \($0.description.isEmpty ? "\"\"" : $0.description)" } ?? "required"
+                print("  \(p.name): \(p.kind), \(value) — \(p.help)")
+            }
+        }
+    }
+}
+
+/// `sdflow graph FILE`: the workflow as a Mermaid or DOT diagram.
+struct GraphCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "graph", abstract: "Print a workflow's graph as Mermaid or DOT.")
+
+    @OptionGroup var options: WorkflowOptions
+
+    @Option(help: "mermaid or dot")
+    var format = "mermaid"
+
+    func run() throws {
+        let graph = try options.graph(registry: try Engine.registry(pluginFolders: options.plugins))
+        let names = graph.workflow.nodes.map(\.name).filter { graph.nodes[$0] != nil }
+        switch format {
+        case "dot":
+            print("digraph workflow {\n  rankdir=LR;")
+            for name in names { print("  \"\(name)\" [label=\"\(name)\\n\(graph.nodes[name]!.description.name)\"];") }
+            for name in names {
+                for (port, edge) in graph.nodes[name]!.inputs.sorted(by: { $0.key < $1.key }) {
+                    print("  \"\(edge.node)\" -> \"\(name)\" [label=\"\(edge.output) → \(port)\"];")
+                }
+            }
+            print("}")
+        case "mermaid":
+            print("flowchart LR")
+            for name in names { print("  \(name)[\"\(name)<br/><small>\(graph.nodes[name]!.description.name)</small>\"]") }
+            for name in names {
+                for (port, edge) in graph.nodes[name]!.inputs.sorted(by: { $0.key < $1.key }) {
+                    print("  \(edge.node) -- \"\(edge.output) → \(port)\" --> \(name)")
+                }
+            }
+        default:
+            throw ValidationError("--format must be mermaid or dot")
+        }
+    }
+}
+
+/// `sdflow cache`: size and entries, or clear.
+struct CacheCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cache", abstract: "Show the result cache, or clear it.")
+
+    @Argument(help: "info (default) or clear")
+    var action = "info"
+
+    @Option(help: "The cache folder.")
+    var cacheDir: String?
+
+    func run() throws {
+        let cache = try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder)
+        switch action {
+        case "info":
+            let entries = cache.entries()
+            let total = entries.reduce(0) { $0 + $1.size }
+            print("\(cache.folder): \(entries.count) entries, \(String(format: "%.1f", Double(total) / 1e6)) MB")
+            for entry in entries.prefix(20) {
+                print("  \(entry.key.prefix(16))…  \(String(format: "%9.1f KB", Double(entry.size) / 1e3))  last used \(entry.lastUsed)")
+            }
+            if entries.count > 20 { print("  … and \(entries.count - 20) more") }
+        case "clear":
+            try cache.clear()
+            print("cleared \(cache.folder)")
+        default:
+            throw ValidationError("unknown action '\(action)': use info or clear")
+        }
+    }
+}

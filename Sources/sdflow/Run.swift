@@ -1,0 +1,170 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import ImageIO
+import NodeKit
+import WorkflowEngine
+
+/// Options shared by the commands that load a workflow.
+struct WorkflowOptions: ParsableArguments {
+    @Argument(help: "The workflow (.yaml), or a PNG that sdflow wrote (its workflow runs again).")
+    var workflow: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a workflow parameter.", valueName: "name=value"))
+    var overrides: [String] = []
+
+    @Option(help: "A folder of node-pack plugins to load (also SDFLOW_PLUGIN_PATH).")
+    var plugins: [String] = []
+
+    /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow.
+    func load() throws -> Workflow {
+        if workflow.lowercased().hasSuffix(".png") {
+            let image = try ImageFile.read(workflow)
+            guard let text = image.metadata["sdflow:workflow"] else {
+                throw ValidationError("\(workflow) has no sdflow workflow in its metadata")
+            }
+            return try Workflow.parse(text, path: workflow)
+        }
+        return try Workflow.load(path: workflow)
+    }
+
+    /// `--set` pairs; for a PNG, its recorded parameters come first (so the same image results).
+    func parameterOverrides(for workflow: Workflow) throws -> [String: String] {
+        var result: [String: String] = [:]
+        if self.workflow.lowercased().hasSuffix(".png"), let image = try? ImageFile.read(self.workflow),
+           let json = image.metadata["sdflow:parameters"]?.data(using: .utf8),
+           let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+           let parameters = object["parameters"] as? [String: String] {
+            result = parameters
+        }
+        for pair in overrides {
+            guard let equals = pair.firstIndex(of: "=") else { throw ValidationError("--set \(pair): expected name=value") }
+            result[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
+        return result
+    }
+
+    func graph(registry: NodeRegistry) throws -> Graph {
+        let workflow = try load()
+        return try Graph(workflow: workflow, registry: registry, overrides: try parameterOverrides(for: workflow))
+    }
+}
+
+/// `sdflow run FILE` (also `sdflow FILE`).
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a workflow (the default command).")
+
+    @OptionGroup var options: WorkflowOptions
+
+    @Option(help: "The cache folder (default: $XDG_CACHE_HOME/sdflow or ~/.cache/sdflow).")
+    var cacheDir: String?
+
+    @Flag(help: "Do not read or write the disk cache.")
+    var noCache = false
+
+    @Option(help: "Cache size budget in GB; least recently used results are evicted past it.")
+    var cacheSize: Double = 20
+
+    @Flag(help: "Say per node whether it would be a cache hit, without running anything.")
+    var dryRun = false
+
+    @Flag(name: .shortAndLong, help: "Print only errors.")
+    var quiet = false
+
+    @Option(help: "Write a JSON summary (per-node time, cache hits, errors) to this file, or - for standard output.")
+    var summary: String?
+
+    @Option(help: "Threads for numeric work (default: all cores).")
+    var threads: Int?
+
+    func run() throws {
+        if let threads { Engine.setThreads(threads) }
+        let registry = try Engine.registry(pluginFolders: options.plugins)
+        let graph: Graph
+        do {
+            graph = try options.graph(registry: registry)
+        } catch let errors as WorkflowErrors {
+            FileHandle.standardError.write(Data((errors.description + "\n").utf8))
+            throw ExitCode(2)
+        } catch let error as WorkflowError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+        let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))
+        let reporter = TerminalReporter(quiet: quiet || summary == "-")
+        var execution = Executor.Options(cache: cache, explainOnly: dryRun, reporter: reporter)
+        execution.cancellation = Interrupts.install()
+        for name in graph.unused where !quiet {
+            reporter.warning("node '\(name)' is not needed by any output and will not run")
+        }
+        let report = Executor(graph: graph, options: execution).run()
+        reporter.finish(report, explain: dryRun)
+        if let summary {
+            if summary == "-" { print(report.json()) } else { try report.json().write(toFile: summary, atomically: true, encoding: .utf8) }
+        }
+        if report.cancelled { throw ExitCode(130) }
+        if !report.succeeded { throw ExitCode(1) }
+    }
+}
+
+/// `sdflow explain FILE`: the same as `run --dry-run`.
+struct Explain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Say per node whether a run would hit the cache, and why not.")
+
+    @OptionGroup var options: WorkflowOptions
+
+    @Option(help: "The cache folder.")
+    var cacheDir: String?
+
+    func run() throws {
+        var run = try Run.parse([options.workflow, "--dry-run"] + options.overrides.flatMap { ["--set", $0] }
+                                    + options.plugins.flatMap { ["--plugins", $0] })
+        run.cacheDir = cacheDir
+        try run.run()
+    }
+}
+
+/// `sdflow validate FILE`.
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a workflow without running it.")
+
+    @OptionGroup var options: WorkflowOptions
+
+    func run() throws {
+        let registry = try Engine.registry(pluginFolders: options.plugins)
+        do {
+            let graph = try options.graph(registry: registry)
+            print("\(options.workflow): OK (\(graph.order.count) nodes to run for \(graph.outputs.count) outputs)")
+            for name in graph.unused { print("warning: node '\(name)' is not needed by any output") }
+        } catch let errors as WorkflowErrors {
+            FileHandle.standardError.write(Data((errors.description + "\n").utf8))
+            throw ExitCode(2)
+        } catch let error as WorkflowError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// Ctrl-C: the first asks the run to stop after the current step (outputs and cache entries
+/// are written atomically, so nothing half-written remains); a second one exits at once.
+enum Interrupts {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func install() -> Cancellation {
+        let cancellation = Cancellation()
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        for number in [SIGINT, SIGTERM] {
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                if cancellation.isCancelled { _exit(130) }
+                FileHandle.standardError.write(Data("\nstopping after the current step (Ctrl-C again to quit at once)\n".utf8))
+                cancellation.cancel()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        return cancellation
+    }
+}
