@@ -37,6 +37,7 @@ let package = Package(
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/html_entities.json")],
                 swiftSettings: numericSettings),
         .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
+        .target(name: "StableDiffusion", dependencies: ["TensorCore", "DiffusionModels", "Sampling"], swiftSettings: numericSettings),
 
         // MARK: - Plugin API and workflow engine
         .target(name: "NodeKit", dependencies: ["TensorCore", "ImageIO"]),
@@ -51,7 +52,7 @@ let package = Package(
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine", "ImageNodes",
+            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine", "ImageNodes", "StableDiffusion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -61,6 +62,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "DiffusionModels", "Sampling", "ImageIO", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -36,7 +36,9 @@ def tokenizer():
     merges = [tuple(m.split()) for m in merges]
     alphabet = list(bytes_to_unicode().values())
     vocab = alphabet + [v + "</w>" for v in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={v: i for i, v in enumerate(vocab)}, merges=merges)
+    tok = CLIPTokenizer(vocab={v: i for i, v in enumerate(vocab)}, merges=merges)
+    tok.model_max_length = 77
+    return tok
 
 
 def bytes_to_unicode():
