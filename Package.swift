@@ -49,10 +49,12 @@ let package = Package(
 
         // MARK: - Built-in node packs (ordinary targets; not SwiftPM .plugin targets)
         .target(name: "ImageNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore"], path: "Plugins/ImageNodes"),
+        .target(name: "DiffusionNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore", "SafeTensors", "DiffusionModels",
+                                                       "Sampling", "StableDiffusion"], path: "Plugins/DiffusionNodes"),
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine", "ImageNodes", "StableDiffusion",
+            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine", "ImageNodes", "DiffusionNodes",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "DiffusionModels", "Sampling", "ImageIO", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "TestSupport"]),
+        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

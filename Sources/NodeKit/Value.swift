@@ -87,9 +87,18 @@ public enum Value: @unchecked Sendable {
 extension Value {
     public var imageValue: Image? { if case .image(let i) = self { return i }; return nil }
     public var maskValue: Image? { if case .mask(let m) = self { return m }; return nil }
-    public var latentValue: Tensor? { if case .latent(let t) = self { return t }; return nil }
-    public var conditioningValue: Tensor? { if case .conditioning(let t) = self { return t }; return nil }
-    public var tensorValue: Tensor? { if case .tensor(let t) = self { return t }; return nil }
+    /// A latent (or a plain tensor used as one).
+    public var latentValue: Tensor? {
+        switch self { case .latent(let t), .tensor(let t): return t; default: return nil }
+    }
+    /// Conditioning (or a plain tensor used as such).
+    public var conditioningValue: Tensor? {
+        switch self { case .conditioning(let t), .tensor(let t): return t; default: return nil }
+    }
+    /// Any tensor-valued value: a tensor, latent or conditioning.
+    public var tensorValue: Tensor? {
+        switch self { case .tensor(let t), .latent(let t), .conditioning(let t): return t; default: return nil }
+    }
     public var numberValue: Double? { if case .number(let n) = self { return n }; return nil }
     public var textValue: String? { if case .text(let s) = self { return s }; return nil }
     public var listValue: [Value]? { if case .list(let l) = self { return l }; return nil }

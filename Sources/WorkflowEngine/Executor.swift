@@ -67,7 +67,9 @@ public final class Executor {
                 report.cancelled = true
                 break
             }
-            let nodeReport = execute(graph.nodes[name]!)
+            let started = Date()
+            var nodeReport = execute(graph.nodes[name]!)
+            nodeReport.seconds = Date().timeIntervalSince(started)
             report.nodes.append(nodeReport)
             options.reporter?.nodeFinished(nodeReport)
             if nodeReport.status == .cancelled { report.cancelled = true; break }
@@ -98,8 +100,6 @@ public final class Executor {
     private func execute(_ node: Graph.Node) -> NodeReport {
         let d = node.description
         var nodeReport = NodeReport(name: node.name, type: d.name, status: .ran, seconds: 0, items: nil, computed: 0, errors: [], notes: [])
-        let start = Date()
-        defer { nodeReport.seconds = Date().timeIntervalSince(start) }
 
         // Inputs; a failed or skipped input skips this node.
         var inputs: [String: Produced] = [:]

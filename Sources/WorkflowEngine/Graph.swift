@@ -192,9 +192,15 @@ public struct Graph {
     // MARK: - Types
 
     /// Whether a port of type `port` accepts a value of type `value`: the same type, or a list
-    /// of it (the node then runs once per item).
+    /// of it (the node then runs once per item). Latents and conditioning are tensors, so a
+    /// plain tensor (e.g. from load_tensor) connects to them and they connect to tensor ports.
     static func accepts(_ port: ValueType, _ value: ValueType) -> Bool {
-        port == value || value == .list(port)
+        func compatible(_ p: ValueType, _ v: ValueType) -> Bool {
+            if p == v { return true }
+            let tensors: Set<ValueType> = [.tensor, .latent, .conditioning]
+            return tensors.contains(p) && tensors.contains(v) && (p == .tensor || v == .tensor)
+        }
+        return compatible(port, value) || value == .list(port) || { if case .list(let e) = value { return compatible(port, e) }; return false }()
     }
 
     static func conversionHint(from: ValueType, to: ValueType) -> String? {

@@ -133,6 +133,10 @@ public struct Workflow: Sendable {
         case let .composer(context, problem, mark, _):
             let message = [context?.text, problem].compactMap { $0 }.joined(separator: ": ")
             return WorkflowError(.syntax, at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML: \(message)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return WorkflowError(.syntax, at: SourceLocation(file: path, line: context.mark.line, column: context.mark.column),
+                                 "'\(duplicates.joined(separator: "', '"))' appears more than once in the same mapping",
+                                 hint: "node names and keys must be unique")
         default:
             return WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "YAML: \(error)")
         }
@@ -152,25 +156,18 @@ private struct Reader {
         SourceLocation(file: path, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1)
     }
 
-    /// A mapping's entries in order; keys must be plain, unique strings.
+    /// A mapping's entries in order; keys must be plain strings.
     func mapping(_ node: Yams.Node, what: String) throws -> [(Key, Yams.Node)] {
         guard case .mapping(let mapping) = node else {
             throw WorkflowError(.syntax, at: location(node), "\(what) must be a mapping of `name: value` entries")
         }
-        var seen: [String: SourceLocation] = [:]
-        var entries: [(Key, Yams.Node)] = []
-        for (keyNode, value) in mapping {
+        // (Yams itself rejects duplicate keys.)
+        return try mapping.map { keyNode, value in
             guard case .scalar(let scalar) = keyNode else {
                 throw WorkflowError(.syntax, at: location(keyNode), "keys in \(what) must be plain names")
             }
-            let key = Key(name: scalar.string, location: location(keyNode))
-            if let first = seen[key.name] {
-                throw WorkflowError(.syntax, at: key.location, "'\(key.name)' appears twice in \(what)", hint: "the first is at line \(first.line)")
-            }
-            seen[key.name] = key.location
-            entries.append((key, value))
+            return (Key(name: scalar.string, location: location(keyNode)), value)
         }
-        return entries
     }
 
     /// A literal scalar: integer, number, boolean or text (by YAML's core schema; quote to force text).

@@ -1,3 +1,4 @@
+import DiffusionNodes
 import ImageNodes
 import NodeKit
 import TensorCore
@@ -6,7 +7,7 @@ import WorkflowEngine
 /// The node packs sdflow runs with.
 enum Engine {
     /// The built-in packs.
-    static let builtinPacks: [NodePack] = [ImageNodes.pack]
+    static let builtinPacks: [NodePack] = [ImageNodes.pack, DiffusionNodes.pack]
 
     /// A registry with the built-in packs and the plugins found in `pluginFolders`.
     static func registry(pluginFolders: [String]) throws -> NodeRegistry {

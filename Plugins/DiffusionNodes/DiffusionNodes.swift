@@ -1,0 +1,10 @@
+import NodeKit
+
+/// The built-in diffusion pack: checkpoints, text encoding, the VAE, the denoise loop and
+/// tensors. Uses NodeKit and the model libraries, not the workflow engine.
+public enum DiffusionNodes {
+    public static let pack = NodePack(name: "diffusion", version: "1", nodes: [
+        LoadCheckpoint.self, CLIPEncode.self, VAEEncode.self, VAEDecode.self, EmptyLatent.self,
+        Denoise.self, AddNoise.self, LoadTensor.self, SaveTensor.self, EraseMasked.self,
+    ])
+}

@@ -1,0 +1,72 @@
+import Foundation
+import ImageIO
+import NodeKit
+import SafeTensors
+import TensorCore
+
+/// `load_tensor`: one tensor of a .safetensors file (noise from another tool, saved latents).
+struct LoadTensor: Node {
+    static let description = NodeDescription(
+        name: "load_tensor", summary: "Load a tensor from a .safetensors file (also usable as a latent, noise or conditioning).",
+        outputs: [.init("tensor", .tensor, help: "the tensor, as float32")],
+        parameters: [
+            .init("path", .inputPath(.file), help: "the .safetensors file"),
+            .init("name", .text, default: .text(""), help: "the tensor's name (empty: the file's only tensor)"),
+        ])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let file = try SafeTensorsFile(path: try context.string("path"))
+        var name = try context.string("name")
+        if name.isEmpty {
+            guard file.names.count == 1 else {
+                throw NodeError.invalidInput("\(file.path) holds \(file.names.count) tensors; give one with name: (\(file.names.prefix(5).joined(separator: ", ")))")
+            }
+            name = file.names[0]
+        }
+        return ["tensor": .tensor(try file.tensor(name).copied())]
+    }
+}
+
+/// `save_tensor`: writes a tensor (or latent, or conditioning) to a .safetensors file.
+struct SaveTensor: Node {
+    static let description = NodeDescription(
+        name: "save_tensor", summary: "Save a tensor, latent or conditioning to a .safetensors file.",
+        inputs: [.init("tensor", .tensor, help: "what to save")],
+        parameters: [
+            .init("path", .outputPath, help: "the file to write"),
+            .init("name", .text, default: .text("tensor"), help: "the tensor's name in the file"),
+            .init("dtype", .choice(["f32", "f16"]), default: .text("f32"), help: "storage precision"),
+        ],
+        isOutput: true, alwaysRuns: true)
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        guard let tensor = context.input("tensor")?.tensorValue else { throw NodeError.invalidInput("input 'tensor' is not a tensor") }
+        let path = try context.string("path")
+        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                withIntermediateDirectories: true)
+        try SafeTensorsWriter.write([try context.string("name"): tensor], metadata: ["sdflow:key": context.executionKey],
+                                    storage: try context.string("dtype") == "f16" ? .f16 : .f32, to: path)
+        return [:]
+    }
+}
+
+/// `erase_masked`: the image with the masked area set to mid-gray, the input of 9-channel
+/// inpainting models (diffusers: image * (mask < 0.5) in [-1, 1]).
+struct EraseMasked: Node {
+    static let description = NodeDescription(
+        name: "erase_masked", summary: "Blank the masked area to mid-gray (for 9-channel inpainting models' masked_latent).",
+        inputs: [.init("image", .image, help: "the image"), .init("mask", .mask, help: "the mask (white = repaint)")],
+        outputs: [.init("image", .image, help: "the image with the masked area gray")])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let image = try context.image("image").rgb(), mask = try context.mask("mask")
+        guard mask.width == image.width && mask.height == image.height else {
+            throw NodeError.invalidInput("the mask is \(mask.width)x\(mask.height) but the image is \(image.width)x\(image.height)")
+        }
+        let plane = image.width * image.height
+        var pixels = image.pixels
+        let p = pixels.mutablePointer(), m = mask.pixels.pointer
+        for i in 0..<plane where m[i] >= 0.5 { for c in 0..<3 { p[c * plane + i] = 0.5 } }
+        return ["image": .image(Image(pixels: pixels, metadata: image.metadata, bitDepth: image.bitDepth))]
+    }
+}
