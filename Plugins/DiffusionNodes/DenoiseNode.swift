@@ -111,10 +111,12 @@ struct Denoise: Node {
     /// A pixel mask as the latent-size mask of the inpainting pipeline (1, 1, h, w).
     static func latentMask(_ mask: Image, latent: Tensor, grow: Int, feather: Double) throws -> Tensor {
         let (h, w) = (latent.shape[2], latent.shape[3])
-        guard mask.width % w == 0 && mask.height % h == 0 && mask.width / w == mask.height / h else {
+        // The mask is the image's size; vae_encode centre-crops images to multiples of the VAE's cell.
+        let factor = mask.width / w
+        guard factor >= 1, mask.height / h == factor, mask.width - w * factor < factor, mask.height - h * factor < factor else {
             throw NodeError.invalidInput("the mask is \(mask.width)x\(mask.height), which does not fit latents of \(w)x\(h)")
         }
-        var m = mask.channel(0).thresholded(0.5).grown(by: grow)
+        var m = mask.channel(0).fittedToMultiple(of: factor, mode: .crop).thresholded(0.5).grown(by: grow)
         if feather > 0 { m = m.blurred(sigma: Float(feather)) }
         return m.pixels.reshaped([1, 1, m.height, m.width]).resizedNearest(height: h, width: w)
     }

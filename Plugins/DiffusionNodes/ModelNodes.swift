@@ -101,7 +101,8 @@ struct CLIPEncode: Node {
 struct VAEEncode: Node {
     static let description = NodeDescription(
         name: "vae_encode", summary: "Encode an image into latents (the posterior mean, or a sample).",
-        inputs: [.init("vae", .vae, help: "the autoencoder"), .init("image", .image, help: "the image (sides multiples of 8)")],
+        inputs: [.init("vae", .vae, help: "the autoencoder"),
+                 .init("image", .image, help: "the image (centre-cropped to multiples of 8 if needed, as ComfyUI does)")],
         outputs: [.init("latent", .latent, help: "scaled latents (1, 4, H/8, W/8)")],
         parameters: [
             .init("mode", .choice(["mean", "sample"]), default: .text("mean"),
@@ -111,10 +112,14 @@ struct VAEEncode: Node {
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let vae = try context.loadedVAE("vae")
-        let image = try context.image("image")
+        var image = try context.image("image")
         let factor = vae.config.downscale
-        guard image.width % factor == 0 && image.height % factor == 0 else {
-            throw NodeError.invalidInput("the image is \(image.width)x\(image.height); the VAE needs sides that are multiples of \(factor) (use fit_to_multiple)")
+        if image.width % factor != 0 || image.height % factor != 0 {
+            guard image.width >= factor && image.height >= factor else {
+                throw NodeError.invalidInput("the image is \(image.width)x\(image.height), smaller than the VAE's \(factor)-pixel cells")
+            }
+            context.warn("the image is \(image.width)x\(image.height); centre-cropped to multiples of \(factor) (fit_to_multiple chooses how)")
+            image = image.fittedToMultiple(of: factor, mode: .crop)
         }
         let input = image.tensor()
         var noise: Tensor?

@@ -33,7 +33,7 @@ final class TerminalReporter: RunReporter {
             write("\r\u{1B}[K▸ \(current) \(bar) \(completed)/\(total) ETA \(format(eta))")
         } else {
             let percent = 100 * completed / total
-            if percent / 25 != lastPlainPercent / 25 || completed == total {
+            if completed == 1 || percent / 10 != lastPlainPercent / 10 || completed == total {
                 lastPlainPercent = percent
                 write("  \(current): step \(completed)/\(total), ETA \(format(eta))\n")
             }

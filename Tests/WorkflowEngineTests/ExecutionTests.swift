@@ -1,0 +1,164 @@
+import Foundation
+import ImageIO
+import NodeKit
+import TensorCore
+import TestSupport
+import Testing
+import WorkflowEngine
+
+/// Running the bundled workflows on the tiny model: what is recomputed, what is cached, and
+/// what a batch with a bad file or an interrupted run leaves behind.
+@Suite(.serialized) struct ExecutionTests {
+    let folder = TemporaryFolder()
+
+    /// The repository's workflows folder.
+    static var workflows: String { URL(fileURLWithPath: Fixtures.folder.path).deletingLastPathComponent().deletingLastPathComponent().path + "/workflows" }
+
+    /// A 64x64 test photo (the tiny VAE downsamples by 4) and a mask with a square in the middle.
+    func makeInputs() throws -> (photo: String, mask: String, photos: String) {
+        var photo = Image(width: 64, height: 64, channels: 3)
+        let p = photo.pixels.mutablePointer()
+        for c in 0..<3 { for y in 0..<64 { for x in 0..<64 { p[(c * 64 + y) * 64 + x] = Float((x * (c + 1) + y * 3) % 64) / 63 } } }
+        let photoPath = folder.file("photo.png")
+        try ImageFile.write(photo, to: photoPath)
+        var mask = Image(width: 64, height: 64, channels: 1)
+        let m = mask.pixels.mutablePointer()
+        for y in 20..<44 { for x in 20..<44 { m[y * 64 + x] = 1 } }
+        let maskPath = folder.file("mask.png")
+        try ImageFile.write(mask, to: maskPath)
+        let photos = folder.file("photos")
+        try FileManager.default.createDirectory(atPath: photos, withIntermediateDirectories: true)
+        for i in 0..<4 {
+            var variant = photo
+            let v = variant.pixels.mutablePointer()
+            for j in 0..<(64 * 64) { v[j] = Swift.min(1, v[j] + Float(i) * 0.1) }
+            try ImageFile.write(variant, to: photos + "/photo_\(i).png")
+        }
+        // A corrupt file among them.
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: photos + "/photo_9.png"))
+        return (photoPath, maskPath, photos)
+    }
+
+    func run(_ workflow: String, _ overrides: [String: String], cache: ResultCache?) throws -> RunReport {
+        let graph = try Graph(workflow: Workflow.load(path: ExecutionTests.workflows + "/" + workflow),
+                              registry: ValidationTests.registry(), overrides: overrides, currentDirectory: folder.path)
+        return Executor(graph: graph, options: Executor.Options(cache: cache)).run()
+    }
+
+    func tinyOverrides(_ extra: [String: String]) -> [String: String] {
+        ["checkpoint": TinyModel.folder, "steps": "3"].merging(extra) { $1 }
+    }
+
+    @Test func inpaintRerunRecomputesOnlyWhatChanged() throws {
+        let (photo, mask, _) = try makeInputs()
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let base = tinyOverrides(["image": photo, "mask": mask, "output": folder.file("out/inpaint.png")])
+        let cold = try run("inpaint.yaml", base, cache: cache)
+        #expect(cold.succeeded, "\(cold.nodes.flatMap(\.errors))")
+        let first = try ImageFile.read(folder.file("out/inpaint.png"))
+
+        // Only cfg changes: denoise and what follows it run again; loads and encodes come from the cache.
+        let warm = try run("inpaint.yaml", base.merging(["cfg": "5"]) { $1 }, cache: cache)
+        #expect(warm.succeeded)
+        let computed = Set(warm.executedNodes).subtracting(["model", "photo", "mask"])  // loaders read files every run
+        #expect(computed == ["generated", "decoded", "blended", "save"], "recomputed: \(computed)")
+        for name in ["positive", "negative", "encoded"] {
+            #expect(warm.nodes.first { $0.name == name }?.status == .diskHit, "\(name) was not a cache hit")
+        }
+
+        // Back to the first settings: everything is cached and the output is identical to the cold run's.
+        try FileManager.default.removeItem(atPath: folder.file("out/inpaint.png"))
+        let again = try run("inpaint.yaml", base, cache: cache)
+        #expect(Set(again.executedNodes).subtracting(["model", "photo", "mask"]) == ["save"])
+        let second = try ImageFile.read(folder.file("out/inpaint.png"))
+        #expect(second.pixels.maxAbsDifference(first.pixels) == 0)
+
+        // Outside the mask (feathered by sigma 1, so 3 pixels wider) the output keeps the input's pixels exactly.
+        let input = try ImageFile.read(photo)
+        let (o, i) = (second.pixels.pointer, input.pixels.pointer)
+        var changed = 0
+        for c in 0..<3 { for y in 0..<64 { for x in 0..<64 where x < 17 || x > 46 || y < 17 || y > 46 {
+            if o[(c * 64 + y) * 64 + x] != i[(c * 64 + y) * 64 + x] { changed += 1 }
+        } } }
+        #expect(changed == 0)
+    }
+
+    @Test func anotherWorkflowSharingNodesHitsTheCache() throws {
+        let (photo, mask, _) = try makeInputs()
+        let cache = try ResultCache(folder: folder.file("cache"))
+        _ = try run("inpaint.yaml", tinyOverrides(["image": photo, "mask": mask, "output": folder.file("out/a.png"),
+                                                    "prompt": "a blue square on a white background"]), cache: cache)
+        // img2img shares the checkpoint, the image's encoding and the prompt's encoding.
+        let report = try run("img2img.yaml", tinyOverrides(["image": photo, "output": folder.file("out/b.png"),
+                                                            "prompt": "a blue square on a white background"]), cache: cache)
+        #expect(report.succeeded)
+        #expect(report.nodes.first { $0.name == "encoded" }?.status == .diskHit)
+        #expect(report.nodes.first { $0.name == "positive" }?.status == .diskHit)
+        #expect(report.nodes.first { $0.name == "generated" }?.status == .ran)
+    }
+
+    @Test func batchWithACorruptFile() throws {
+        let (_, _, photos) = try makeInputs()
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let out = folder.file("batch")
+        let overrides = tinyOverrides(["input": photos, "output": out + "/{stem}.png", "strength": "0.5"])
+        let report = try run("batch-img2img.yaml", overrides, cache: cache)
+        #expect(!report.succeeded)  // a non-zero exit
+        let written = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+        #expect(written == ["photo_0.png", "photo_1.png", "photo_2.png", "photo_3.png"])
+        #expect(report.nodes.first { $0.name == "photos" }?.errors.first?.contains("photo_9.png") == true)
+
+        // A second run resumes: every item comes from the cache and the files are up to date.
+        let again = try run("batch-img2img.yaml", overrides, cache: cache)
+        #expect(again.nodes.first { $0.name == "generated" }?.computed == 0)
+    }
+
+    @Test func resizeFolderNeedsNoModel() throws {
+        let (_, _, photos) = try makeInputs()
+        try FileManager.default.removeItem(atPath: photos + "/photo_9.png")
+        let report = try run("resize-folder.yaml", ["input": photos, "output": folder.file("small/{stem}.png"), "width": "32", "height": "16"],
+                             cache: nil)
+        #expect(report.succeeded)
+        let image = try ImageFile.read(folder.file("small/photo_2.png"))
+        #expect(image.width == 16 && image.height == 16)
+        #expect(image.metadata["sdflow:workflow"]?.contains("resize_image") == true)
+    }
+
+    @Test func everyBundledWorkflowRunsOnTheTinyModel() throws {
+        let (photo, mask, photos) = try makeInputs()
+        try FileManager.default.removeItem(atPath: photos + "/photo_9.png")
+        let cases: [(String, [String: String])] = [
+            ("txt2img.yaml", ["output": folder.file("w/t.png")]),
+            ("img2img.yaml", ["image": photo, "output": folder.file("w/i.png")]),
+            ("inpaint.yaml", ["image": photo, "mask": mask, "output": folder.file("w/p.png")]),
+            ("img2img-chain.yaml", ["image": photo, "output": folder.file("w/c.png")]),
+            ("batch-img2img.yaml", ["input": photos, "output": folder.file("w/batch/{stem}.png")]),
+        ]
+        for (workflow, extra) in cases {
+            let report = try run(workflow, tinyOverrides(extra), cache: nil)
+            #expect(report.succeeded, "\(workflow): \(report.nodes.flatMap(\.errors))")
+        }
+        let txt = try ImageFile.read(folder.file("w/t.png"))
+        #expect(txt.width == 64 && txt.metadata["parameters"]?.contains("Seed: 42") == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.file("w/batch")).count == 4)
+    }
+
+    @Test func corruptCacheEntryIsRecomputed() throws {
+        let (photo, _, _) = try makeInputs()
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let overrides = tinyOverrides(["image": photo, "output": folder.file("out/x.png")])
+        _ = try run("img2img.yaml", overrides, cache: cache)
+        // Damage every entry: flip bytes in the middle of each file.
+        for entry in cache.entries() {
+            let path = folder.file("cache/v1/\(entry.key.prefix(2))/\(entry.key).safetensors")
+            var data = try Data(contentsOf: URL(fileURLWithPath: path))
+            if data.count > 200 { for i in stride(from: data.count / 2, to: data.count / 2 + 16, by: 1) { data[i] ^= 0xFF } }
+            else { data = data.prefix(data.count / 2) }
+            try data.write(to: URL(fileURLWithPath: path))
+        }
+        let report = try run("img2img.yaml", overrides, cache: cache)
+        #expect(report.succeeded)
+        #expect(!report.warnings.filter { $0.contains("damaged") }.isEmpty)
+        #expect(report.nodes.first { $0.name == "generated" }?.status == .ran)
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import SafeTensors
+import TestSupport
+import Testing
+import WorkflowEngine
+
+/// Ctrl-C and kill -9 in the middle of a run leave no partial output and no damaged cache entry.
+@Suite(.serialized) struct InterruptTests {
+    let folder = TemporaryFolder()
+
+    /// The sdflow binary built next to the test bundle.
+    static var binary: String {
+        let testBundle = URL(fileURLWithPath: CommandLine.arguments[0])
+        var dir = testBundle.deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("sdflow").path) && dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("sdflow").path
+    }
+
+    /// Starts a long text-to-image run, waits until the denoise loop is running, sends `signal`,
+    /// and returns the exit status.
+    func interruptedRun(signal: Int32) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
+        process.arguments = [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + TinyModel.folder,
+                             "--set", "steps=300", "--set", "output=" + folder.file("out/k.png"), "--cache-dir", folder.file("cache")]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Wait for the sampler's progress lines.
+        var log = ""
+        let deadline = Date().addingTimeInterval(120)
+        while !log.contains("generated: step") && Date() < deadline && process.isRunning {
+            log += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(log.contains("generated: step"), "the run did not reach the sampler: \(log)")
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func expectNothingPartial() throws {
+        let out = folder.file("out")
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+        #expect(leftovers.filter { !$0.hasPrefix(".") }.isEmpty, "partial outputs: \(leftovers)")
+        // Every cache entry that exists is complete and valid.
+        let cache = try ResultCache(folder: folder.file("cache"))
+        for entry in cache.entries() {
+            let path = folder.file("cache/v1/\(entry.key.prefix(2))/\(entry.key).safetensors")
+            #expect((try? SafeTensorsFile(path: path)) != nil, "damaged cache entry \(entry.key)")
+        }
+    }
+
+    @Test func ctrlCStopsCleanly() throws {
+        let status = try interruptedRun(signal: SIGINT)
+        #expect(status == 130)
+        try expectNothingPartial()
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: folder.file("out"))) ?? []
+        #expect(leftovers.isEmpty, "Ctrl-C left \(leftovers)")
+    }
+
+    @Test func killedRunLeavesNoPartialFiles() throws {
+        _ = try interruptedRun(signal: SIGKILL)
+        try expectNothingPartial()
+    }
+}
