@@ -9,6 +9,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "sdflow", targets: ["sdflow"]),
+        // An example plugin pack, loaded by sdflow at run time (see README, "Writing a node pack").
+        .library(name: "ExamplePlugin", type: .dynamic, targets: ["ExamplePlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,8 +43,11 @@ let package = Package(
 
         // MARK: - Plugin API and workflow engine
         .target(name: "NodeKit", dependencies: ["TensorCore", "ImageIO"]),
+        // The C ABI of plugins loaded from shared libraries, and the Swift helper that exports a NodeKit pack through it.
+        .systemLibrary(name: "SDFlowPluginABI", path: "Sources/SDFlowPluginABI"),
+        .target(name: "SDFlowPlugin", dependencies: ["NodeKit", "SDFlowPluginABI", "ImageIO", "TensorCore"]),
         .target(name: "WorkflowEngine", dependencies: [
-            "NodeKit", "SafeTensors", "ImageIO",
+            "NodeKit", "SafeTensors", "ImageIO", "SDFlowPluginABI",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -51,6 +56,7 @@ let package = Package(
         .target(name: "ImageNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore"], path: "Plugins/ImageNodes"),
         .target(name: "DiffusionNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore", "SafeTensors", "DiffusionModels",
                                                        "Sampling", "StableDiffusion"], path: "Plugins/DiffusionNodes"),
+        .target(name: "ExamplePlugin", dependencies: ["SDFlowPlugin", "NodeKit", "ImageIO", "TensorCore"], path: "Plugins/ExamplePlugin"),
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [

@@ -136,3 +136,17 @@ public enum ParameterValue: Sendable, Equatable, Hashable, CustomStringConvertib
     public var stringValue: String? { if case .text(let s) = self { return s }; return nil }
     public var boolValue: Bool? { if case .boolean(let b) = self { return b }; return nil }
 }
+
+/// Parameter values in the text form the plugin ABI uses.
+public enum ParameterText {
+    /// A value of `kind` from text ("12", "0.5", "true", a choice).
+    public static func parse(_ text: String, kind: ParameterKind) -> ParameterValue? {
+        switch kind {
+        case .integer, .seed: return Int(text).map(ParameterValue.integer)
+        case .number: return Double(text).map(ParameterValue.number)
+        case .boolean: return text == "true" ? .boolean(true) : text == "false" ? .boolean(false) : nil
+        case .choice(let options): return options.contains(text) ? .text(text) : nil
+        case .text, .inputPath, .outputPath: return .text(text)
+        }
+    }
+}

@@ -273,7 +273,7 @@ public final class Executor {
         let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: values, key: key, item: item)
         let outputs: [String: Value]
         do {
-            outputs = try node.entry.node.run(context)
+            outputs = try node.entry.implementation.run(context)
         } catch NodeError.cancelled {
             return .failure("cancelled")
         } catch {

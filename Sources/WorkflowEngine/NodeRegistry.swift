@@ -5,8 +5,8 @@ public final class NodeRegistry: @unchecked Sendable {
     /// A registered node type.
     public struct Entry {
         public let pack: NodePack
-        public let node: any Node.Type
-        public var description: NodeDescription { node.description }
+        public let implementation: NodeImplementation
+        public var description: NodeDescription { implementation.description }
     }
 
     public private(set) var packs: [NodePack] = []
@@ -20,15 +20,22 @@ public final class NodeRegistry: @unchecked Sendable {
         public var description: String { message }
     }
 
-    /// Adds a pack; a node type name already taken by another pack is an error.
+    /// Adds a pack; a node type name already taken by another pack (or twice by this one) is
+    /// an error naming both packs and the plugin files.
     public func register(_ pack: NodePack) throws {
+        var names = Set<String>()
         for node in pack.nodes {
             let name = node.description.name
+            let origin = pack.origin.map { " (\($0))" } ?? ""
             if let existing = entries[name] {
-                throw RegistrationError(message: "node type '\(name)' of pack '\(pack.name)' is already defined by pack '\(existing.pack.name)'")
+                let other = existing.pack.origin.map { " (\($0))" } ?? ""
+                throw RegistrationError(message: "node type '\(name)' of pack '\(pack.name)'\(origin) is already defined by pack '\(existing.pack.name)'\(other)")
+            }
+            guard names.insert(name).inserted else {
+                throw RegistrationError(message: "pack '\(pack.name)'\(origin) defines node type '\(name)' twice")
             }
         }
-        for node in pack.nodes { entries[node.description.name] = Entry(pack: pack, node: node) }
+        for node in pack.nodes { entries[node.description.name] = Entry(pack: pack, implementation: node) }
         packs.append(pack)
     }
 

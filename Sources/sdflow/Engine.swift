@@ -9,10 +9,14 @@ enum Engine {
     /// The built-in packs.
     static let builtinPacks: [NodePack] = [ImageNodes.pack, DiffusionNodes.pack]
 
-    /// A registry with the built-in packs and the plugins found in `pluginFolders`.
+    /// A registry with the built-in packs and the plugins found in `pluginFolders`,
+    /// `SDFLOW_PLUGIN_PATH` and the user plugin folder.
     static func registry(pluginFolders: [String]) throws -> NodeRegistry {
         let registry = NodeRegistry()
         for pack in builtinPacks { try registry.register(pack) }
+        for library in PluginLoader.libraries(in: PluginLoader.folders(explicit: pluginFolders)) {
+            try registry.register(try PluginLoader.load(library))
+        }
         return registry
     }
 

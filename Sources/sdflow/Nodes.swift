@@ -16,7 +16,7 @@ struct Nodes: ParsableCommand {
         let registry = try Engine.registry(pluginFolders: plugins)
         guard let type else {
             for pack in registry.packs {
-                print("\(pack.name) \(pack.version):")
+                print("\(pack.name) \(pack.version)\(pack.origin.map { " (plugin \($0))" } ?? " (built in)"):")
                 for node in pack.nodes.map({ $0.description }).sorted(by: { $0.name < $1.name }) {
                     print("  \(node.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(node.summary)")
                 }
@@ -27,7 +27,8 @@ struct Nodes: ParsableCommand {
             throw ValidationError("unknown node type '\(type)'; `sdflow nodes` lists them")
         }
         let d = entry.description
-        print("\(d.name) (pack \(entry.pack.name) \(entry.pack.version), version \(d.version))\(d.isOutput ? ", output node" : "")")
+        let origin = entry.pack.origin.map { ", plugin \($0)" } ?? ""
+        print("\(d.name) (pack \(entry.pack.name) \(entry.pack.version)\(origin), version \(d.version))\(d.isOutput ? ", output node" : "")")
         print("  \(d.summary)")
         if !d.inputs.isEmpty {
             print("inputs:")

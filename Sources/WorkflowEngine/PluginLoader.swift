@@ -1,0 +1,268 @@
+import Foundation
+import ImageIO
+import NodeKit
+import SDFlowPluginABI
+import TensorCore
+
+/// Loads node packs from shared libraries through the C ABI of `sdflow_plugin.h`.
+///
+/// Plugins are found in the folders given with `--plugins`, in `SDFLOW_PLUGIN_PATH`
+/// (colon-separated) and in the user plugin folder (`$XDG_DATA_HOME/sdflow/plugins`, else
+/// `~/.local/share/sdflow/plugins`). A library without the entry point, with another ABI
+/// version or with malformed descriptions is refused with a message naming the file. A node
+/// that reports an error fails its execution, not the process.
+public enum PluginLoader {
+    /// A plugin that cannot be used.
+    public struct LoadError: Error, CustomStringConvertible {
+        public let path: String
+        public let message: String
+        public var description: String { "plugin \(path): \(message)" }
+    }
+
+    /// The user plugin folder.
+    public static var userFolder: String {
+        let environment = ProcessInfo.processInfo.environment
+        let data = environment["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.local/share"
+        return data + "/sdflow/plugins"
+    }
+
+    /// The folders to search, in order: explicit ones, SDFLOW_PLUGIN_PATH, the user folder.
+    public static func folders(explicit: [String]) -> [String] {
+        let fromEnvironment = (ProcessInfo.processInfo.environment["SDFLOW_PLUGIN_PATH"] ?? "")
+            .split(separator: ":").map(String.init).filter { !$0.isEmpty }
+        return explicit + fromEnvironment + [userFolder]
+    }
+
+    /// The shared libraries (`*.so`, `*.dylib`) in `folders` (missing folders are skipped;
+    /// an explicit file path is taken as is).
+    public static func libraries(in folders: [String]) -> [String] {
+        var result: [String] = []
+        for folder in folders {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else { continue }
+            if !isFolder.boolValue { result.append(folder); continue }
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            result += names.filter { $0.hasSuffix(".so") || $0.hasSuffix(".dylib") }.sorted().map { folder + "/" + $0 }
+        }
+        return result
+    }
+
+    /// Opens a plugin and returns its pack.
+    public static func load(_ path: String) throws -> NodePack {
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw LoadError(path: path, message: "cannot load: \(String(cString: dlerror()))")
+        }
+        guard let symbol = dlsym(handle, SDFLOW_PLUGIN_ENTRY_POINT) else {
+            throw LoadError(path: path, message: "no entry point '\(SDFLOW_PLUGIN_ENTRY_POINT)' (is it an sdflow plugin?)")
+        }
+        let entry = unsafeBitCast(symbol, to: sdf_pack_function.self)
+        guard let pack = entry() else { throw LoadError(path: path, message: "\(SDFLOW_PLUGIN_ENTRY_POINT)() returned no pack") }
+        guard pack.pointee.abi_version == SDFLOW_PLUGIN_ABI_VERSION else {
+            throw LoadError(path: path, message: "built for plugin ABI version \(pack.pointee.abi_version); this sdflow supports version \(SDFLOW_PLUGIN_ABI_VERSION)")
+        }
+        guard let name = pack.pointee.name.map({ String(cString: $0) }), !name.isEmpty else {
+            throw LoadError(path: path, message: "the pack has no name")
+        }
+        let version = pack.pointee.version.map { String(cString: $0) } ?? "0"
+        var nodes: [NodeImplementation] = []
+        for i in 0..<Int(pack.pointee.node_count) {
+            nodes.append(try implementation(pack.pointee.nodes[i], path: path))
+        }
+        return NodePack(name: name, version: version, implementations: nodes, origin: path)
+    }
+
+    // MARK: - Descriptions
+
+    static func implementation(_ node: sdf_node, path: String) throws -> NodeImplementation {
+        guard let cName = node.name, let run = node.run else { throw LoadError(path: path, message: "a node has no name or run function") }
+        let name = String(cString: cName)
+        func fail(_ message: String) -> LoadError { LoadError(path: path, message: "node '\(name)': \(message)") }
+        func ports(_ list: UnsafePointer<sdf_port>?, _ count: Int32) throws -> [NodeDescription.Port] {
+            try (0..<Int(count)).map { i in
+                let p = list![i]
+                guard let portName = p.name, let type = valueType(p.type) else { throw fail("port \(i) has no name or an unknown type") }
+                return NodeDescription.Port(String(cString: portName), type, optional: p.optional != 0, help: p.help.map { String(cString: $0) } ?? "")
+            }
+        }
+        let parameters = try (0..<Int(node.parameter_count)).map { i -> NodeDescription.Parameter in
+            let p = node.parameters[i]
+            guard let parameterName = p.name.map({ String(cString: $0) }) else { throw fail("parameter \(i) has no name") }
+            let kind: ParameterKind
+            switch p.kind {
+            case SDF_PARAMETER_INTEGER: kind = .integer(p.minimum <= p.maximum ? Int(p.minimum)...Int(p.maximum) : nil)
+            case SDF_PARAMETER_NUMBER: kind = .number(p.minimum <= p.maximum ? p.minimum...p.maximum : nil)
+            case SDF_PARAMETER_TEXT: kind = .text
+            case SDF_PARAMETER_BOOLEAN: kind = .boolean
+            case SDF_PARAMETER_CHOICE:
+                kind = .choice((p.choices.map { String(cString: $0) } ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            default: throw fail("parameter '\(parameterName)' has an unknown kind")
+            }
+            let defaultValue = try p.default_value.map { text -> ParameterValue in
+                guard let value = ParameterText.parse(String(cString: text), kind: kind) else {
+                    throw fail("parameter '\(parameterName)' has an invalid default '\(String(cString: text))'")
+                }
+                return value
+            }
+            return NodeDescription.Parameter(parameterName, kind, default: defaultValue, help: p.help.map { String(cString: $0) } ?? "")
+        }
+        let description = NodeDescription(
+            name: name, summary: node.summary.map { String(cString: $0) } ?? "", version: Int(node.version),
+            inputs: try ports(node.inputs, node.input_count), outputs: try ports(node.outputs, node.output_count),
+            parameters: parameters, isOutput: node.is_output != 0, alwaysRuns: node.is_output != 0)
+        let data = node.node_data
+        return NodeImplementation(description: description) { context in
+            let call = ForeignCall(context: context, description: description)
+            var message = [CChar](repeating: 0, count: 1024)
+            let status = withExtendedLifetime(call) {
+                run(data, &ForeignCall.host, OpaquePointer(Unmanaged.passUnretained(call).toOpaque()), &message, message.count)
+            }
+            if context.isCancelled { throw NodeError.cancelled }
+            guard status == 0 else {
+                let text = String(cString: message)
+                throw NodeError.failed("plugin \(path): \(text.isEmpty ? "node failed with status \(status)" : text)")
+            }
+            for port in description.outputs where call.outputs[port.name] == nil {
+                throw NodeError.failed("plugin \(path): node '\(name)' did not set output '\(port.name)'")
+            }
+            if let problem = call.problem { throw NodeError.failed("plugin \(path): \(problem)") }
+            return call.outputs
+        }
+    }
+
+    static func valueType(_ type: sdf_value_type) -> ValueType? {
+        switch type {
+        case SDF_TYPE_IMAGE: return .image
+        case SDF_TYPE_MASK: return .mask
+        case SDF_TYPE_LATENT: return .latent
+        case SDF_TYPE_CONDITIONING: return .conditioning
+        case SDF_TYPE_TENSOR: return .tensor
+        case SDF_TYPE_NUMBER: return .number
+        case SDF_TYPE_TEXT: return .text
+        default: return nil
+        }
+    }
+}
+
+/// One execution of a plugin node: the host callbacks' state. Values handed to the plugin are
+/// kept alive here until the call returns.
+final class ForeignCall {
+    let context: NodeContext
+    let description: NodeDescription
+    var outputs: [String: Value] = [:]
+    var problem: String?
+    private var inputs: [String: UnsafeMutablePointer<sdf_value>] = [:]
+    private var keepAlive: [Any] = []
+    private var strings: [UnsafeMutablePointer<CChar>] = []
+
+    init(context: NodeContext, description: NodeDescription) {
+        self.context = context
+        self.description = description
+    }
+
+    deinit {
+        inputs.values.forEach { $0.deallocate() }
+        strings.forEach { free($0) }
+    }
+
+    static func from(_ context: OpaquePointer?) -> ForeignCall {
+        Unmanaged<ForeignCall>.fromOpaque(UnsafeRawPointer(context!)).takeUnretainedValue()
+    }
+
+    func string(_ s: String) -> UnsafePointer<CChar> {
+        let copy = strdup(s)!
+        strings.append(copy)
+        return UnsafePointer(copy)
+    }
+
+    func input(_ name: String) -> UnsafePointer<sdf_value>? {
+        if let existing = inputs[name] { return UnsafePointer(existing) }
+        guard let value = context.input(name) else { return nil }
+        var v = sdf_value()
+        switch value {
+        case .image(let image), .mask(let image):
+            v.type = { if case .image = value { return SDF_TYPE_IMAGE }; return SDF_TYPE_MASK }()
+            fill(&v, image.pixels)
+        case .latent(let t): v.type = SDF_TYPE_LATENT; fill(&v, t)
+        case .conditioning(let t): v.type = SDF_TYPE_CONDITIONING; fill(&v, t)
+        case .tensor(let t): v.type = SDF_TYPE_TENSOR; fill(&v, t)
+        case .number(let n): v.type = SDF_TYPE_NUMBER; v.number = n
+        case .text(let s): v.type = SDF_TYPE_TEXT; v.text = string(s)
+        default: return nil
+        }
+        let stored = UnsafeMutablePointer<sdf_value>.allocate(capacity: 1)
+        stored.initialize(to: v)
+        inputs[name] = stored
+        return UnsafePointer(stored)
+    }
+
+    private func fill(_ v: inout sdf_value, _ t: Tensor) {
+        let contiguous = t.copied()
+        keepAlive.append(contiguous)
+        v.rank = Int32(contiguous.rank)
+        withUnsafeMutableBytes(of: &v.shape) { raw in
+            let shape = raw.bindMemory(to: Int64.self)
+            for (i, d) in contiguous.shape.prefix(8).enumerated() { shape[i] = Int64(d) }
+        }
+        v.data = contiguous.pointer
+    }
+
+    func setOutput(_ name: String, _ v: sdf_value) -> Int32 {
+        guard let port = description.output(name) else {
+            problem = "node '\(description.name)' set an unknown output '\(name)'"
+            return 1
+        }
+        func tensor() -> Tensor? {
+            guard v.rank >= 0 && v.rank <= 8, let data = v.data else { return nil }
+            let shape = withUnsafeBytes(of: v.shape) { Array($0.bindMemory(to: Int64.self).prefix(Int(v.rank))).map(Int.init) }
+            guard shape.allSatisfy({ $0 >= 0 && $0 < (1 << 31) }) else { return nil }
+            let count = shape.reduce(1, *)
+            return Tensor(shape: shape, values: Array(UnsafeBufferPointer(start: data, count: count)))
+        }
+        let value: Value?
+        switch port.type {
+        case .image, .mask:
+            guard let t = tensor(), t.rank == 3, (1...4).contains(t.shape[0]) else {
+                problem = "output '\(name)' of '\(description.name)' must be a (C, H, W) image with 1-4 channels"
+                return 1
+            }
+            value = port.type == .image ? .image(Image(pixels: t)) : .mask(Image(pixels: t))
+        case .latent: value = tensor().map(Value.latent)
+        case .conditioning: value = tensor().map(Value.conditioning)
+        case .tensor: value = tensor().map(Value.tensor)
+        case .number: value = .number(v.number)
+        case .text: value = v.text.map { .text(String(cString: $0)) }
+        default: value = nil
+        }
+        guard let value else {
+            problem = "output '\(name)' of '\(description.name)' is not a valid \(port.type)"
+            return 1
+        }
+        outputs[name] = value
+        return 0
+    }
+
+    /// The host callbacks, shared by every call (the call is found through the context pointer).
+    nonisolated(unsafe) static var host = sdf_host(
+        input: { context, name in
+            guard let name else { return nil }
+            return ForeignCall.from(context).input(String(cString: name))
+        },
+        parameter: { context, name in
+            guard let name else { return nil }
+            let call = ForeignCall.from(context)
+            guard let value = call.context.parameter(String(cString: name)) else { return nil }
+            return call.string(value.description)
+        },
+        set_output: { context, name, value in
+            guard let name, let value else { return 1 }
+            return ForeignCall.from(context).setOutput(String(cString: name), value.pointee)
+        },
+        progress: { context, completed, total in
+            ForeignCall.from(context).context.progress(completed: Int(completed), total: Int(total))
+        },
+        is_cancelled: { context in ForeignCall.from(context).context.isCancelled ? 1 : 0 },
+        warn: { context, message in
+            guard let message else { return }
+            ForeignCall.from(context).context.warn(String(cString: message))
+        })
+}

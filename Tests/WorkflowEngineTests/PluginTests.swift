@@ -1,0 +1,169 @@
+import Foundation
+import ImageIO
+import NodeKit
+import TestSupport
+import Testing
+import WorkflowEngine
+
+/// Node packs loaded from shared libraries: the example pack built from Plugins/ExamplePlugin,
+/// and small C plugins compiled by the tests to exercise every way a plugin can be wrong.
+@Suite(.serialized) struct PluginTests {
+    let folder = TemporaryFolder()
+
+    /// The example plugin built next to the test bundle (`swift build` builds it).
+    static var examplePlugin: String {
+        URL(fileURLWithPath: InterruptTests.binary).deletingLastPathComponent().appendingPathComponent("libExamplePlugin.so").path
+    }
+
+    static var header: String {
+        URL(fileURLWithPath: ExecutionTests.workflows).deletingLastPathComponent().appendingPathComponent("Sources/SDFlowPluginABI").path
+    }
+
+    /// Compiles C source into a plugin `name.so` in the temporary folder.
+    func compile(_ source: String, name: String) throws -> String {
+        let c = folder.file(name + ".c"), library = folder.file("plugins-\(name)/\(name).so")
+        try FileManager.default.createDirectory(atPath: folder.file("plugins-\(name)"), withIntermediateDirectories: true)
+        try source.write(toFile: c, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["cc", "-shared", "-fPIC", "-I", PluginTests.header, c, "-o", library]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "cc failed for \(name)")
+        return library
+    }
+
+    func registryWithBuiltins() throws -> NodeRegistry { try ValidationTests.registry() }
+
+    @Test func examplePackLoadsAndRuns() throws {
+        #expect(FileManager.default.fileExists(atPath: PluginTests.examplePlugin), "build the package first: \(PluginTests.examplePlugin)")
+        let pack = try PluginLoader.load(PluginTests.examplePlugin)
+        #expect(pack.name == "example" && pack.version == "1.0" && pack.origin == PluginTests.examplePlugin)
+        #expect(Set(pack.nodes.map(\.description.name)) == ["sepia", "color_key_mask", "fail_always"])
+        let registry = try registryWithBuiltins()
+        try registry.register(pack)
+        #expect(registry.entry("sepia")?.pack.origin == PluginTests.examplePlugin)
+
+        // A green square on white: the key colour white masks the background out.
+        var image = Image(width: 8, height: 8, channels: 3, value: 1)
+        let p = image.pixels.mutablePointer()
+        for y in 2..<6 { for x in 2..<6 { p[y * 8 + x] = 0; p[128 + y * 8 + x] = 0.8; p[64 + y * 8 + x] = 0.8 } }
+        try ImageFile.write(image, to: folder.file("in.png"))
+        let yaml = """
+            version: 1
+            nodes:
+              photo: {type: load_image, path: in.png}
+              toned: {type: sepia, image: !ref photo}
+              key: {type: color_key_mask, image: !ref photo, color: "#ffffff", tolerance: 0.1}
+              maskimage: {type: mask_to_image, mask: !ref key}
+              broken: {type: fail_always, image: !ref photo}
+              save1: {type: save_image, image: !ref toned, path: toned.png}
+              save2: {type: save_image, image: !ref maskimage, path: key.png}
+              save3: {type: save_image, image: !ref broken, path: never.png}
+            """
+        try yaml.write(toFile: folder.file("w.yaml"), atomically: true, encoding: .utf8)
+        let graph = try Graph(workflow: Workflow.load(path: folder.file("w.yaml")), registry: registry)
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let report = Executor(graph: graph, options: .init(cache: cache)).run()
+        // The throwing plugin node fails itself (and what depends on it), not the run.
+        #expect(report.nodes.first { $0.name == "broken" }?.status == .failed)
+        #expect(report.nodes.first { $0.name == "broken" }?.errors.first?.contains("always fails") == true)
+        #expect(report.nodes.first { $0.name == "save3" }?.status == .skipped)
+        #expect(!FileManager.default.fileExists(atPath: folder.file("never.png")))
+        let toned = try ImageFile.read(folder.file("toned.png"))
+        #expect(abs(toned.pixels[0, 0, 0] - 1) < 0.01 && toned.pixels[2, 0, 0] < 0.95)  // white turns warm
+        let key = try ImageFile.read(folder.file("key.png"))
+        #expect(key.pixels[0, 0, 0] == 0 && key.pixels[0, 3, 3] == 1)
+
+        // Plugin results are cached like built-in ones (the pack's name and version are in the key).
+        let again = Executor(graph: graph, options: .init(cache: cache)).run()
+        #expect(again.nodes.first { $0.name == "toned" }?.status == .diskHit)
+    }
+
+    @Test func badPluginsAreRefusedWithTheirFileNamed() throws {
+        // Not a shared library at all.
+        let text = folder.file("junk/junk.so")
+        try FileManager.default.createDirectory(atPath: folder.file("junk"), withIntermediateDirectories: true)
+        try "not a library".write(toFile: text, atomically: true, encoding: .utf8)
+        #expect(throws: PluginLoader.LoadError.self) { try PluginLoader.load(text) }
+
+        // A library without the entry point.
+        let missing = try compile("int unrelated(void) { return 1; }\n", name: "noentry")
+        do { _ = try PluginLoader.load(missing); Issue.record("loaded a library without the entry point") }
+        catch let e as PluginLoader.LoadError { #expect(e.description.contains(missing) && e.message.contains("sdflow_plugin_pack")) }
+
+        // The wrong ABI version.
+        let wrongVersion = try compile("""
+            #include "sdflow_plugin.h"
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION + 1, "future", "1", 0, 0};
+            const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
+            """, name: "future")
+        do { _ = try PluginLoader.load(wrongVersion); Issue.record("loaded a plugin of another ABI version") }
+        catch let e as PluginLoader.LoadError { #expect(e.description.contains(wrongVersion) && e.message.contains("ABI version 2")) }
+
+        // A node name that a built-in pack already uses.
+        let duplicate = try compile("""
+            #include "sdflow_plugin.h"
+            static int run(void *data, const sdf_host *host, sdf_context *context, char *error, size_t size) { return 0; }
+            static const sdf_port out[] = {{"image", SDF_TYPE_IMAGE, 0, "an image"}};
+            static const sdf_node nodes[] = {{"load_image", "clash", 1, 0, 0, out, 1, 0, 0, 0, run, 0}};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "clash", "1", nodes, 1};
+            const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
+            """, name: "clash")
+        let registry = try registryWithBuiltins()
+        let pack = try PluginLoader.load(duplicate)
+        do { try registry.register(pack); Issue.record("registered a duplicate node type") }
+        catch let e as NodeRegistry.RegistrationError {
+            #expect(e.message.contains("load_image") && e.message.contains(duplicate) && e.message.contains("images"))
+        }
+    }
+
+    @Test func cPluginReportsErrorsAndWorks() throws {
+        // A plugin written in C: `invert` on images, failing on request.
+        let library = try compile("""
+            #include "sdflow_plugin.h"
+            #include <stdlib.h>
+            #include <string.h>
+            #include <stdio.h>
+            static int run(void *data, const sdf_host *host, sdf_context *context, char *error, size_t size) {
+                const sdf_value *image = host->input(context, "image");
+                if (strcmp(host->parameter(context, "fail"), "true") == 0) { snprintf(error, size, "asked to fail"); return 1; }
+                size_t count = 1; for (int i = 0; i < image->rank; i++) count *= (size_t)image->shape[i];
+                float *pixels = malloc(count * sizeof(float));
+                for (size_t i = 0; i < count; i++) pixels[i] = 1.0f - image->data[i];
+                sdf_value out = *image; out.data = pixels;
+                int status = host->set_output(context, "image", &out);
+                free(pixels);
+                return status;
+            }
+            static const sdf_port in[] = {{"image", SDF_TYPE_IMAGE, 0, "the image"}};
+            static const sdf_port out[] = {{"image", SDF_TYPE_IMAGE, 0, "the inverted image"}};
+            static const sdf_parameter params[] = {{"fail", SDF_PARAMETER_BOOLEAN, 1, 0, 0, "false", "fail on purpose"}};
+            static const sdf_node nodes[] = {{"invert_c", "Invert an image (C plugin).", 1, in, 1, out, 1, params, 1, 0, run, 0}};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "cpack", "2", nodes, 1};
+            const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
+            """, name: "cpack")
+        let registry = try registryWithBuiltins()
+        try registry.register(try PluginLoader.load(library))
+        try ImageFile.write(Image(width: 4, height: 4, channels: 3, value: 0.25), to: folder.file("in.png"))
+        for fail in [false, true] {
+            let yaml = """
+                version: 1
+                nodes:
+                  photo: {type: load_image, path: in.png}
+                  inverted: {type: invert_c, image: !ref photo, fail: \(fail)}
+                  save: {type: save_image, image: !ref inverted, path: out-\(fail).png}
+                """
+            try yaml.write(toFile: folder.file("c-\(fail).yaml"), atomically: true, encoding: .utf8)
+            let graph = try Graph(workflow: Workflow.load(path: folder.file("c-\(fail).yaml")), registry: registry)
+            let report = Executor(graph: graph, options: .init()).run()
+            if fail {
+                #expect(report.nodes.first { $0.name == "inverted" }?.errors.first?.contains("asked to fail") == true)
+                #expect(report.nodes.first { $0.name == "inverted" }?.errors.first?.contains(library) == true)
+            } else {
+                #expect(report.succeeded)
+                #expect(abs(try ImageFile.read(folder.file("out-false.png")).pixels[1, 2, 2] - 0.75) < 0.003)
+            }
+        }
+    }
+}
