@@ -36,8 +36,15 @@ import Testing
         check("conv1x1", x.conv2d(weight: try t("conv1x1.weight"), bias: b), try t("conv1x1.output"))
         let xl = try t("conv3x3_large.input"), wl = try t("conv3x3_large.weight"), bl = try t("conv3x3_large.bias")
         check("conv3x3 large", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1)), try t("conv3x3_large.output"))
+        // Every algorithm for 3x3 convolutions: Winograd F(2,3) (default), direct im2col, F(4,3) (fast mode).
+        for mode in ConvolutionMode.allCases {
+            check("conv3x3 \(mode)", x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode), try t("conv3x3.output"),
+                  relative: mode == .fast ? 1e-4 : 1e-5)
+            check("conv3x3 large \(mode)", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), mode: mode),
+                  try t("conv3x3_large.output"), relative: mode == .fast ? 1e-4 : 1e-5)
+        }
         // A band budget of one output row forces the banded im2col path through every band.
-        check("conv3x3 banded", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), bandFloats: 1),
+        check("conv3x3 banded", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), bandFloats: 1, mode: .direct),
               try t("conv3x3_large.output"))
     }
 
