@@ -30,10 +30,12 @@ extension Tensor {
     /// into `heads` contiguous heads of C / heads (d) and Cv / heads each. With `causal`, query
     /// t attends to keys 0...t only (as in CLIP's text encoder).
     ///
-    /// Heads are read in place (row stride C), so no transposes are made. Queries are taken
-    /// `queryChunk` rows at a time, so at most queryChunk x S scores exist at once; by default
-    /// the chunk keeps that under 16 MB, so 4096-token self-attention never holds a full
-    /// 4096 x 4096 matrix.
+    /// Heads are read in place (row stride C), so no transposes are made. Queries are taken a
+    /// block of rows at a time: the block's scores (rows x S) are computed by one GEMM, turned
+    /// into probabilities in place while they are in cache, and multiplied with V by a second
+    /// GEMM, so a 4096-token self-attention never holds a 4096 x 4096 matrix. The (batch, head)
+    /// pairs run in parallel, each with single-threaded BLAS; `queryChunk` sets the block size
+    /// (default: 64 rows when there are enough pairs to share the cores, else up to 16 MB).
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
                                  causal: Bool = false, queryChunk: Int? = nil) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3,
@@ -45,39 +47,61 @@ extension Tensor {
         precondition(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
         let d = c / heads, dv = cv / heads
         let scale = 1 / Float(d).squareRoot()
-        let chunk = Swift.max(1, Swift.min(t, queryChunk ?? Swift.max(1, (4 << 20) / Swift.max(s, 1))))
-
         var result = Tensor(uninitialized: [batch, t, cv])
         let out = result.mutablePointer()
-        var scores = Tensor(uninitialized: [chunk, s])
-        let p = scores.mutablePointer()
-        for b in 0..<batch {
-            for h in 0..<heads {
-                let q = query.pointer + b * t * c + h * d
-                let k = key.pointer + b * s * c + h * d
-                let v = value.pointer + b * s * cv + h * dv
+        let q0 = query.pointer, k0 = key.pointer, v0 = value.pointer
+        let pairs = batch * heads
+
+        /// One (batch, head) pair over query rows [t0, t0 + rows) with `scores` as scratch (rows x S).
+        func block(_ pair: Int, _ t0: Int, _ rows: Int, _ scores: UnsafeMutablePointer<Float>, parallelSoftmax: Bool) {
+            let b = pair / heads, h = pair % heads
+            let q = q0 + b * t * c + h * d, k = k0 + b * s * c + h * d, v = v0 + b * s * cv + h * dv
+            // (rows, d) x (S, d)^T -> (rows, S)
+            BLAS.sgemm(transposeB: true, m: rows, n: s, k: d, alpha: scale, a: q + t0 * c, lda: c, b: k, ldb: c, c: scores, ldc: s)
+            let softmax = { (range: Range<Int>) in
+                for r in range {
+                    let row = scores + r * s
+                    let visible = causal ? Swift.min(s, t0 + r + 1) : s
+                    Softmax.row(row, count: visible)
+                    if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
+                }
+            }
+            if parallelSoftmax {
+                Parallel.forRanges(rows, minimumPerThread: Swift.max(1, 4096 / Swift.max(s, 1)), softmax)
+            } else {
+                softmax(0..<rows)
+            }
+            // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns
+            BLAS.sgemm(m: rows, n: dv, k: s, a: scores, lda: s, b: v, ldb: cv, c: out + (b * t + t0) * cv + h * dv, ldc: cv)
+        }
+
+        let threads = Parallel.threadCount
+        if pairs >= threads && threads > 1 && t * s >= 1 << 16 {
+            // Pairs in parallel, one BLAS thread each, small blocks that stay in cache.
+            let chunk = Swift.max(1, Swift.min(t, queryChunk ?? 64))
+            BLAS.singleThreaded {
+                Parallel.forRanges(pairs) { range in
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * s)
+                    defer { scores.deallocate() }
+                    for pair in range {
+                        var t0 = 0
+                        while t0 < t {
+                            let rows = Swift.min(chunk, t - t0)
+                            block(pair, t0, rows, scores, parallelSoftmax: false)
+                            t0 += rows
+                        }
+                    }
+                }
+            }
+        } else {
+            let chunk = Swift.max(1, Swift.min(t, queryChunk ?? Swift.max(1, (4 << 20) / Swift.max(s, 1))))
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * s)
+            defer { scores.deallocate() }
+            for pair in 0..<pairs {
                 var t0 = 0
                 while t0 < t {
                     let rows = Swift.min(chunk, t - t0)
-                    // (rows, d) x (S, d)^T -> (rows, S)
-                    BLAS.sgemm(transposeB: true, m: rows, n: s, k: d, alpha: scale,
-                               a: q + t0 * c, lda: c, b: k, ldb: c, c: p, ldc: s)
-                    let firstRow = t0
-                    Parallel.forRanges(rows, minimumPerThread: Swift.max(1, 4096 / Swift.max(s, 1))) { range in
-                        for r in range {
-                            let row = p + r * s
-                            if causal {
-                                let visible = Swift.min(s, firstRow + r + 1)
-                                Softmax.row(row, count: visible)
-                                if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
-                            } else {
-                                Softmax.row(row, count: s)
-                            }
-                        }
-                    }
-                    // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns
-                    BLAS.sgemm(m: rows, n: dv, k: s, a: p, lda: s, b: v, ldb: cv,
-                               c: out + (b * t + t0) * cv + h * dv, ldc: cv)
+                    block(pair, t0, rows, scores, parallelSoftmax: true)
                     t0 += rows
                 }
             }

@@ -65,6 +65,10 @@ import Testing
         let chunked = Tensor.attention(query: try t("attention.query"), key: try t("attention.key"),
                                        value: try t("attention.value"), heads: 4, queryChunk: 4)
         check("attention chunked", chunked, try t("attention.output"))
+        // Large enough for the parallel path (heads in parallel, single-threaded BLAS, 64-row blocks).
+        let large = Tensor.attention(query: try t("attention_large.query"), key: try t("attention_large.key"),
+                                     value: try t("attention_large.value"), heads: 4)
+        check("attention parallel", large, try t("attention_large.output"))
         let s = try t("attention_causal.query")
         check("attention causal", Tensor.attention(query: s, key: s, value: s, heads: 2, causal: true),
               try t("attention_causal.output"))

@@ -57,6 +57,8 @@ def make():
     case("softmax", input=x, output=torch.softmax(x, dim=-1))
     q, k, v = randn(2, 6, 16), randn(2, 9, 16), randn(2, 9, 12)
     case("attention", query=q, key=k, value=v, output=multi_head(q, k, v, heads=4, causal=False))
+    q, k, v = randn(2, 260, 32), randn(2, 256, 32), randn(2, 256, 16)
+    case("attention_large", query=q, key=k, value=v, output=multi_head(q, k, v, heads=4, causal=False))
     s = randn(2, 7, 16)
     case("attention_causal", query=s, output=multi_head(s, s, s, heads=2, causal=True))
 
