@@ -47,6 +47,7 @@ extension Tensor {
         precondition(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
         let d = c / heads, dv = cv / heads
         let scale = 1 / Float(d).squareRoot()
+        FLOPCounter.add(2 * Double(batch * heads) * Double(t) * Double(s) * Double(d + dv))
         var result = Tensor(uninitialized: [batch, t, cv])
         let out = result.mutablePointer()
         let q0 = query.pointer, k0 = key.pointer, v0 = value.pointer

@@ -38,6 +38,7 @@ extension Tensor {
         precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
         if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
 
+        FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
         var result = Tensor(uninitialized: [n, o, oh, ow])
         let out = result.mutablePointer()
         if kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {

@@ -7,6 +7,7 @@ extension Tensor {
                      "matmul: shapes \(shape) and \(other.shape) do not multiply")
         let k = shape[rank - 1], n = other.shape[1]
         let m = count / Swift.max(k, 1)
+        FLOPCounter.add(2 * Double(m) * Double(n) * Double(k))
         var outShape = shape
         outShape[rank - 1] = n
         var result = Tensor(uninitialized: outShape)
@@ -24,6 +25,7 @@ extension Tensor {
         let n = transposeOther ? other.shape[1] : other.shape[2]
         precondition((transposeOther ? other.shape[2] : other.shape[1]) == k,
                      "batchedMatmul: inner dimensions of \(shape) and \(other.shape) differ")
+        FLOPCounter.add(2 * Double(batch * m) * Double(n) * Double(k))
         var result = Tensor(uninitialized: [batch, m, n])
         let c = result.mutablePointer()
         for b in 0..<batch {
@@ -43,6 +45,7 @@ extension Tensor {
                      "linear: input \(shape) does not match weight \(weight.shape)")
         let outFeatures = weight.shape[0]
         let rows = count / Swift.max(inFeatures, 1)
+        FLOPCounter.add(2 * Double(rows) * Double(inFeatures) * Double(outFeatures))
         var outShape = shape
         outShape[rank - 1] = outFeatures
         var result = Tensor(uninitialized: outShape)

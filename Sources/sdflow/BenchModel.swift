@@ -1,0 +1,126 @@
+import ArgumentParser
+import DiffusionModels
+import Foundation
+import Sampling
+import StableDiffusion
+import TensorCore
+
+/// `sdflow bench model PATH`: the measurements of the speed issue on a checkpoint.
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Time CLIP, UNet steps, VAE encode/decode and a 20-step 512x512 txt2img on a checkpoint.",
+        discussion: """
+            Use a release build. Peak resident memory is read after the txt2img run, which comes first.
+            `tools/reference/bench_compare.py` runs this and the same measurements in PyTorch side by side.
+            """)
+
+    @Argument(help: "A checkpoint (single file or diffusers folder), e.g. the random SD 1.5 model of make_sd15_model.py.")
+    var model: String
+
+    @Option(help: "Threads for OpenBLAS and parallel loops.")
+    var threads: Int?
+
+    @Option(help: "Repetitions of each row (the best is reported).")
+    var repeats = 1
+
+    @Option(help: "Rows to run (comma-separated): load, txt2img512, clip, unet256, unet512, vae_encode256, vae_decode256, vae_encode512, vae_decode512.")
+    var only: String?
+
+    @Flag(help: "Use the fast mode (Winograd F(4x4,3x3) convolutions).")
+    var fast = false
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    struct Row: Encodable {
+        let name: String
+        let seconds: Double
+        let gflop: Double
+        var gflops: Double { seconds > 0 ? gflop / seconds : 0 }
+
+        enum CodingKeys: String, CodingKey { case name, seconds, gflop, gflops }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(seconds, forKey: .seconds)
+            try c.encode(gflop, forKey: .gflop)
+            try c.encode(gflops, forKey: .gflops)
+        }
+    }
+
+    func run() throws {
+        if let threads { Parallel.setThreadCount(threads) }
+        if fast { ConvolutionMode.current = .fast }
+        let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
+        func include(_ name: String) -> Bool { wanted?.contains(name) ?? true }
+        var rows: [Row] = []
+        func time(_ name: String, _ body: () throws -> Void) rethrows {
+            guard include(name) else { return }
+            var best = Double.infinity, flops = 0.0
+            for _ in 0..<max(repeats, 1) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                (_, flops) = try FLOPCounter.measure(body)
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            rows.append(Row(name: name, seconds: best, gflop: flops / 1e9))
+            if !json { print(String(format: "%-16@ %9.3f s %10.1f GFLOP %8.1f GFLOP/s", name as NSString, best, flops / 1e9, flops / 1e9 / best)) }
+        }
+
+        var checkpoint: Checkpoint!
+        var unet: UNet!, vae: AutoencoderKL!, encoder: CLIPTextEncoder!, tokenizer: CLIPTokenizer!
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        checkpoint = try Checkpoint(path: model)
+        unet = try checkpoint.loadUNet()
+        vae = try checkpoint.loadVAE()
+        encoder = try checkpoint.loadTextEncoder()
+        tokenizer = try checkpoint.loadTokenizer()
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
+        if include("load") {
+            rows.append(Row(name: "load", seconds: loadSeconds, gflop: 0))
+            if !json { print(String(format: "%-16@ %9.3f s", "load" as NSString, loadSeconds)) }
+        }
+
+        let ids = [tokenizer.encode("a photo of an astronaut riding a horse on mars").ids, tokenizer.encode("").ids]
+        var peak = 0
+        try time("txt2img512") {
+            let context = encoder.encode(ids)
+            let denoiser = GuidedDenoiser(unet: unet, positive: context.slice(0..<1), negative: context.slice(1..<2), guidanceScale: 7.5)
+            let generator = TorchGenerator(seed: 42)
+            let noise = generator.randn([1, 4, 64, 64])
+            let latents = try DenoiseLoop.run(DenoiseRequest(sampler: .eulerAncestral, steps: 20), denoiser: denoiser,
+                                              source: nil, noise: noise, stepNoise: generator)
+            _ = vae.decode(latents)
+        }
+        if include("txt2img512") { peak = BenchModel.peakResidentBytes() }
+        time("clip") { _ = encoder.encode(ids) }
+        let context = encoder.encode(ids)
+        for size in [256, 512] {
+            let latents = Tensor(repeating: 0.1, shape: [2, 4, size / 8, size / 8])
+            time("unet\(size)") { _ = unet(latents, timesteps: [500, 500], context: context) }
+            let image = Tensor(repeating: 0.2, shape: [1, 3, size, size])
+            time("vae_encode\(size)") { _ = vae.encode(image) }
+            let z = Tensor(repeating: 0.1, shape: [1, 4, size / 8, size / 8])
+            time("vae_decode\(size)") { _ = vae.decode(z) }
+        }
+        if json {
+            let object: [String: Any] = [
+                "rows": try rows.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) },
+                "peak_rss_bytes": peak, "threads": Parallel.threadCount, "convolution": ConvolutionMode.current.rawValue,
+            ]
+            print(String(data: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), encoding: .utf8)!)
+        } else if peak > 0 {
+            print(String(format: "peak resident memory after txt2img512: %.2f GB", Double(peak) / 1e9))
+        }
+    }
+
+    /// VmHWM from /proc/self/status.
+    static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+}

@@ -1,0 +1,54 @@
+"""Runs `sdflow bench model` and bench_torch.py on the same model with the same thread count
+and prints seconds, GFLOP/s and the ratio sdflow/PyTorch per row (a markdown table).
+
+    python bench_compare.py MODEL_FOLDER [--threads 2] [--fast] [--sdflow .build/release/sdflow]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fast", action="store_true", help="also run sdflow's fast mode")
+    parser.add_argument("--only")
+    parser.add_argument("--sdflow", default=os.path.join(REPO, ".build", "release", "sdflow"))
+    args = parser.parse_args()
+    only = ["--only", args.only] if args.only else []
+    runs = {"sdflow": [args.sdflow, "bench", "model", args.model, "--threads", str(args.threads), "--json"] + only}
+    if args.fast:
+        runs["sdflow --fast"] = runs["sdflow"] + ["--fast"]
+    runs["pytorch"] = [sys.executable, os.path.join(HERE, "bench_torch.py"), args.model, "--threads", str(args.threads)] + only
+    results = {}
+    for name, command in runs.items():
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=HERE).stdout
+        results[name] = json.loads(out[out.index("{"):])
+    torch_rows = {r["name"]: r["seconds"] for r in results["pytorch"]["rows"]}
+    header = "| row | PyTorch s | " + " | ".join(f"{n} s | {n} GFLOP/s | {n}/PyTorch" for n in runs if n != "pytorch") + " |"
+    print(header)
+    print("|" + "---|" * (2 + 3 * (len(runs) - 1)))
+    for row in results["sdflow"]["rows"]:
+        name = row["name"]
+        cells = [name, f"{torch_rows.get(name, float('nan')):.2f}"]
+        for run in runs:
+            if run == "pytorch":
+                continue
+            r = next(x for x in results[run]["rows"] if x["name"] == name)
+            ratio = r["seconds"] / torch_rows[name] if name in torch_rows and torch_rows[name] > 0 else float("nan")
+            cells += [f"{r['seconds']:.2f}", f"{r['gflops']:.0f}" if r["gflop"] else "-", f"{ratio:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+    for run in runs:
+        if run != "pytorch" and results[run].get("peak_rss_bytes"):
+            print(f"\n{run}: peak resident memory after txt2img512 {results[run]['peak_rss_bytes'] / 1e9:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

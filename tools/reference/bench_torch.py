@@ -1,0 +1,70 @@
+"""PyTorch/diffusers timings of the rows `sdflow bench model` measures, on the same checkpoint
+(a diffusers folder) and thread count; prints JSON. Used by bench_compare.py.
+
+    python bench_torch.py MODEL_FOLDER [--threads 2] [--only txt2img512,unet512]
+"""
+import argparse
+import json
+import time
+
+import torch
+from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel
+
+import tiny_models as tm
+from make_sd15_model import tokenizer
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    wanted = set(args.only.split(",")) if args.only else None
+    rows = []
+
+    def timed(name, body):
+        if wanted is not None and name not in wanted:
+            return
+        best = float("inf")
+        for _ in range(max(args.repeats, 1)):
+            start = time.perf_counter()
+            body()
+            best = min(best, time.perf_counter() - start)
+        rows.append({"name": name, "seconds": best})
+
+    start = time.perf_counter()
+    unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet").eval()
+    vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae").eval()
+    clip = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder").eval()
+    load = time.perf_counter() - start
+    if wanted is None or "load" in wanted:
+        rows.append({"name": "load", "seconds": load})
+    tok = tokenizer()
+    ids = tok(["a photo of an astronaut riding a horse on mars", ""], padding="max_length", max_length=77,
+              return_tensors="pt").input_ids
+    scheduler = EulerAncestralDiscreteScheduler.from_config({k: v for k, v in tm.SD15_SCHEDULER.items() if k != "_class_name"})
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=clip, tokenizer=tok, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.inference_mode():
+        timed("txt2img512", lambda: pipe("a photo of an astronaut riding a horse on mars", height=512, width=512,
+                                          num_inference_steps=20, generator=torch.Generator().manual_seed(42)))
+        timed("clip", lambda: clip(ids))
+        context = clip(ids).last_hidden_state
+        for size in (256, 512):
+            latents = torch.full((2, 4, size // 8, size // 8), 0.1)
+            t = torch.tensor([500, 500])
+            timed(f"unet{size}", lambda: unet(latents, t, encoder_hidden_states=context))
+            image = torch.full((1, 3, size, size), 0.2)
+            timed(f"vae_encode{size}", lambda: vae.encode(image).latent_dist.mean)
+            z = torch.full((1, 4, size // 8, size // 8), 0.1)
+            timed(f"vae_decode{size}", lambda: vae.decode(z).sample)
+    print(json.dumps({"rows": rows, "threads": args.threads, "torch": torch.__version__}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
