@@ -59,11 +59,16 @@ struct LoadCheckpoint: Node {
             .init("clip", .clip, help: "the text encoder and its tokenizer"),
             .init("vae", .vae, help: "the autoencoder"),
         ],
-        parameters: [.init("path", .inputPath(.fileOrFolder), help: "the checkpoint file or diffusers folder")])
+        parameters: [
+            .init("path", .inputPath(.fileOrFolder), help: "the checkpoint file or diffusers folder"),
+            .init("weights", .choice(["float32", "as-stored"]), default: .text("float32"),
+                  help: "float32: widen F16/BF16 weights once (fastest); as-stored: keep them 16-bit (about half the memory)"),
+        ])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let path = try context.string("path")
-        let checkpoint = try context.models.model("checkpoint:" + path) { try Checkpoint(path: path) }
+        let storage = Checkpoint.WeightStorage(rawValue: try context.string("weights")) ?? .float32
+        let checkpoint = try context.models.model("checkpoint:\(storage.rawValue):" + path) { try Checkpoint(path: path, weights: storage) }
         func handle(_ part: CheckpointPart.Part, _ type: ValueType) -> Value {
             .model(ModelHandle(type: type, identity: path + "#" + part.rawValue, payload: CheckpointPart(checkpoint: checkpoint, part: part)))
         }

@@ -30,6 +30,9 @@ struct BenchModel: ParsableCommand {
     @Flag(help: "Use the fast mode (Winograd F(4x4,3x3) convolutions).")
     var fast = false
 
+    @Option(help: "F16/BF16 weights: float32 (widened at load) or as-stored (16-bit in memory).")
+    var weights = "float32"
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -70,7 +73,8 @@ struct BenchModel: ParsableCommand {
         var checkpoint: Checkpoint!
         var unet: UNet!, vae: AutoencoderKL!, encoder: CLIPTextEncoder!, tokenizer: CLIPTokenizer!
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        checkpoint = try Checkpoint(path: model)
+        guard let storage = Checkpoint.WeightStorage(rawValue: weights) else { throw ValidationError("--weights is float32 or as-stored") }
+        checkpoint = try Checkpoint(path: model, weights: storage)
         unet = try checkpoint.loadUNet()
         vae = try checkpoint.loadVAE()
         encoder = try checkpoint.loadTextEncoder()

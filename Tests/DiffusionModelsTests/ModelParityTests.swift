@@ -56,6 +56,15 @@ import Testing
         }
     }
 
+    @Test func halfPrecisionWeightsKeptAsStored() throws {
+        // The tiny UNet and VAE are F16 files: kept 16-bit and widened per use, they give the same numbers.
+        let checkpoint = try Checkpoint(path: TinyModel.folder, weights: .asStored)
+        let unet = try checkpoint.loadUNet()
+        check("UNet, F16 weights kept as stored", unet(try r("unet.sample"), timesteps: try r("unet.timesteps").scalars,
+                                                       context: try r("unet.context")), try r("unet.output"))
+        check("VAE decode, F16 weights kept as stored", try checkpoint.loadVAE().decode(try r("vae.latents")), try r("vae.decoded"))
+    }
+
     @Test func inpaintingUNet() throws {
         let temporary = TemporaryFolder()
         let conv = try r("unet9.conv_in_weight")

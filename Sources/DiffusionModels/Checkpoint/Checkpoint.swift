@@ -48,9 +48,18 @@ public final class Checkpoint: @unchecked Sendable {
     /// Keys inside the text encoder that are buffers, not weights.
     static let ignoredTextKeys = ["text_model.embeddings.position_ids", "embeddings.position_ids"]
 
+    /// How F16/BF16 weights are held in memory.
+    public enum WeightStorage: String, Sendable {
+        /// Widened to float32 once, at load (the fastest steps).
+        case float32
+        /// Kept in the file's 16-bit precision and widened per use (about half the memory).
+        case asStored = "as-stored"
+    }
+
     /// Opens `path` (a `.safetensors` file or a diffusers folder). `configs` overrides the
     /// configs otherwise read from `config.json` or inferred from the tensors' shapes.
-    public init(path: String, configs override: Configs? = nil) throws {
+    /// F32 weights are always used in place from the memory-mapped file.
+    public init(path: String, configs override: Configs? = nil, weights: WeightStorage = .float32) throws {
         self.path = path
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
@@ -77,6 +86,7 @@ public final class Checkpoint: @unchecked Sendable {
             tokenizerFolder = nil
             configs = try override ?? ConfigInference.configs(unet: unetStore, vae: vaeStore, textEncoder: textStore, path: path)
         }
+        for store in [unetStore, vaeStore, textStore] { store.keepsHalfPrecision = weights == .asStored }
     }
 
     // MARK: - Components

@@ -21,6 +21,9 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// What the parameters are of, for messages ("UNet", "VAE", "text encoder").
     public let component: String
+    /// Keep F16/BF16 matrix weights in the file's precision and widen them at each use
+    /// (about half the memory of float32 weights, for a few percent of speed).
+    public var keepsHalfPrecision = false
     private let locations: [String: Location]
     private var used: Set<String> = []
     private let lock = NSLock()
@@ -72,6 +75,23 @@ public final class ParameterStore: @unchecked Sendable {
         return stored == expected || trimmed(stored) == trimmed(expected)
     }
 
+    /// A layer's weight matrix: resident float32, or (with `keepsHalfPrecision` and an F16/BF16
+    /// file) left in the memory-mapped file and widened each time it is used.
+    public func weight(_ name: String, shape: [Int]) throws -> Weight {
+        guard keepsHalfPrecision, let location = locations[name], let entry = location.file.entries[location.key],
+              entry.dtype == .f16 || entry.dtype == .bf16 else {
+            return Weight(resident: try tensor(name, shape: shape))
+        }
+        guard ParameterStore.compatible(entry.shape, shape) else {
+            throw CheckpointError.shapeMismatch(component: component, name: location.key, file: location.file.path,
+                                                expected: shape, found: entry.shape)
+        }
+        lock.lock()
+        used.insert(name)
+        lock.unlock()
+        return Weight(file: location.file, key: location.key, shape: shape)
+    }
+
     /// Throws when a stored parameter was never used and is not matched by `ignoring`
     /// (prefixes or exact names of keys that are expected but not needed).
     public func checkAllUsed(ignoring ignored: [String] = []) throws {
@@ -111,8 +131,43 @@ public struct ParameterScope: Sendable {
         try store.tensor(path(name), shape: shape)
     }
 
+    /// Reads the weight matrix `<prefix>.<name>` (see `ParameterStore.weight`).
+    public func weight(_ name: String, shape: [Int]) throws -> Weight {
+        try store.weight(path(name), shape: shape)
+    }
+
     /// Whether `<prefix>.<name>` exists.
     public func contains(_ name: String) -> Bool { store.contains(path(name)) }
+}
+
+/// A weight matrix, resident in float32 or widened from the checkpoint's F16/BF16 on each use.
+public struct Weight: @unchecked Sendable {
+    private let resident: Tensor?
+    private let file: SafeTensorsFile?
+    private let key: String
+    public let shape: [Int]
+
+    init(resident: Tensor) {
+        self.resident = resident
+        file = nil
+        key = ""
+        shape = resident.shape
+    }
+
+    init(file: SafeTensorsFile, key: String, shape: [Int]) {
+        resident = nil
+        self.file = file
+        self.key = key
+        self.shape = shape
+    }
+
+    /// The weights as float32 (a fresh conversion when they are kept in half precision).
+    public func tensor() -> Tensor {
+        if let resident { return resident }
+        // The entry was validated when the checkpoint was opened, so reading it cannot fail.
+        guard let t = try? file!.tensor(key) else { preconditionFailure("weight '\(key)' became unreadable") }
+        return t.shape == shape ? t : t.reshaped(shape)
+    }
 }
 
 /// Errors loading a checkpoint; each names the tensor or file.

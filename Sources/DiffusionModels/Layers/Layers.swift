@@ -2,27 +2,27 @@ import TensorCore
 
 /// `torch.nn.Linear`: (..., In) -> (..., Out), weight (Out, In), optional bias (Out).
 public struct Linear: Sendable {
-    public let weight: Tensor
+    public let weight: Weight
     public let bias: Tensor?
 
     public init(_ p: ParameterScope, inputs: Int, outputs: Int, bias hasBias: Bool = true) throws {
-        weight = try p.tensor("weight", shape: [outputs, inputs])
+        weight = try p.weight("weight", shape: [outputs, inputs])
         bias = hasBias ? try p.tensor("bias", shape: [outputs]) : nil
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight.tensor(), bias: bias) }
 }
 
 /// `torch.nn.Conv2d` with groups = 1: (N, In, H, W) -> (N, Out, H', W').
 public struct Conv2d: Sendable {
-    public let weight: Tensor
+    public let weight: Weight
     public let bias: Tensor?
     public let stride: Int
     public let padding: Padding2D
 
     public init(_ p: ParameterScope, inputs: Int, outputs: Int, kernel: Int, stride: Int = 1,
                 padding: Padding2D = .zero, bias hasBias: Bool = true) throws {
-        weight = try p.tensor("weight", shape: [outputs, inputs, kernel, kernel])
+        weight = try p.weight("weight", shape: [outputs, inputs, kernel, kernel])
         bias = hasBias ? try p.tensor("bias", shape: [outputs]) : nil
         self.stride = stride
         self.padding = padding
@@ -34,7 +34,7 @@ public struct Conv2d: Sendable {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding)
+        x.conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding)
     }
 }
 
