@@ -9,6 +9,17 @@
 
 #include <string.h>
 
+// An n x n input tile whose top-left pixel is (y0, x0), zero outside the image (padding).
+static inline void load_tile(const float *plane, long height, long width, long y0, long x0, int n, float *d) {
+    for (int i = 0; i < n; i++) {
+        long y = y0 + i;
+        for (int j = 0; j < n; j++) {
+            long x = x0 + j;
+            d[i * n + j] = (y >= 0 && y < height && x >= 0 && x < width) ? plane[y * width + x] : 0.0f;
+        }
+    }
+}
+
 // MARK: - F(2x2, 3x3)
 
 // G (4x3) = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]]; U = G g G^T.
@@ -48,15 +59,8 @@ void sdf_winograd23_inputs(const float *image, long height, long width, long til
         for (long k = 0; k < tile_count; k++) {
             long tile = tile_first + k;
             long ty = tile / tiles_x, tx = tile % tiles_x;
-            long y0 = 2 * ty - 1, x0 = 2 * tx - 1;  // padding 1
             float d[4][4];
-            for (int i = 0; i < 4; i++) {
-                long y = y0 + i;
-                for (int j = 0; j < 4; j++) {
-                    long x = x0 + j;
-                    d[i][j] = (y >= 0 && y < height && x >= 0 && x < width) ? plane[y * width + x] : 0.0f;
-                }
-            }
+            load_tile(plane, height, width, 2 * ty - 1, 2 * tx - 1, 4, &d[0][0]);  // padding 1
             float t[4][4];
             for (int j = 0; j < 4; j++) {
                 t[0][j] = d[0][j] - d[2][j];
@@ -146,15 +150,8 @@ void sdf_winograd43_inputs(const float *image, long height, long width, long til
         for (long k = 0; k < tile_count; k++) {
             long tile = tile_first + k;
             long ty = tile / tiles_x, tx = tile % tiles_x;
-            long y0 = 4 * ty - 1, x0 = 4 * tx - 1;
             float d[6][6];
-            for (int i = 0; i < 6; i++) {
-                long y = y0 + i;
-                for (int j = 0; j < 6; j++) {
-                    long x = x0 + j;
-                    d[i][j] = (y >= 0 && y < height && x >= 0 && x < width) ? plane[y * width + x] : 0.0f;
-                }
-            }
+            load_tile(plane, height, width, 4 * ty - 1, 4 * tx - 1, 6, &d[0][0]);
             float t[6][6], r[6];
             for (int j = 0; j < 6; j++) {
                 bt43(&d[0][j], 6, r);

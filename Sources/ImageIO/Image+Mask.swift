@@ -31,17 +31,26 @@ extension Image {
     }
 
     private static func slide(_ t: Tensor, radius: Int, horizontal: Bool, combine: @escaping (Float, Float) -> Float) -> Tensor {
+        alongLines(t, horizontal: horizontal) { src, dst, n, stride in
+            for i in 0..<n {
+                var v = src[i * stride]
+                for j in Swift.max(0, i - radius)...Swift.min(n - 1, i + radius) { v = combine(v, src[j * stride]) }
+                dst[i * stride] = v
+            }
+        }
+    }
+
+    /// A new (C, H, W) tensor made line by line (rows, or columns when not `horizontal`), in parallel:
+    /// `body(source line, target line, length, stride between elements)`.
+    private static func alongLines(_ t: Tensor, horizontal: Bool,
+                                   _ body: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int) -> Void) -> Tensor {
         let (c, h, w) = (t.shape[0], t.shape[1], t.shape[2])
         var out = Tensor(uninitialized: t.shape)
         let src = t.pointer, dst = out.mutablePointer()
         Parallel.forEach(c * (horizontal ? h : w), minimumPerThread: 4) { line in
             let (n, stride) = horizontal ? (w, 1) : (h, w)
             let base = horizontal ? line * w : (line / w) * h * w + line % w
-            for i in 0..<n {
-                var v = src[base + i * stride]
-                for j in Swift.max(0, i - radius)...Swift.min(n - 1, i + radius) { v = combine(v, src[base + j * stride]) }
-                dst[base + i * stride] = v
-            }
+            body(src + base, dst + base, n, stride)
         }
         return out
     }
@@ -59,23 +68,17 @@ extension Image {
     }
 
     private static func convolve(_ t: Tensor, kernel: [Float], horizontal: Bool) -> Tensor {
-        let (c, h, w) = (t.shape[0], t.shape[1], t.shape[2])
         let radius = kernel.count / 2
-        var out = Tensor(uninitialized: t.shape)
-        let src = t.pointer, dst = out.mutablePointer()
-        Parallel.forEach(c * (horizontal ? h : w), minimumPerThread: 4) { line in
-            let (n, stride) = horizontal ? (w, 1) : (h, w)
-            let base = horizontal ? line * w : (line / w) * h * w + line % w
+        return alongLines(t, horizontal: horizontal) { src, dst, n, stride in
             for i in 0..<n {
                 var acc: Float = 0
                 for (k, weight) in kernel.enumerated() {
                     let j = Swift.min(Swift.max(i + k - radius, 0), n - 1)
-                    acc += src[base + j * stride] * weight
+                    acc += src[j * stride] * weight
                 }
-                dst[base + i * stride] = acc
+                dst[i * stride] = acc
             }
         }
-        return out
     }
 
     /// The smallest rectangle holding every pixel above `level` (of the first channel), or nil when none is.

@@ -1,6 +1,7 @@
 import Foundation
 import ImageIO
 import NodeKit
+import TensorCore
 
 /// Runs a checked graph: each needed node once, inputs first, reusing results by cache key.
 ///
@@ -316,7 +317,8 @@ public final class Executor {
     /// The part of a node's key that does not depend on its inputs.
     private func key(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
         let d = node.description
-        var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)"]
+        var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)",
+                     "convolutions \(ConvolutionMode.current.rawValue)"]
         for spec in d.parameters {
             guard let value = parameters[spec.name] else { continue }
             switch spec.kind {

@@ -58,7 +58,7 @@ struct GraphCommand: ParsableCommand {
     var format = "mermaid"
 
     func run() throws {
-        let graph = try options.graph(registry: try Engine.registry(pluginFolders: options.plugins))
+        let graph = try options.checkedGraph(registry: try Engine.registry(pluginFolders: options.plugins))
         let names = graph.workflow.nodes.map(\.name).filter { graph.nodes[$0] != nil }
         switch format {
         case "dot":

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import ImageIO
 import NodeKit
+import TensorCore
 import WorkflowEngine
 
 /// Options shared by the commands that load a workflow.
@@ -48,6 +49,19 @@ struct WorkflowOptions: ParsableArguments {
         let workflow = try load()
         return try Graph(workflow: workflow, registry: registry, overrides: try parameterOverrides(for: workflow))
     }
+
+    /// The checked graph; workflow errors are printed (all of them, with positions) and exit with status 2.
+    func checkedGraph(registry: NodeRegistry) throws -> Graph {
+        do {
+            return try graph(registry: registry)
+        } catch let error as WorkflowErrors {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        } catch let error as WorkflowError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+    }
 }
 
 /// `sdflow run FILE` (also `sdflow FILE`).
@@ -77,19 +91,14 @@ struct Run: ParsableCommand {
     @Option(help: "Threads for numeric work (default: all cores).")
     var threads: Int?
 
+    @Flag(help: "Faster 3x3 convolutions (Winograd F(4x4,3x3)), about 1e-5 relative error instead of 1e-7.")
+    var fast = false
+
     func run() throws {
         if let threads { Engine.setThreads(threads) }
+        if fast { ConvolutionMode.current = .fast }
         let registry = try Engine.registry(pluginFolders: options.plugins)
-        let graph: Graph
-        do {
-            graph = try options.graph(registry: registry)
-        } catch let errors as WorkflowErrors {
-            FileHandle.standardError.write(Data((errors.description + "\n").utf8))
-            throw ExitCode(2)
-        } catch let error as WorkflowError {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(2)
-        }
+        let graph = try options.checkedGraph(registry: registry)
         let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))
         let reporter = TerminalReporter(quiet: quiet || summary == "-")
         var execution = Executor.Options(cache: cache, explainOnly: dryRun, reporter: reporter)
@@ -131,18 +140,9 @@ struct Validate: ParsableCommand {
     @OptionGroup var options: WorkflowOptions
 
     func run() throws {
-        let registry = try Engine.registry(pluginFolders: options.plugins)
-        do {
-            let graph = try options.graph(registry: registry)
-            print("\(options.workflow): OK (\(graph.order.count) nodes to run for \(graph.outputs.count) outputs)")
-            for name in graph.unused { print("warning: node '\(name)' is not needed by any output") }
-        } catch let errors as WorkflowErrors {
-            FileHandle.standardError.write(Data((errors.description + "\n").utf8))
-            throw ExitCode(2)
-        } catch let error as WorkflowError {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(2)
-        }
+        let graph = try options.checkedGraph(registry: try Engine.registry(pluginFolders: options.plugins))
+        print("\(options.workflow): OK (\(graph.order.count) nodes to run for \(graph.outputs.count) outputs)")
+        for name in graph.unused { print("warning: node '\(name)' is not needed by any output") }
     }
 }
 

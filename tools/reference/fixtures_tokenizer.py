@@ -10,7 +10,6 @@ transformers 5 replaced the slow tokenizer, so this script runs in its own small
 Writes Tests/Fixtures/tokenizer/prompts.jsonl (one {"text", "ids"} object per line) and a tiny
 vocab.json/merges.txt pair with its own golden ids, for the diffusers-folder tokenizer path.
 """
-import gzip
 import json
 import os
 import random
@@ -18,31 +17,18 @@ import tempfile
 
 from transformers import CLIPTokenizer
 
+import clip_vocab
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(REPO, "Tests", "Fixtures", "tokenizer")
-VOCAB_GZ = os.path.join(REPO, "Sources", "DiffusionModels", "Resources", "bpe_simple_vocab_16e6.txt.gz")
 
 
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
-def write_vocab(folder, merges):
-    alphabet = list(bytes_to_unicode().values())
-    vocab = alphabet + [v + "</w>" for v in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+def write_vocab(folder, merge_list):
     with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({v: i for i, v in enumerate(vocab)}, f, ensure_ascii=False)
+        json.dump(clip_vocab.vocabulary(merge_list), f, ensure_ascii=False)
     with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merge_list) + "\n")
 
 
 HAND_WRITTEN = [
@@ -118,8 +104,7 @@ def generated(n, seed=7):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    merges = gzip.open(VOCAB_GZ).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
+    merges = clip_vocab.merges()
     with tempfile.TemporaryDirectory() as folder:
         write_vocab(folder, merges)
         tok = CLIPTokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"))

@@ -14,15 +14,14 @@ Weights are rounded to float16 precision first, so all four variants hold the sa
 one set of reference outputs serves them all. Then `SDFLOW_SD15=OUT_DIR swift test -c release`
 runs the full-size checks.
 """
-import gzip
 import os
 import sys
 
 import torch
 from safetensors.torch import save_file
 
+import clip_vocab
 import tiny_models as tm
-from common import REPO
 
 PROMPTS = ["a photo of an astronaut riding a horse on mars",
            "a red fox in the snow, highly detailed, 4k photograph by a famous photographer"]
@@ -31,26 +30,10 @@ PROMPTS = ["a photo of an astronaut riding a horse on mars",
 def tokenizer():
     """transformers' CLIPTokenizer over sdflow's bundled vocabulary (the same as openai/clip-vit-large-patch14)."""
     from transformers import CLIPTokenizer
-    path = os.path.join(REPO, "Sources", "DiffusionModels", "Resources", "bpe_simple_vocab_16e6.txt.gz")
-    merges = gzip.open(path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
-    alphabet = list(bytes_to_unicode().values())
-    vocab = alphabet + [v + "</w>" for v in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    tok = CLIPTokenizer(vocab={v: i for i, v in enumerate(vocab)}, merges=merges)
+    merge_list = clip_vocab.merges()
+    tok = CLIPTokenizer(vocab=clip_vocab.vocabulary(merge_list), merges=merge_list)
     tok.model_max_length = 77
     return tok
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
 
 
 def main(out):

@@ -51,6 +51,15 @@ struct ConfigJSON {
         return list
     }
 
+    /// diffusers' `block_out_channels` as the first level's width and every level's multiple of it.
+    func levels(_ key: String, default value: [Int]) throws -> (base: Int, multipliers: [Int]) {
+        let blocks = try ints(key, default: value)
+        guard let first = blocks.first, first > 0, blocks.allSatisfy({ $0 % first == 0 }) else {
+            throw CheckpointError.invalidConfig(path: path, reason: "\(key) \(blocks) are not multiples of the first")
+        }
+        return (first, blocks.map { $0 / first })
+    }
+
     private func wrong(_ key: String, _ expected: String) -> CheckpointError {
         .invalidConfig(path: path, reason: "'\(key)' is not \(expected)")
     }

@@ -49,10 +49,14 @@ public final class ParameterStore: @unchecked Sendable {
     /// trailing 1s (a linear weight stored as a 1x1 convolution or the reverse) is accepted
     /// and reshaped.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        guard let location = locations[name] else {
-            throw CheckpointError.missingTensor(component: component, name: name, expectedShape: shape)
-        }
-        guard let entry = location.file.entries[location.key] else {
+        let (location, _) = try claim(name, shape: shape)
+        let t = try location.file.tensor(location.key)
+        return t.shape == shape ? t : t.reshaped(shape)
+    }
+
+    /// The location and stored entry of `name`, checked against `shape` and marked as used.
+    private func claim(_ name: String, shape: [Int]) throws -> (Location, SafeTensorsFile.Entry) {
+        guard let location = locations[name], let entry = location.file.entries[location.key] else {
             throw CheckpointError.missingTensor(component: component, name: name, expectedShape: shape)
         }
         guard ParameterStore.compatible(entry.shape, shape) else {
@@ -62,8 +66,7 @@ public final class ParameterStore: @unchecked Sendable {
         lock.lock()
         used.insert(name)
         lock.unlock()
-        let t = try location.file.tensor(location.key)
-        return t.shape == shape ? t : t.reshaped(shape)
+        return (location, entry)
     }
 
     static func compatible(_ stored: [Int], _ expected: [Int]) -> Bool {
@@ -78,17 +81,11 @@ public final class ParameterStore: @unchecked Sendable {
     /// A layer's weight matrix: resident float32, or (with `keepsHalfPrecision` and an F16/BF16
     /// file) left in the memory-mapped file and widened each time it is used.
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
-        guard keepsHalfPrecision, let location = locations[name], let entry = location.file.entries[location.key],
-              entry.dtype == .f16 || entry.dtype == .bf16 else {
-            return Weight(resident: try tensor(name, shape: shape))
+        let (location, entry) = try claim(name, shape: shape)
+        guard keepsHalfPrecision, entry.dtype == .f16 || entry.dtype == .bf16 else {
+            let t = try location.file.tensor(location.key)
+            return Weight(resident: t.shape == shape ? t : t.reshaped(shape))
         }
-        guard ParameterStore.compatible(entry.shape, shape) else {
-            throw CheckpointError.shapeMismatch(component: component, name: location.key, file: location.file.path,
-                                                expected: shape, found: entry.shape)
-        }
-        lock.lock()
-        used.insert(name)
-        lock.unlock()
         return Weight(file: location.file, key: location.key, shape: shape)
     }
 

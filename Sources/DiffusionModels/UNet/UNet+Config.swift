@@ -52,15 +52,11 @@ extension UNet {
             var c = Config()
             c.inChannels = try json.int("in_channels", default: 4)
             c.outChannels = try json.int("out_channels", default: 4)
-            let blocks = try json.ints("block_out_channels", default: [320, 640, 1280, 1280])
-            guard let first = blocks.first, first > 0, blocks.allSatisfy({ $0 % first == 0 }) else {
-                throw CheckpointError.invalidConfig(path: path, reason: "block_out_channels \(blocks) are not multiples of the first")
-            }
-            c.modelChannels = first
-            c.channelMultipliers = blocks.map { $0 / first }
+            (c.modelChannels, c.channelMultipliers) = try json.levels("block_out_channels", default: [320, 640, 1280, 1280])
+            let levels = c.channelMultipliers.count
             let down = try json.strings("down_block_types", default: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"])
-            guard down.count == blocks.count else {
-                throw CheckpointError.invalidConfig(path: path, reason: "down_block_types has \(down.count) entries for \(blocks.count) levels")
+            guard down.count == levels else {
+                throw CheckpointError.invalidConfig(path: path, reason: "down_block_types has \(down.count) entries for \(levels) levels")
             }
             c.attentionLevels = try down.map { type in
                 switch type {
@@ -78,12 +74,12 @@ extension UNet {
             // diffusers' `attention_head_dim` is, for SD 1.x/2.x configs, the number of heads.
             let heads = json.has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim"
             if let list = try? json.ints(heads, default: []), !list.isEmpty {
-                guard list.count == blocks.count else {
-                    throw CheckpointError.invalidConfig(path: path, reason: "\(heads) has \(list.count) entries for \(blocks.count) levels")
+                guard list.count == levels else {
+                    throw CheckpointError.invalidConfig(path: path, reason: "\(heads) has \(list.count) entries for \(levels) levels")
                 }
                 c.headsPerLevel = list
             } else {
-                c.headsPerLevel = Array(repeating: try json.int(heads, default: 8), count: blocks.count)
+                c.headsPerLevel = Array(repeating: try json.int(heads, default: 8), count: levels)
             }
             c.transformerDepth = try json.int("transformer_layers_per_block", default: 1)
             c.contextDimension = try json.int("cross_attention_dim", default: 768)

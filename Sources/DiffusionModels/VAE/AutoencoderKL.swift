@@ -44,12 +44,7 @@ public struct AutoencoderKL: Sendable {
                 throw CheckpointError.unsupportedModel(path: path, reason: "in_channels and out_channels differ")
             }
             c.latentChannels = try json.int("latent_channels", default: 4)
-            let blocks = try json.ints("block_out_channels", default: [128, 256, 512, 512])
-            guard let first = blocks.first, first > 0, blocks.allSatisfy({ $0 % first == 0 }) else {
-                throw CheckpointError.invalidConfig(path: path, reason: "block_out_channels \(blocks) are not multiples of the first")
-            }
-            c.baseChannels = first
-            c.channelMultipliers = blocks.map { $0 / first }
+            (c.baseChannels, c.channelMultipliers) = try json.levels("block_out_channels", default: [128, 256, 512, 512])
             c.resBlocksPerLevel = try json.int("layers_per_block", default: 2)
             c.groups = try json.int("norm_num_groups", default: 32)
             c.scalingFactor = Float(try json.double("scaling_factor", default: 0.18215))
