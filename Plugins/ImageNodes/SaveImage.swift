@@ -19,8 +19,6 @@ struct SaveImage: Node {
         ],
         isOutput: true, alwaysRuns: true)
 
-    /// Text chunk names.
-    static let workflowKey = "sdflow:workflow", parametersKey = "sdflow:parameters", cacheKey = "sdflow:key"
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         var image = try context.image("image")
@@ -31,7 +29,7 @@ struct SaveImage: Node {
 
         // Up to date: the same result was written before.
         if FileManager.default.fileExists(atPath: path), path.lowercased().hasSuffix(".png"),
-           let existing = try? ImageFile.read(path), existing.metadata[cacheKey] == context.executionKey {
+           let existing = try? ImageFile.read(path), existing.metadata[ImageMetadataKey.cacheKey] == context.executionKey {
             return [:]
         }
         switch try context.string("bits") {
@@ -41,9 +39,10 @@ struct SaveImage: Node {
         }
         var text: [(key: String, value: String)] = []
         if try context.bool("metadata") {
-            text.append((workflowKey, info.workflowText))
-            text.append((parametersKey, parametersJSON(info)))
-            text.append((cacheKey, context.executionKey))
+            text.append((ImageMetadataKey.workflow, info.workflowText))
+            text.append((ImageMetadataKey.workflowPath, info.workflowPath))
+            text.append((ImageMetadataKey.parameters, parametersJSON(info)))
+            text.append((ImageMetadataKey.cacheKey, context.executionKey))
             if let a1111 = GenerationParameters(info: info).a1111Text(width: image.width, height: image.height) {
                 text.append(("parameters", a1111))
             }

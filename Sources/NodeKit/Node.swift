@@ -53,6 +53,8 @@ public struct BatchItem: Sendable, Equatable {
 public struct RunInfo: Sendable {
     /// The workflow file's text.
     public let workflowText: String
+    /// The workflow file's path (relative paths in it are relative to its folder).
+    public let workflowPath: String
     /// The workflow's top-level parameters after `--set`, as text.
     public let parameters: [String: String]
     /// This node and every node it depends on, with resolved parameters (seeds as numbers).
@@ -74,8 +76,9 @@ public struct RunInfo: Sendable {
         }
     }
 
-    public init(workflowText: String, parameters: [String: String], upstream: [UpstreamNode]) {
+    public init(workflowText: String, workflowPath: String, parameters: [String: String], upstream: [UpstreamNode]) {
         self.workflowText = workflowText
+        self.workflowPath = workflowPath
         self.parameters = parameters
         self.upstream = upstream
     }

@@ -109,4 +109,8 @@ extension Value {
 public enum ImageMetadataKey {
     /// The file an image was loaded from.
     public static let source = "sdflow:source"
+    /// PNG text chunks of saved images, read back to run the workflow again: the workflow's
+    /// text, its file's path, its resolved parameters (JSON), and the result's cache key.
+    public static let workflow = "sdflow:workflow", workflowPath = "sdflow:workflow-path"
+    public static let parameters = "sdflow:parameters", cacheKey = "sdflow:key"
 }

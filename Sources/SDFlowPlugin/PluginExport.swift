@@ -131,7 +131,7 @@ final class HostContext: NodeContext {
     var nodeName: String { description.name }
     var batchItem: BatchItem? { nil }
     var executionKey: String { "" }
-    var runInfo: RunInfo { RunInfo(workflowText: "", parameters: [:], upstream: []) }
+    var runInfo: RunInfo { RunInfo(workflowText: "", workflowPath: "", parameters: [:], upstream: []) }
     var isCancelled: Bool { host.pointee.is_cancelled(context) != 0 }
     func progress(completed: Int, total: Int) { host.pointee.progress(context, Int32(completed), Int32(total)) }
     func warn(_ message: String) { message.withCString { host.pointee.warn(context, $0) } }

@@ -2,13 +2,6 @@ import COpenBLAS
 
 /// Thin, typed wrapper over `cblas_sgemm` (row-major).
 public enum BLAS {
-    /// Runs `body` with OpenBLAS limited to one thread, for loops that call sgemm from several
-    /// threads at once (each call then runs on its caller's core), and restores the count after.
-    public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(Parallel.threadCount)) }
-        return try body()
-    }
 
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.

@@ -30,12 +30,11 @@ extension Tensor {
     /// into `heads` contiguous heads of C / heads (d) and Cv / heads each. With `causal`, query
     /// t attends to keys 0...t only (as in CLIP's text encoder).
     ///
-    /// Heads are read in place (row stride C), so no transposes are made. Queries are taken a
-    /// block of rows at a time: the block's scores (rows x S) are computed by one GEMM, turned
-    /// into probabilities in place while they are in cache, and multiplied with V by a second
-    /// GEMM, so a 4096-token self-attention never holds a 4096 x 4096 matrix. The (batch, head)
-    /// pairs run in parallel, each with single-threaded BLAS; `queryChunk` sets the block size
-    /// (default: 64 rows when there are enough pairs to share the cores, else up to 16 MB).
+    /// Each head's keys are packed into panels and its values padded once; then blocks of
+    /// `queryChunk` query rows (default 48) are processed independently and in parallel: the
+    /// block's scores (rows x S) by a register-blocked kernel, the softmax in place while the
+    /// block is in cache, and the product with V by a second kernel. So a 4096-token
+    /// self-attention never holds a 4096 x 4096 matrix: at most threads x 48 x S scores exist.
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
                                  causal: Bool = false, queryChunk: Int? = nil) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3,
@@ -45,7 +44,8 @@ extension Tensor {
         precondition(key.shape[0] == batch && value.shape[0] == batch && key.shape[2] == c && value.shape[1] == s,
                      "attention: shapes \(query.shape), \(key.shape), \(value.shape) do not fit")
         precondition(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
-        let d = c / heads, dv = cv / heads
+        let d = c / heads, dv = cv / heads, dvPadded = (dv + 47) / 48 * 48
+        let keyBlocks = (s + 31) / 32, stride = keyBlocks * 32 + 16  // rows padded off powers of two
         let scale = 1 / Float(d).squareRoot()
         FLOPCounter.add(2 * Double(batch * heads) * Double(t) * Double(s) * Double(d + dv))
         var result = Tensor(uninitialized: [batch, t, cv])
@@ -53,58 +53,41 @@ extension Tensor {
         let q0 = query.pointer, k0 = key.pointer, v0 = value.pointer
         let pairs = batch * heads
 
-        /// One (batch, head) pair over query rows [t0, t0 + rows) with `scores` as scratch (rows x S).
-        func block(_ pair: Int, _ t0: Int, _ rows: Int, _ scores: UnsafeMutablePointer<Float>, parallelSoftmax: Bool) {
+        // Per (batch, head): the keys packed in panels of 32 and V padded to (S x dvPadded).
+        let kp = UnsafeMutablePointer<Float>.allocate(capacity: pairs * keyBlocks * 32 * d)
+        let vp = UnsafeMutablePointer<Float>.allocate(capacity: pairs * s * dvPadded)
+        defer { kp.deallocate(); vp.deallocate() }
+        Parallel.forEach(pairs) { pair in
             let b = pair / heads, h = pair % heads
-            let q = q0 + b * t * c + h * d, k = k0 + b * s * c + h * d, v = v0 + b * s * cv + h * dv
-            // (rows, d) x (S, d)^T -> (rows, S)
-            BLAS.sgemm(transposeB: true, m: rows, n: s, k: d, alpha: scale, a: q + t0 * c, lda: c, b: k, ldb: c, c: scores, ldc: s)
-            let softmax = { (range: Range<Int>) in
-                for r in range {
-                    let row = scores + r * s
+            sdf_attention_pack_keys(k0 + b * s * c + h * d, c, s, d, kp + pair * keyBlocks * 32 * d)
+            let v = v0 + b * s * cv + h * dv, vpPair = vp + pair * s * dvPadded
+            for j in 0..<s {
+                let row = vpPair + j * dvPadded
+                row.update(from: v + j * cv, count: dv)
+                if dvPadded > dv { (row + dv).update(repeating: 0, count: dvPadded - dv) }
+            }
+        }
+
+        // Blocks of query rows (a multiple of the kernels' 12- and 8-row tiles), in parallel.
+        let chunk = Swift.max(1, Swift.min(t, queryChunk ?? 48))
+        let blocks = (t + chunk - 1) / chunk
+        Parallel.forRanges(pairs * blocks) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * stride)
+            defer { scores.deallocate() }
+            for job in range {
+                let pair = job / blocks, t0 = (job % blocks) * chunk
+                let rows = Swift.min(chunk, t - t0)
+                let b = pair / heads, h = pair % heads
+                // (rows, d) x (d, S) -> (rows, S), scaled
+                sdf_attention_scores(q0 + (b * t + t0) * c + h * d, c, kp + pair * keyBlocks * 32 * d, d, rows, s, scale, scores, stride)
+                for r in 0..<rows {
+                    let row = scores + r * stride
                     let visible = causal ? Swift.min(s, t0 + r + 1) : s
                     Softmax.row(row, count: visible)
                     if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
                 }
-            }
-            if parallelSoftmax {
-                Parallel.forRanges(rows, minimumPerThread: Swift.max(1, 4096 / Swift.max(s, 1)), softmax)
-            } else {
-                softmax(0..<rows)
-            }
-            // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns
-            BLAS.sgemm(m: rows, n: dv, k: s, a: scores, lda: s, b: v, ldb: cv, c: out + (b * t + t0) * cv + h * dv, ldc: cv)
-        }
-
-        let threads = Parallel.threadCount
-        if pairs >= threads && threads > 1 && t * s >= 1 << 16 {
-            // Pairs in parallel, one BLAS thread each, small blocks that stay in cache.
-            let chunk = Swift.max(1, Swift.min(t, queryChunk ?? 64))
-            BLAS.singleThreaded {
-                Parallel.forRanges(pairs) { range in
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * s)
-                    defer { scores.deallocate() }
-                    for pair in range {
-                        var t0 = 0
-                        while t0 < t {
-                            let rows = Swift.min(chunk, t - t0)
-                            block(pair, t0, rows, scores, parallelSoftmax: false)
-                            t0 += rows
-                        }
-                    }
-                }
-            }
-        } else {
-            let chunk = Swift.max(1, Swift.min(t, queryChunk ?? Swift.max(1, (4 << 20) / Swift.max(s, 1))))
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * s)
-            defer { scores.deallocate() }
-            for pair in 0..<pairs {
-                var t0 = 0
-                while t0 < t {
-                    let rows = Swift.min(chunk, t - t0)
-                    block(pair, t0, rows, scores, parallelSoftmax: true)
-                    t0 += rows
-                }
+                // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns
+                sdf_attention_values(scores, stride, vp + pair * s * dvPadded, dvPadded, s, rows, dv, out + (b * t + t0) * cv + h * dv, cv)
             }
         }
         return result

@@ -1,4 +1,5 @@
 import Foundation
+import ImageIO
 import NodeKit
 import Yams
 
@@ -60,10 +61,21 @@ public struct Workflow: Sendable {
 
     // MARK: - Parsing
 
-    /// Reads and parses a workflow file.
+    /// Reads and parses a workflow file, or the workflow recorded in a PNG that sdflow wrote
+    /// (it keeps the original file's path, so relative paths in it still work).
     public static func load(path: String) throws -> Workflow {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw WorkflowError(.missingFile, at: nil, "\(path): no such workflow file")
+        }
+        if ImageFile.format(of: data) != nil {
+            let image: Image
+            do { image = try ImageFile.decode(data, name: path) } catch {
+                throw WorkflowError(.syntax, at: nil, "\(error)")
+            }
+            guard let text = image.metadata[ImageMetadataKey.workflow] else {
+                throw WorkflowError(.syntax, at: nil, "\(path): the image has no sdflow workflow in its metadata")
+            }
+            return try parse(text, path: image.metadata[ImageMetadataKey.workflowPath].flatMap { $0.isEmpty ? nil : $0 } ?? path)
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
@@ -140,6 +152,17 @@ public struct Workflow: Sendable {
         default:
             return WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "YAML: \(error)")
         }
+    }
+}
+
+/// What save_image records in a PNG so that the run can be repeated.
+public enum RecordedRun {
+    /// The workflow parameters (as given, after `--set`) recorded in a PNG sdflow wrote; empty for other files.
+    public static func parameters(in path: String) -> [String: String] {
+        guard let image = try? ImageFile.read(path), let json = image.metadata[ImageMetadataKey.parameters]?.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+              let parameters = object["parameters"] as? [String: String] else { return [:] }
+        return parameters
     }
 }
 

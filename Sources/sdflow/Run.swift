@@ -18,26 +18,11 @@ struct WorkflowOptions: ParsableArguments {
     var plugins: [String] = []
 
     /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow.
-    func load() throws -> Workflow {
-        if workflow.lowercased().hasSuffix(".png") {
-            let image = try ImageFile.read(workflow)
-            guard let text = image.metadata["sdflow:workflow"] else {
-                throw ValidationError("\(workflow) has no sdflow workflow in its metadata")
-            }
-            return try Workflow.parse(text, path: workflow)
-        }
-        return try Workflow.load(path: workflow)
-    }
+    func load() throws -> Workflow { try Workflow.load(path: workflow) }
 
     /// `--set` pairs; for a PNG, its recorded parameters come first (so the same image results).
     func parameterOverrides(for workflow: Workflow) throws -> [String: String] {
-        var result: [String: String] = [:]
-        if self.workflow.lowercased().hasSuffix(".png"), let image = try? ImageFile.read(self.workflow),
-           let json = image.metadata["sdflow:parameters"]?.data(using: .utf8),
-           let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
-           let parameters = object["parameters"] as? [String: String] {
-            result = parameters
-        }
+        var result = RecordedRun.parameters(in: self.workflow)
         for pair in overrides {
             guard let equals = pair.firstIndex(of: "=") else { throw ValidationError("--set \(pair): expected name=value") }
             result[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])

@@ -162,3 +162,23 @@ import WorkflowEngine
         #expect(report.nodes.first { $0.name == "generated" }?.status == .ran)
     }
 }
+
+extension ExecutionTests {
+    @Test func rerunFromAWrittenPNG() throws {
+        let (photo, _, _) = try makeInputs()
+        let output = folder.file("first/img.png")
+        let first = try run("img2img.yaml", tinyOverrides(["image": photo, "output": output, "seed": "7"]), cache: nil)
+        #expect(first.succeeded)
+        // The PNG carries the workflow, its path and the parameters: running it gives the same image.
+        let workflow = try Workflow.load(path: output)
+        #expect(workflow.path.hasSuffix("workflows/img2img.yaml"))
+        var parameters = RecordedRun.parameters(in: output)
+        #expect(parameters["seed"] == "7")
+        parameters["output"] = folder.file("second/img.png")
+        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
+        #expect(Executor(graph: graph, options: .init()).run().succeeded)
+        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("second/img.png"))
+        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+        #expect(a.metadata["parameters"]?.contains("Seed: 7") == true)
+    }
+}

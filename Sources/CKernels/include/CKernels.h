@@ -41,4 +41,15 @@ void sdf_winograd43_inputs(const float *image, long height, long width, long til
 void sdf_winograd43_outputs(const float *m, long outputs, long tile_count, long tile_first, long tiles_x,
                             long height, long width, const float *bias, long o0, long o1, float *image);
 
+// One attention head, register-blocked (Attention.c). Keys are first packed into panels of 32
+// (kp: ceil(keys / 32) * 32 * d floats, zero-padded). Scores: scale * q (rows x d, row stride
+// q_stride) times the packed keys -> scores (rows x ceil(keys / 32) * 32, row stride
+// scores_stride). Values: p (rows x keys) times v (keys x width_padded, contiguous, zero-padded to
+// a multiple of 48) -> out (rows x width, row stride out_stride).
+void sdf_attention_pack_keys(const float *k, long k_stride, long keys, long d, float *kp);
+void sdf_attention_scores(const float *q, long q_stride, const float *kp, long d, long rows, long keys,
+                          float scale, float *scores, long scores_stride);
+void sdf_attention_values(const float *p, long p_stride, const float *v, long width_padded, long keys, long rows, long width,
+                          float *out, long out_stride);
+
 #endif

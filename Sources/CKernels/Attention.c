@@ -1,0 +1,159 @@
+// Register-blocked kernels for one attention head, for the small head widths of SD (40, 80,
+// 160) where a general GEMM spends most of its time packing. AVX-512 microkernels with
+// explicit intrinsics for full tiles; portable loops for edges and for other CPUs.
+#include "CKernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SDF_HAS_AVX512_PATH 1
+#define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#else
+#define SDF_HAS_AVX512_PATH 0
+#endif
+
+static int sdf_use_avx512(void) {
+#if SDF_HAS_AVX512_PATH
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+// MARK: - Scores: scale * q k^T
+
+// Keys are packed in blocks of 32: kp[block][k][0..32) = K[block * 32 + j][k], so a tile's
+// keys are one contiguous 32 x d panel that the hardware prefetcher streams.
+
+// Portable: scores for rows [i0, i1) and every key block.
+static void scores_generic(const float *q, long q_stride, const float *kp, long d, long blocks, float scale,
+                           long i0, long i1, float *scores, long scores_stride) {
+    for (long i = i0; i < i1; i++) {
+        for (long b = 0; b < blocks; b++) {
+            float acc[32] = {0};
+            const float *panel = kp + b * 32 * d;
+            for (long k = 0; k < d; k++) {
+                float qv = q[i * q_stride + k];
+                for (int j = 0; j < 32; j++) acc[j] += qv * panel[k * 32 + j];
+            }
+            for (int j = 0; j < 32; j++) scores[i * scores_stride + b * 32 + j] = acc[j] * scale;
+        }
+    }
+}
+
+#if SDF_HAS_AVX512_PATH
+// 12 query rows x 32 keys: 24 accumulators; per k, two key loads and 12 broadcasts feed 24 FMAs.
+#define SR 12
+SDF_AVX512 static void scores_tile_avx512(const float *q, long q_stride, const float *panel, long d,
+                                          float scale, float *scores, long scores_stride) {
+    __m512 c0[SR], c1[SR];
+    for (int i = 0; i < SR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (long k = 0; k < d; k++) {
+        __m512 b0 = _mm512_loadu_ps(panel + k * 32), b1 = _mm512_loadu_ps(panel + k * 32 + 16);
+        for (int i = 0; i < SR; i++) {
+            __m512 a = _mm512_set1_ps(q[i * q_stride + k]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    __m512 s = _mm512_set1_ps(scale);
+    for (int i = 0; i < SR; i++) {
+        _mm512_storeu_ps(scores + i * scores_stride, _mm512_mul_ps(c0[i], s));
+        _mm512_storeu_ps(scores + i * scores_stride + 16, _mm512_mul_ps(c1[i], s));
+    }
+}
+#endif
+
+void sdf_attention_pack_keys(const float *k, long k_stride, long keys, long d, float *kp) {
+    long blocks = (keys + 31) / 32;
+    for (long b = 0; b < blocks; b++) {
+        float *panel = kp + b * 32 * d;
+        for (int j = 0; j < 32; j++) {
+            long key = b * 32 + j;
+            for (long c = 0; c < d; c++) panel[c * 32 + j] = key < keys ? k[key * k_stride + c] : 0.0f;
+        }
+    }
+}
+
+void sdf_attention_scores(const float *q, long q_stride, const float *kp, long d, long rows, long keys,
+                          float scale, float *scores, long scores_stride) {
+    long blocks = (keys + 31) / 32, full_rows = 0;
+#if SDF_HAS_AVX512_PATH
+    if (sdf_use_avx512()) {
+        full_rows = rows / SR * SR;
+        for (long i = 0; i < full_rows; i += SR)
+            for (long b = 0; b < blocks; b++)
+                scores_tile_avx512(q + i * q_stride, q_stride, kp + b * 32 * d, d, scale, scores + i * scores_stride + b * 32, scores_stride);
+    }
+#endif
+    if (full_rows < rows) scores_generic(q, q_stride, kp, d, blocks, scale, full_rows, rows, scores, scores_stride);
+}
+
+// MARK: - Values: p v
+
+static void values_generic(const float *p, long p_stride, const float *v, long width_padded, long keys,
+                           long i0, long i1, long c0, long c1, float *out, long out_stride) {
+    for (long i = i0; i < i1; i++) {
+        float *o = out + i * out_stride;
+        for (long c = c0; c < c1; c++) o[c] = 0.0f;
+        for (long s = 0; s < keys; s++) {
+            float pv = p[i * p_stride + s];
+            const float *vrow = v + s * width_padded;
+            for (long c = c0; c < c1; c++) o[c] += pv * vrow[c];
+        }
+    }
+}
+
+#if SDF_HAS_AVX512_PATH
+// 8 rows x 48 columns: 24 accumulators; per key, three value loads and 8 broadcasts feed 24 FMAs.
+#define VR 8
+SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const float *v, long width_padded, long keys,
+                                          float *out, long out_stride, long width) {
+    __m512 a0[VR], a1[VR], a2[VR];
+    for (int i = 0; i < VR; i++) { a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm512_setzero_ps(); }
+    for (long s = 0; s < keys; s++) {
+        const float *vrow = v + s * width_padded;
+        __m512 b0 = _mm512_loadu_ps(vrow), b1 = _mm512_loadu_ps(vrow + 16), b2 = _mm512_loadu_ps(vrow + 32);
+        for (int i = 0; i < VR; i++) {
+            __m512 x = _mm512_set1_ps(p[i * p_stride + s]);
+            a0[i] = _mm512_fmadd_ps(x, b0, a0[i]);
+            a1[i] = _mm512_fmadd_ps(x, b1, a1[i]);
+            a2[i] = _mm512_fmadd_ps(x, b2, a2[i]);
+        }
+    }
+    // Store only the `width` (<= 48) real columns.
+    __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    __mmask16 m1 = width >= 32 ? 0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+    __mmask16 m2 = width >= 48 ? 0xFFFF : width > 32 ? (__mmask16)((1u << (width - 32)) - 1) : 0;
+    for (int i = 0; i < VR; i++) {
+        _mm512_mask_storeu_ps(out + i * out_stride, m0, a0[i]);
+        _mm512_mask_storeu_ps(out + i * out_stride + 16, m1, a1[i]);
+        _mm512_mask_storeu_ps(out + i * out_stride + 32, m2, a2[i]);
+    }
+}
+#endif
+
+void sdf_attention_values(const float *p, long p_stride, const float *v, long width_padded, long keys, long rows, long width,
+                          float *out, long out_stride) {
+    long full_rows = 0;
+#if SDF_HAS_AVX512_PATH
+    if (sdf_use_avx512()) {
+        full_rows = rows / VR * VR;
+        for (long i = 0; i < full_rows; i += VR) {
+            for (long c = 0; c < width; c += 48) {
+                long remaining = width - c;
+                if (width_padded - c >= 48) {
+                    values_tile_avx512(p + i * p_stride, p_stride, v + c, width_padded, keys, out + i * out_stride + c, out_stride,
+                                       remaining < 48 ? remaining : 48);
+                } else {
+                    values_generic(p, p_stride, v, width_padded, keys, i, i + VR, c, width, out, out_stride);
+                }
+            }
+        }
+    }
+#endif
+    if (full_rows < rows) values_generic(p, p_stride, v, width_padded, keys, full_rows, rows, 0, width, out, out_stride);
+}
