@@ -1,30 +1,8 @@
 #include "CKernels.h"
+#include "Dispatch.h"
 
 #include <math.h>
 #include <string.h>
-
-// MARK: - Dispatch
-
-#if defined(__x86_64__)
-#define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
-#define SDF_AVX2 __attribute__((target("avx2,fma,f16c")))
-// Defines name_avx512, name_avx2 and name_generic from the inline body name_body, and the
-// public name that picks one per call (the CPU check is a cached load).
-#define SDF_MULTIVERSION(name, params, args)                         \
-    SDF_AVX512 static void name##_avx512 params { name##_body args; } \
-    SDF_AVX2 static void name##_avx2 params { name##_body args; }     \
-    static void name##_generic params { name##_body args; }          \
-    void name params {                                                \
-        if (__builtin_cpu_supports("avx512f")) name##_avx512 args;    \
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) name##_avx2 args; \
-        else name##_generic args;                                     \
-    }
-#else
-#define SDF_MULTIVERSION(name, params, args) \
-    void name params { name##_body args; }
-#endif
-
-#define SDF_INLINE static inline __attribute__((always_inline))
 
 // MARK: - Scalar building blocks (branch-free so that loops vectorise)
 

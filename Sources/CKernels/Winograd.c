@@ -5,7 +5,13 @@
 // The transforms are done here; the 16 (or 36) element-wise products summed over channels are
 // GEMMs done by the caller with BLAS. Layouts: U[e][o][c] (transformed filters),
 // V[e][c][t] (transformed input tiles), M[e][o][t] (products), e = position within the tile.
+// V and M rows hold `ld` tiles; the functions fill or read `tile_count` of them.
+//
+// Input and output transforms walk a row of tiles at a time: tiles wholly inside the image
+// read and write the image directly in a loop that vectorises across tiles; tiles on the border
+// go through a zero-padded copy.
 #include "CKernels.h"
+#include "Dispatch.h"
 
 #include <string.h>
 
@@ -18,6 +24,39 @@ static inline void load_tile(const float *plane, long height, long width, long y
             d[i * n + j] = (y >= 0 && y < height && x >= 0 && x < width) ? plane[y * width + x] : 0.0f;
         }
     }
+}
+
+// The tiles of one tile row within a chunk: row ty, columns [tx0, tx1), the first of them at
+// `column` of the chunk; `inner0..inner1` are the columns that need no bounds checks.
+typedef struct {
+    long ty, tx0, tx1, column, inner0, inner1;
+} TileRow;
+
+static inline TileRow tile_row(long tile_first, long k, long tile_count, long tiles_x) {
+    TileRow r;
+    r.ty = (tile_first + k) / tiles_x;
+    r.tx0 = (tile_first + k) % tiles_x;
+    long run = tiles_x - r.tx0 < tile_count - k ? tiles_x - r.tx0 : tile_count - k;
+    r.tx1 = r.tx0 + run;
+    r.column = k;
+    return r;
+}
+
+static inline void set_inner(TileRow *r, int rows_inside, long lo, long hi) {
+    r->inner0 = lo > r->tx0 ? lo : r->tx0;
+    r->inner1 = hi < r->tx1 ? hi : r->tx1;
+    if (!rows_inside || r->inner1 < r->inner0) r->inner0 = r->inner1 = r->tx1;
+}
+
+// Input tiles of size n starting at (m ty - 1, m tx - 1) that lie wholly inside the image.
+static inline void inner_inputs(TileRow *r, long m, long n, long height, long width) {
+    long y0 = m * r->ty - 1;
+    set_inner(r, y0 >= 0 && y0 + n <= height, 1, width + 1 - n >= 0 ? (width + 1 - n) / m + 1 : 0);
+}
+
+// Output tiles of size m starting at (m ty, m tx) that lie wholly inside the image.
+static inline void inner_outputs(TileRow *r, long m, long height, long width) {
+    set_inner(r, m * r->ty + m <= height, 0, width / m);
 }
 
 // MARK: - F(2x2, 3x3)
@@ -51,61 +90,100 @@ void sdf_winograd23_filters(const float *weights, long outputs, long inputs, lon
     }
 }
 
-// B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; V = B^T d B.
-void sdf_winograd23_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                           long c0, long c1, long channels_stride, float *v) {
-    for (long c = c0; c < c1; c++) {
-        const float *plane = image + c * height * width;
-        for (long k = 0; k < tile_count; k++) {
-            long tile = tile_first + k;
-            long ty = tile / tiles_x, tx = tile % tiles_x;
-            float d[4][4];
-            load_tile(plane, height, width, 2 * ty - 1, 2 * tx - 1, 4, &d[0][0]);  // padding 1
-            float t[4][4];
-            for (int j = 0; j < 4; j++) {
-                t[0][j] = d[0][j] - d[2][j];
-                t[1][j] = d[1][j] + d[2][j];
-                t[2][j] = d[2][j] - d[1][j];
-                t[3][j] = d[1][j] - d[3][j];
-            }
-            float *out = v + c * tile_count + k;
-            long stride = channels_stride * tile_count;  // between positions e
-            for (int i = 0; i < 4; i++) {
-                out[(i * 4 + 0) * stride] = t[i][0] - t[i][2];
-                out[(i * 4 + 1) * stride] = t[i][1] + t[i][2];
-                out[(i * 4 + 2) * stride] = t[i][2] - t[i][1];
-                out[(i * 4 + 3) * stride] = t[i][1] - t[i][3];
-            }
-        }
+// B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; V = B^T d B for the 4x4 tile at d
+// (row stride w), written to out[e * stride].
+SDF_INLINE void input23(const float *d, long w, float *out, long stride) {
+    float t[4][4];
+    for (int j = 0; j < 4; j++) {
+        float d0 = d[j], d1 = d[w + j], d2 = d[2 * w + j], d3 = d[3 * w + j];
+        t[0][j] = d0 - d2;
+        t[1][j] = d1 + d2;
+        t[2][j] = d2 - d1;
+        t[3][j] = d1 - d3;
+    }
+    for (int i = 0; i < 4; i++) {
+        out[(i * 4 + 0) * stride] = t[i][0] - t[i][2];
+        out[(i * 4 + 1) * stride] = t[i][1] + t[i][2];
+        out[(i * 4 + 2) * stride] = t[i][2] - t[i][1];
+        out[(i * 4 + 3) * stride] = t[i][1] - t[i][3];
     }
 }
 
-// A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A, plus bias.
-void sdf_winograd23_outputs(const float *m, long outputs, long tile_count, long tile_first, long tiles_x,
-                            long height, long width, const float *bias, long o0, long o1, float *image) {
-    long stride = outputs * tile_count;
-    for (long o = o0; o < o1; o++) {
-        float b = bias ? bias[o] : 0.0f;
-        float *plane = image + o * height * width;
-        for (long k = 0; k < tile_count; k++) {
-            const float *src = m + o * tile_count + k;
-            float x[4][4];
-            for (int e = 0; e < 16; e++) x[e / 4][e % 4] = src[e * stride];
-            float t[2][4];
-            for (int j = 0; j < 4; j++) {
-                t[0][j] = x[0][j] + x[1][j] + x[2][j];
-                t[1][j] = x[1][j] - x[2][j] - x[3][j];
+SDF_INLINE void sdf_winograd23_inputs_body(const float *image, long height, long width, long tiles_x, long tile_first,
+                                           long tile_count, long c0, long c1, long channels, long ld, float *v) {
+    long stride = channels * ld;  // between positions e
+    for (long k = 0; k < tile_count;) {
+        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
+        inner_inputs(&r, 2, 4, height, width);
+        for (long c = c0; c < c1; c++) {
+            const float *plane = image + c * height * width;
+            float *out = v + c * ld + r.column - r.tx0;
+            float d[16];
+            for (long tx = r.tx0; tx < r.inner0; tx++) {
+                load_tile(plane, height, width, 2 * r.ty - 1, 2 * tx - 1, 4, d);
+                input23(d, 4, out + tx, stride);
             }
-            long tile = tile_first + k, y = 2 * (tile / tiles_x), xx = 2 * (tile % tiles_x);
-            for (int i = 0; i < 2; i++) {
-                if (y + i >= height) continue;
-                float r0 = t[i][0] + t[i][1] + t[i][2], r1 = t[i][1] - t[i][2] - t[i][3];
-                plane[(y + i) * width + xx] = r0 + b;
-                if (xx + 1 < width) plane[(y + i) * width + xx + 1] = r1 + b;
+            const float *row = plane + (2 * r.ty - 1) * width - 1;
+            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
+            for (long tx = r.inner0; tx < r.inner1; tx++) input23(row + 2 * tx, width, out + tx, stride);
+            for (long tx = r.inner1; tx < r.tx1; tx++) {
+                load_tile(plane, height, width, 2 * r.ty - 1, 2 * tx - 1, 4, d);
+                input23(d, 4, out + tx, stride);
             }
         }
+        k += r.tx1 - r.tx0;
     }
 }
+SDF_MULTIVERSION(sdf_winograd23_inputs,
+                 (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
+                  long c0, long c1, long channels, long ld, float *v),
+                 (image, height, width, tiles_x, tile_first, tile_count, c0, c1, channels, ld, v))
+
+// A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A + bias for the tile whose products are src[e * stride],
+// written to y (row stride w).
+SDF_INLINE void output23(const float *src, long stride, float bias, float *y, long w) {
+    float x[16];
+    for (int e = 0; e < 16; e++) x[e] = src[e * stride];
+    float t[2][4];
+    for (int j = 0; j < 4; j++) {
+        t[0][j] = x[j] + x[4 + j] + x[8 + j];
+        t[1][j] = x[4 + j] - x[8 + j] - x[12 + j];
+    }
+    for (int i = 0; i < 2; i++) {
+        y[i * w + 0] = t[i][0] + t[i][1] + t[i][2] + bias;
+        y[i * w + 1] = t[i][1] - t[i][2] - t[i][3] + bias;
+    }
+}
+
+SDF_INLINE void sdf_winograd23_outputs_body(const float *m, long outputs, long tile_count, long ld, long tile_first,
+                                            long tiles_x, long height, long width, const float *bias, long o0, long o1,
+                                            float *image) {
+    long stride = outputs * ld;
+    for (long k = 0; k < tile_count;) {
+        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
+        inner_outputs(&r, 2, height, width);
+        for (long o = o0; o < o1; o++) {
+            float b = bias ? bias[o] : 0.0f;
+            float *plane = image + o * height * width + 2 * r.ty * width;
+            const float *src = m + o * ld + r.column - r.tx0;
+            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
+            for (long tx = r.inner0; tx < r.inner1; tx++) output23(src + tx, stride, b, plane + 2 * tx, width);
+            for (long tx = r.tx0; tx < r.tx1; tx++) {
+                if (tx == r.inner0) tx = r.inner1;
+                if (tx == r.tx1) break;
+                float y[4];
+                output23(src + tx, stride, b, y, 2);
+                for (int i = 0; i < 2 && 2 * r.ty + i < height; i++)
+                    for (int j = 0; j < 2 && 2 * tx + j < width; j++) plane[i * width + 2 * tx + j] = y[i * 2 + j];
+            }
+        }
+        k += r.tx1 - r.tx0;
+    }
+}
+SDF_MULTIVERSION(sdf_winograd23_outputs,
+                 (const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x, long height,
+                  long width, const float *bias, long o0, long o1, float *image),
+                 (m, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))
 
 // MARK: - F(4x4, 3x3)
 
@@ -133,7 +211,7 @@ void sdf_winograd43_filters(const float *weights, long outputs, long inputs, lon
 }
 
 // B^T (6x6) = [[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]].
-static inline void bt43(const float *d, long step, float *r) {
+SDF_INLINE void bt43(const float *d, long step, float *r) {
     float d0 = d[0], d1 = d[step], d2 = d[2 * step], d3 = d[3 * step], d4 = d[4 * step], d5 = d[5 * step];
     r[0] = 4 * d0 - 5 * d2 + d4;
     r[1] = -4 * d1 - 4 * d2 + d3 + d4;
@@ -143,32 +221,51 @@ static inline void bt43(const float *d, long step, float *r) {
     r[5] = 4 * d1 - 5 * d3 + d5;
 }
 
-void sdf_winograd43_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                           long c0, long c1, long channels_stride, float *v) {
-    for (long c = c0; c < c1; c++) {
-        const float *plane = image + c * height * width;
-        for (long k = 0; k < tile_count; k++) {
-            long tile = tile_first + k;
-            long ty = tile / tiles_x, tx = tile % tiles_x;
-            float d[6][6];
-            load_tile(plane, height, width, 4 * ty - 1, 4 * tx - 1, 6, &d[0][0]);
-            float t[6][6], r[6];
-            for (int j = 0; j < 6; j++) {
-                bt43(&d[0][j], 6, r);
-                for (int i = 0; i < 6; i++) t[i][j] = r[i];
-            }
-            float *out = v + c * tile_count + k;
-            long stride = channels_stride * tile_count;
-            for (int i = 0; i < 6; i++) {
-                bt43(&t[i][0], 1, r);
-                for (int j = 0; j < 6; j++) out[(i * 6 + j) * stride] = r[j];
-            }
-        }
+// V = B^T d B for the 6x6 tile at d (row stride w), written to out[e * stride].
+SDF_INLINE void input43(const float *d, long w, float *out, long stride) {
+    float t[6][6], r[6];
+    for (int j = 0; j < 6; j++) {
+        bt43(d + j, w, r);
+        for (int i = 0; i < 6; i++) t[i][j] = r[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        bt43(&t[i][0], 1, r);
+        for (int j = 0; j < 6; j++) out[(i * 6 + j) * stride] = r[j];
     }
 }
 
+SDF_INLINE void sdf_winograd43_inputs_body(const float *image, long height, long width, long tiles_x, long tile_first,
+                                           long tile_count, long c0, long c1, long channels, long ld, float *v) {
+    long stride = channels * ld;
+    for (long k = 0; k < tile_count;) {
+        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
+        inner_inputs(&r, 4, 6, height, width);
+        for (long c = c0; c < c1; c++) {
+            const float *plane = image + c * height * width;
+            float *out = v + c * ld + r.column - r.tx0;
+            float d[36];
+            for (long tx = r.tx0; tx < r.inner0; tx++) {
+                load_tile(plane, height, width, 4 * r.ty - 1, 4 * tx - 1, 6, d);
+                input43(d, 6, out + tx, stride);
+            }
+            const float *row = plane + (4 * r.ty - 1) * width - 1;
+            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
+            for (long tx = r.inner0; tx < r.inner1; tx++) input43(row + 4 * tx, width, out + tx, stride);
+            for (long tx = r.inner1; tx < r.tx1; tx++) {
+                load_tile(plane, height, width, 4 * r.ty - 1, 4 * tx - 1, 6, d);
+                input43(d, 6, out + tx, stride);
+            }
+        }
+        k += r.tx1 - r.tx0;
+    }
+}
+SDF_MULTIVERSION(sdf_winograd43_inputs,
+                 (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
+                  long c0, long c1, long channels, long ld, float *v),
+                 (image, height, width, tiles_x, tile_first, tile_count, c0, c1, channels, ld, v))
+
 // A^T (4x6) = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]].
-static inline void at43(const float *x, long step, float *r) {
+SDF_INLINE void at43(const float *x, long step, float *r) {
     float x0 = x[0], x1 = x[step], x2 = x[2 * step], x3 = x[3 * step], x4 = x[4 * step], x5 = x[5 * step];
     r[0] = x0 + x1 + x2 + x3 + x4;
     r[1] = x1 - x2 + 2 * x3 - 2 * x4;
@@ -176,28 +273,47 @@ static inline void at43(const float *x, long step, float *r) {
     r[3] = x1 - x2 + 8 * x3 - 8 * x4 + x5;
 }
 
-void sdf_winograd43_outputs(const float *m, long outputs, long tile_count, long tile_first, long tiles_x,
-                            long height, long width, const float *bias, long o0, long o1, float *image) {
-    long stride = outputs * tile_count;
-    for (long o = o0; o < o1; o++) {
-        float b = bias ? bias[o] : 0.0f;
-        float *plane = image + o * height * width;
-        for (long k = 0; k < tile_count; k++) {
-            const float *src = m + o * tile_count + k;
-            float x[6][6];
-            for (int e = 0; e < 36; e++) x[e / 6][e % 6] = src[e * stride];
-            float t[4][6], r[4];
-            for (int j = 0; j < 6; j++) {
-                at43(&x[0][j], 6, r);
-                for (int i = 0; i < 4; i++) t[i][j] = r[i];
-            }
-            long tile = tile_first + k, y = 4 * (tile / tiles_x), xx = 4 * (tile % tiles_x);
-            for (int i = 0; i < 4; i++) {
-                if (y + i >= height) continue;
-                at43(&t[i][0], 1, r);
-                for (int j = 0; j < 4; j++)
-                    if (xx + j < width) plane[(y + i) * width + xx + j] = r[j] + b;
-            }
-        }
+// Y = A^T M A + bias for the tile whose products are src[e * stride], written to y (row stride w).
+SDF_INLINE void output43(const float *src, long stride, float bias, float *y, long w) {
+    float x[36];
+    for (int e = 0; e < 36; e++) x[e] = src[e * stride];
+    float t[4][6], r[4];
+    for (int j = 0; j < 6; j++) {
+        at43(x + j, 6, r);
+        for (int i = 0; i < 4; i++) t[i][j] = r[i];
+    }
+    for (int i = 0; i < 4; i++) {
+        at43(&t[i][0], 1, r);
+        for (int j = 0; j < 4; j++) y[i * w + j] = r[j] + bias;
     }
 }
+
+SDF_INLINE void sdf_winograd43_outputs_body(const float *m, long outputs, long tile_count, long ld, long tile_first,
+                                            long tiles_x, long height, long width, const float *bias, long o0, long o1,
+                                            float *image) {
+    long stride = outputs * ld;
+    for (long k = 0; k < tile_count;) {
+        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
+        inner_outputs(&r, 4, height, width);
+        for (long o = o0; o < o1; o++) {
+            float b = bias ? bias[o] : 0.0f;
+            float *plane = image + o * height * width + 4 * r.ty * width;
+            const float *src = m + o * ld + r.column - r.tx0;
+            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
+            for (long tx = r.inner0; tx < r.inner1; tx++) output43(src + tx, stride, b, plane + 4 * tx, width);
+            for (long tx = r.tx0; tx < r.tx1; tx++) {
+                if (tx == r.inner0) tx = r.inner1;
+                if (tx == r.tx1) break;
+                float y[16];
+                output43(src + tx, stride, b, y, 4);
+                for (int i = 0; i < 4 && 4 * r.ty + i < height; i++)
+                    for (int j = 0; j < 4 && 4 * tx + j < width; j++) plane[i * width + 4 * tx + j] = y[i * 4 + j];
+            }
+        }
+        k += r.tx1 - r.tx0;
+    }
+}
+SDF_MULTIVERSION(sdf_winograd43_outputs,
+                 (const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x, long height,
+                  long width, const float *bias, long o0, long o1, float *image),
+                 (m, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))

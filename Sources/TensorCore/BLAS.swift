@@ -1,10 +1,17 @@
 import COpenBLAS
 
-/// Thin, typed wrapper over `cblas_sgemm` (row-major).
+/// Typed wrapper over `cblas_sgemm` (row-major) that spreads large products over our threads.
+///
+/// OpenBLAS itself always runs single-threaded (see `Parallel`): its pthreads pool spins in
+/// `sched_yield` between calls and takes cycles from our own parallel loops. Instead `sgemm`
+/// splits C into column (or row) blocks and multiplies them concurrently.
 public enum BLAS {
+    /// Products below this many FLOPs run on one thread.
+    @usableFromInline static let parallelFLOPs = 1 << 22
 
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.
+    /// `parallel: false` keeps the product on the calling thread (inside parallel loops).
     @inlinable
     public static func sgemm(
         transposeA: Bool = false, transposeB: Bool = false,
@@ -13,9 +20,35 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
-        c: UnsafeMutablePointer<Float>, ldc: Int
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        parallel: Bool = true
     ) {
         guard m > 0, n > 0 else { return }
+        let threads = Parallel.threadCount
+        guard parallel, threads > 1, 2 * m * n * k >= parallelFLOPs else {
+            return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
+        if n >= m {
+            // Column blocks (multiples of 16): each thread packs all of op(A) and its share of op(B).
+            let block = (n / threads + 15) / 16 * 16
+            Parallel.forEach((n + block - 1) / block) { i in
+                let j = i * block, width = Swift.min(block, n - j)
+                serial(transposeA, transposeB, m, width, k, alpha, a, lda, b + (transposeB ? j * ldb : j), ldb, beta, c + j, ldc)
+            }
+        } else {
+            // Row blocks (multiples of 8): each thread packs all of op(B) and its share of op(A).
+            let block = (m / threads + 7) / 8 * 8
+            Parallel.forEach((m + block - 1) / block) { i in
+                let r = i * block, height = Swift.min(block, m - r)
+                serial(transposeA, transposeB, height, n, k, alpha, a + (transposeA ? r : r * lda), lda, b, ldb, beta, c + r * ldc, ldc)
+            }
+        }
+    }
+
+    @usableFromInline
+    static func serial(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor,
                     transposeA ? CblasTrans : CblasNoTrans,
                     transposeB ? CblasTrans : CblasNoTrans,

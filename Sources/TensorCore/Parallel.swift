@@ -2,26 +2,25 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-/// Parallel loops for the work that OpenBLAS does not do (norms, activations, im2col).
+/// Parallel loops: ours (norms, activations, convolution transforms, attention) and the
+/// blocks of large GEMMs (`BLAS.sgemm`).
 ///
-/// One thread count governs both our loops and OpenBLAS. It defaults to the number of
-/// cores, or `SDFLOW_THREADS` when set. BLAS calls are made from one thread at a time
-/// so that the two pools never compete for cores.
+/// There is one pool of threads. Its size defaults to the number of cores, or `SDFLOW_THREADS`
+/// when set. OpenBLAS is kept single-threaded, so its own pool never spins against ours.
 public enum Parallel {
     nonisolated(unsafe) private static var configured: Int = {
+        openblas_set_num_threads(1)
         let env = ProcessInfo.processInfo.environment["SDFLOW_THREADS"].flatMap { Int($0) }
-        let n = Swift.max(1, env ?? ProcessInfo.processInfo.activeProcessorCount)
-        openblas_set_num_threads(Int32(n))
-        return n
+        return Swift.max(1, env ?? ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// The number of threads used by parallel loops and by OpenBLAS.
+    /// The number of threads used by parallel loops and parallel GEMMs.
     public static var threadCount: Int { configured }
 
-    /// Sets the thread count for our loops and for OpenBLAS.
+    /// Sets the thread count.
     public static func setThreadCount(_ count: Int) {
+        openblas_set_num_threads(1)
         configured = Swift.max(1, count)
-        openblas_set_num_threads(Int32(configured))
     }
 
     /// Calls `body` on disjoint, contiguous sub-ranges that together cover `0..<count`,

@@ -25,10 +25,11 @@ extension Tensor {
     /// A 1x1 convolution without stride or padding is one GEMM per image. Others unfold the
     /// input (im2col) a band of output rows at a time, so the unfolded band stays small, and
     /// multiply each band with one GEMM: (O, C*KH*KW) x (C*KH*KW, rows*OW). `bandFloats`
-    /// bounds the unfolded band (default 4M floats, 16 MB; at least one output row). 3x3
-    /// convolutions with stride 1 and padding 1 use `mode` (Winograd by default).
+    /// bounds the unfolded band or Winograd's transformed tiles (default 4M floats, 16 MB). 3x3
+    /// convolutions with stride 1 and padding 1 use `mode`; without one, `ConvolutionMode.current`
+    /// where Winograd pays (at least 1024 output pixels over the batch) and im2col elsewhere.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
-                       bandFloats: Int = 4 << 20, mode: ConvolutionMode = .current) -> Tensor {
+                       bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
@@ -41,8 +42,11 @@ extension Tensor {
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
         var result = Tensor(uninitialized: [n, o, oh, ow])
         let out = result.mutablePointer()
+        // On small images (the UNet's 16x16 and 8x8 levels at 512x512) transforming the large
+        // filters costs about as much as Winograd saves in the GEMMs.
+        let mode = mode ?? (n * h * w >= 1024 ? ConvolutionMode.current : .direct)
         if kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
-            winograd3x3(weight: weight, bias: bias, tile: tile, into: out)
+            winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, into: out)
             return result
         }
         let outPlane = oh * ow
@@ -110,12 +114,14 @@ public enum ConvolutionMode: String, Sendable, CaseIterable {
 
 extension Tensor {
     /// 3x3, stride 1, padding 1 by Winograd F(tile x tile, 3x3): transform the filters (U) and
-    /// bands of input tiles (V), one GEMM per tile position (O x C times C x tiles), transform back.
-    func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, into out: UnsafeMutablePointer<Float>) {
+    /// chunks of input tiles from all images (V), one GEMM per tile position (O x C times
+    /// C x tiles; the positions run in parallel), transform back.
+    /// `chunkFloats` bounds V (at least one tile).
+    func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, into out: UnsafeMutablePointer<Float>) {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let o = weight.shape[0]
         let positions = (m + 2) * (m + 2)
-        let tilesX = (w + m - 1) / m, tiles = ((h + m - 1) / m) * tilesX
+        let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
         let filters = m == 2 ? sdf_winograd23_filters : sdf_winograd43_filters
         let inputs = m == 2 ? sdf_winograd23_inputs : sdf_winograd43_inputs
         let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
@@ -124,25 +130,42 @@ extension Tensor {
         let up = u.mutablePointer(), wp = weight.pointer
         Parallel.forRanges(o) { r in filters(wp, o, c, r.lowerBound, r.upperBound, up) }
 
-        let chunk = Swift.max(1, Swift.min(tiles, (4 << 20) / (positions * Swift.max(c, o))))
+        // Chunks of tiles, numbered across the images, small enough for V and M to stay within `chunkFloats`.
+        let chunk = Swift.max(1, Swift.min(tiles, chunkFloats / (positions * Swift.max(c, o))))
         var v = Tensor(uninitialized: [positions, c, chunk])
         var products = Tensor(uninitialized: [positions, o, chunk])
         let vp = v.mutablePointer(), mp = products.mutablePointer()
-        let biasPointer = bias?.pointer
-        for b in 0..<n {
-            let image = pointer + b * c * h * w, target = out + b * o * h * w
-            var first = 0
-            while first < tiles {
-                let count = Swift.min(chunk, tiles - first)
-                Parallel.forRanges(c) { r in inputs(image, h, w, tilesX, first, count, r.lowerBound, r.upperBound, c, vp) }
-                for e in 0..<positions {
-                    // (O, C) x (C, count) -> (O, count) at tile position e
-                    BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * c * count, ldb: count,
-                               c: mp + e * o * count, ldc: count)
-                }
-                Parallel.forRanges(o) { r in outputs(mp, o, count, first, tilesX, h, w, biasPointer, r.lowerBound, r.upperBound, target) }
-                first += count
+        let image = pointer, biasPointer = bias?.pointer
+        var first = 0
+        while first < tiles {
+            let count = Swift.min(chunk, tiles - first)
+            // The chunk as runs of tiles within one image: (image, its first tile, tiles, column in V and M).
+            var runs: [(image: Int, first: Int, count: Int, column: Int)] = []
+            var next = first
+            while next < first + count {
+                let b = next / tilesPerImage, t = next % tilesPerImage
+                let length = Swift.min(tilesPerImage - t, first + count - next)
+                runs.append((b, t, length, next - first))
+                next += length
             }
+            Parallel.forRanges(c) { r in
+                for run in runs {
+                    inputs(image + run.image * c * h * w, h, w, tilesX, run.first, run.count, r.lowerBound, r.upperBound, c, chunk,
+                           vp + run.column)
+                }
+            }
+            Parallel.forEach(positions) { e in
+                // (O, C) x (C, count) -> (O, count) at tile position e
+                BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * c * chunk, ldb: chunk,
+                           c: mp + e * o * chunk, ldc: chunk, parallel: false)
+            }
+            Parallel.forRanges(o) { r in
+                for run in runs {
+                    outputs(mp + run.column, o, run.count, chunk, run.first, tilesX, h, w, biasPointer, r.lowerBound, r.upperBound,
+                            out + run.image * o * h * w)
+                }
+            }
+            first += count
         }
     }
 }

@@ -42,6 +42,11 @@ import Testing
                   relative: mode == .fast ? 1e-4 : 1e-5)
             check("conv3x3 large \(mode)", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), mode: mode),
                   try t("conv3x3_large.output"), relative: mode == .fast ? 1e-4 : 1e-5)
+            // Small chunks of tiles (or bands of rows) that start mid-row and span both images.
+            check("conv3x3 \(mode) in chunks", x.conv2d(weight: w, bias: b, padding: .uniform(1), bandFloats: 7 * 36 * 6, mode: mode),
+                  try t("conv3x3.output"), relative: mode == .fast ? 1e-4 : 1e-5)
+            check("conv3x3 \(mode) one tile at a time", x.conv2d(weight: w, bias: b, padding: .uniform(1), bandFloats: 1, mode: mode),
+                  try t("conv3x3.output"), relative: mode == .fast ? 1e-4 : 1e-5)
         }
         // A band budget of one output row forces the banded im2col path through every band.
         check("conv3x3 banded", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), bandFloats: 1, mode: .direct),

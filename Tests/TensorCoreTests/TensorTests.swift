@@ -50,4 +50,36 @@ import Testing
         let a = Tensor(shape: [2], values: [1, .nan]), b = Tensor(shape: [2], values: [1, 2])
         #expect(a.maxAbsDifference(b).isNaN)
     }
+
+    /// Large products are split into blocks over the threads; every split must equal one call.
+    @Test func parallelGEMMMatchesOneCall() {
+        var seed: UInt32 = 1
+        func random(_ count: Int) -> [Float] {
+            (0..<count).map { _ in seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 8) / Float(1 << 24) - 0.5 }
+        }
+        // (m, n, k): row blocks (m > n) and column blocks (n >= m), with and without transposes.
+        for (m, n, k) in [(300, 131, 70), (70, 301, 257)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = random(m * k), b = random(k * n)
+                var split = [Float](repeating: 0, count: m * n), single = split
+                let (lda, ldb) = (ta ? m : k, tb ? k : n)
+                BLAS.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &split, ldc: n)
+                BLAS.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &single, ldc: n,
+                           parallel: false)
+                let worst = zip(split, single).map { abs($0 - $1) }.max()!
+                #expect(worst <= 1e-5, "m \(m) n \(n) k \(k) transposes \(ta) \(tb): \(worst)")
+            }
+        }
+    }
+
+    @Test func pooledBuffersAreZeroedOnRequest() {
+        let shape = [1 << 19]  // 2 MB, pooled
+        do {
+            var x = Tensor(uninitialized: shape)
+            x.mutablePointer().update(repeating: 1, count: x.count)
+        }
+        let zeros = Tensor(zeros: shape)
+        #expect((0..<zeros.count).allSatisfy { zeros.pointer[$0] == 0 })
+        #expect(BufferPool.keptBytes <= BufferPool.capacity)
+    }
 }

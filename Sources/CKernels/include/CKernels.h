@@ -28,17 +28,18 @@ void sdf_f16_to_f32(const void *src, float *dst, long n);
 // Winograd F(2x2,3x3) and F(4x4,3x3) transforms for 3x3 stride-1 padding-1 convolutions
 // (see Winograd.c for the layouts). Filters: weights (O, C, 3, 3) -> u (P, O, C) for output
 // channels [o0, o1). Inputs: tiles [tile_first, tile_first + tile_count) of one image (C, H, W)
-// -> v (P, C, tile_count) for channels [c0, c1) of `channels`. Outputs: m (P, O, tile_count) ->
-// image (O, H, W) plus bias for output channels [o0, o1). P = 16 for F(2,3), 36 for F(4,3).
+// -> the first tile_count columns of v (P, C, ld) for channels [c0, c1) of `channels`. Outputs:
+// the first tile_count columns of m (P, O, ld) -> image (O, H, W) plus bias for output channels
+// [o0, o1). P = 16 for F(2,3), 36 for F(4,3).
 void sdf_winograd23_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u);
 void sdf_winograd23_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                           long c0, long c1, long channels, float *v);
-void sdf_winograd23_outputs(const float *m, long outputs, long tile_count, long tile_first, long tiles_x,
+                           long c0, long c1, long channels, long ld, float *v);
+void sdf_winograd23_outputs(const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x,
                             long height, long width, const float *bias, long o0, long o1, float *image);
 void sdf_winograd43_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u);
 void sdf_winograd43_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                           long c0, long c1, long channels, float *v);
-void sdf_winograd43_outputs(const float *m, long outputs, long tile_count, long tile_first, long tiles_x,
+                           long c0, long c1, long channels, long ld, float *v);
+void sdf_winograd43_outputs(const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x,
                             long height, long width, const float *bias, long o0, long o1, float *image);
 
 // One attention head, register-blocked (Attention.c). Keys are first packed into panels of 32
