@@ -65,7 +65,8 @@ SDF_MULTIVERSION(sdf_geglu, (const float *value, const float *gate, float *y, lo
 // Reductions keep SDF_LANES partial results so that they vectorise without reassociation flags.
 #define SDF_LANES 16
 
-SDF_INLINE void sdf_softmax_body(float *p, long n) {
+// p[i] = exp(p[i] - max p), and *sum = their sum: softmax before the division.
+SDF_INLINE void sdf_softmax_exp_body(float *p, long n, float *sum_out) {
     float lanes[SDF_LANES];
     for (int j = 0; j < SDF_LANES; j++) lanes[j] = -INFINITY;
     long i = 0;
@@ -89,8 +90,15 @@ SDF_INLINE void sdf_softmax_body(float *p, long n) {
         sum += e;
     }
     for (int j = 0; j < SDF_LANES; j++) sum += lanes[j];
+    *sum_out = sum;
+}
+SDF_MULTIVERSION(sdf_softmax_exp, (float *p, long n, float *sum), (p, n, sum))
+
+SDF_INLINE void sdf_softmax_body(float *p, long n) {
+    float sum;
+    sdf_softmax_exp_body(p, n, &sum);
     float inv = 1.0f / sum;
-    for (i = 0; i < n; i++) p[i] *= inv;
+    for (long i = 0; i < n; i++) p[i] *= inv;
 }
 SDF_MULTIVERSION(sdf_softmax, (float *p, long n), (p, n))
 

@@ -9,16 +9,10 @@ extension Tensor {
         var result = copied()
         let p = result.mutablePointer()
         Parallel.forRanges(count / Swift.max(width, 1), minimumPerThread: Swift.max(1, 4096 / Swift.max(width, 1))) { range in
-            for r in range { Softmax.row(p + r * width, count: width) }
+            for r in range { sdf_softmax(p + r * width, width) }
         }
         return result
     }
-}
-
-enum Softmax {
-    /// In-place softmax of `count` contiguous floats.
-    @inline(__always)
-    static func row(_ p: UnsafeMutablePointer<Float>, count: Int) { sdf_softmax(p, count) }
 }
 
 // MARK: - Attention
@@ -73,21 +67,28 @@ extension Tensor {
         let blocks = (t + chunk - 1) / chunk
         Parallel.forRanges(pairs * blocks) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * stride)
-            defer { scores.deallocate() }
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+            defer { scores.deallocate(); sums.deallocate() }
             for job in range {
                 let pair = job / blocks, t0 = (job % blocks) * chunk
                 let rows = Swift.min(chunk, t - t0)
                 let b = pair / heads, h = pair % heads
                 // (rows, d) x (d, S) -> (rows, S), scaled
                 sdf_attention_scores(q0 + (b * t + t0) * c + h * d, c, kp + pair * keyBlocks * 32 * d, d, rows, s, scale, scores, stride)
+                // exp(scores - row max); the division by the row sums waits for the (rows, dv) result.
                 for r in 0..<rows {
                     let row = scores + r * stride
                     let visible = causal ? Swift.min(s, t0 + r + 1) : s
-                    Softmax.row(row, count: visible)
+                    sdf_softmax_exp(row, visible, sums + r)
                     if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
                 }
-                // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns
-                sdf_attention_values(scores, stride, vp + pair * s * dvPadded, dvPadded, s, rows, dv, out + (b * t + t0) * cv + h * dv, cv)
+                // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns, then normalised
+                let target = out + (b * t + t0) * cv + h * dv
+                sdf_attention_values(scores, stride, vp + pair * s * dvPadded, dvPadded, s, rows, dv, target, cv)
+                for r in 0..<rows {
+                    let inverse = 1 / sums[r], row = target + r * cv
+                    for j in 0..<dv { row[j] *= inverse }
+                }
             }
         }
         return result

@@ -18,6 +18,8 @@ void sdf_gelu(const float *x, float *y, long n);
 void sdf_geglu(const float *value, const float *gate, float *y, long n);
 // In-place softmax of one row: p = exp(p - max) / sum.
 void sdf_softmax(float *p, long n);
+// exp(p - max p) in place and their sum in *sum (softmax without the division).
+void sdf_softmax_exp(float *p, long n, float *sum);
 // Mean and biased variance of n floats, accumulated in double precision (two passes).
 void sdf_mean_variance(const float *x, long n, float *mean, float *variance);
 // y = x * scale + shift, optionally followed by SiLU (fused GroupNorm + SiLU).
