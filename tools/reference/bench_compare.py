@@ -1,7 +1,7 @@
 """Runs `sdflow bench model` and bench_torch.py on the same model with the same thread count
 and prints seconds, GFLOP/s and the ratio sdflow/PyTorch per row (a markdown table).
 
-    python bench_compare.py MODEL_FOLDER [--threads 2] [--fast] [--sdflow .build/release/sdflow]
+    python bench_compare.py MODEL_FOLDER [--threads 2] [--repeats 1] [--fast] [--only ROWS] [--sdflow .build/release/sdflow]
 """
 import argparse
 import json
@@ -19,9 +19,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fast", action="store_true", help="also run sdflow's fast mode")
     parser.add_argument("--only")
+    parser.add_argument("--repeats", type=int, default=1, help="repetitions per row (the best is reported)")
     parser.add_argument("--sdflow", default=os.path.join(REPO, ".build", "release", "sdflow"))
     args = parser.parse_args()
-    only = ["--only", args.only] if args.only else []
+    only = (["--only", args.only] if args.only else []) + ["--repeats", str(args.repeats)]
     runs = {"sdflow": [args.sdflow, "bench", "model", args.model, "--threads", str(args.threads), "--json"] + only}
     if args.fast:
         runs["sdflow --fast"] = runs["sdflow"] + ["--fast"]
