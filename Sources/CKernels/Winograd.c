@@ -59,6 +59,72 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
     set_inner(r, m * r->ty + m <= height, 0, width / m);
 }
 
+// Defines `name` (multiversioned): the input transform for tiles of m x m outputs read from
+// n x n input windows, `transform(d, row_stride, out, stride)` for one tile.
+#define WINOGRAD_INPUTS(name, m, n, transform)                                                                   \
+    SDF_INLINE void name##_body(const float *image, long height, long width, long tiles_x, long tile_first,        \
+                                long tile_count, long c0, long c1, long channels, long ld, float *v) {             \
+        long stride = channels * ld; /* between positions e */                                                    \
+        for (long k = 0; k < tile_count;) {                                                                        \
+            TileRow r = tile_row(tile_first, k, tile_count, tiles_x);                                              \
+            inner_inputs(&r, m, n, height, width);                                                                 \
+            for (long c = c0; c < c1; c++) {                                                                       \
+                const float *plane = image + c * height * width;                                                   \
+                float *out = v + c * ld + r.column - r.tx0;                                                        \
+                float d[n * n];                                                                                    \
+                for (long tx = r.tx0; tx < r.inner0; tx++) {                                                       \
+                    load_tile(plane, height, width, m * r.ty - 1, m * tx - 1, n, d);                               \
+                    transform(d, n, out + tx, stride);                                                             \
+                }                                                                                                  \
+                const float *row = plane + (m * r.ty - 1) * width - 1;                                             \
+                _Pragma("clang loop vectorize(assume_safety)") /* tiles write disjoint columns */                  \
+                for (long tx = r.inner0; tx < r.inner1; tx++) transform(row + m * tx, width, out + tx, stride);   \
+                for (long tx = r.inner1; tx < r.tx1; tx++) {                                                       \
+                    load_tile(plane, height, width, m * r.ty - 1, m * tx - 1, n, d);                               \
+                    transform(d, n, out + tx, stride);                                                             \
+                }                                                                                                  \
+            }                                                                                                      \
+            k += r.tx1 - r.tx0;                                                                                    \
+        }                                                                                                          \
+    }                                                                                                              \
+    SDF_MULTIVERSION(name,                                                                                         \
+                     (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count, \
+                      long c0, long c1, long channels, long ld, float *v),                                         \
+                     (image, height, width, tiles_x, tile_first, tile_count, c0, c1, channels, ld, v))
+
+// Defines `name` (multiversioned): the output transform for m x m output tiles,
+// `transform(src, stride, bias, y, row_stride)` for one tile.
+#define WINOGRAD_OUTPUTS(name, m, transform)                                                                       \
+    SDF_INLINE void name##_body(const float *mm, long outputs, long tile_count, long ld, long tile_first,           \
+                                long tiles_x, long height, long width, const float *bias, long o0, long o1,        \
+                                float *image) {                                                                    \
+        long stride = outputs * ld;                                                                                \
+        for (long k = 0; k < tile_count;) {                                                                        \
+            TileRow r = tile_row(tile_first, k, tile_count, tiles_x);                                              \
+            inner_outputs(&r, m, height, width);                                                                   \
+            for (long o = o0; o < o1; o++) {                                                                       \
+                float b = bias ? bias[o] : 0.0f;                                                                   \
+                float *plane = image + o * height * width + m * r.ty * width;                                      \
+                const float *src = mm + o * ld + r.column - r.tx0;                                                 \
+                _Pragma("clang loop vectorize(assume_safety)") /* tiles write disjoint columns */                  \
+                for (long tx = r.inner0; tx < r.inner1; tx++) transform(src + tx, stride, b, plane + m * tx, width); \
+                for (long tx = r.tx0; tx < r.tx1; tx++) {                                                          \
+                    if (tx == r.inner0) tx = r.inner1;                                                             \
+                    if (tx == r.tx1) break;                                                                        \
+                    float y[m * m];                                                                                \
+                    transform(src + tx, stride, b, y, m);                                                          \
+                    for (int i = 0; i < m && m * r.ty + i < height; i++)                                           \
+                        for (int j = 0; j < m && m * tx + j < width; j++) plane[i * width + m * tx + j] = y[i * m + j]; \
+                }                                                                                                  \
+            }                                                                                                      \
+            k += r.tx1 - r.tx0;                                                                                    \
+        }                                                                                                          \
+    }                                                                                                              \
+    SDF_MULTIVERSION(name,                                                                                         \
+                     (const float *mm, long outputs, long tile_count, long ld, long tile_first, long tiles_x,      \
+                      long height, long width, const float *bias, long o0, long o1, float *image),                 \
+                     (mm, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))
+
 // MARK: - F(2x2, 3x3)
 
 // G (4x3) = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]]; U = G g G^T.
@@ -108,36 +174,7 @@ SDF_INLINE void input23(const float *d, long w, float *out, long stride) {
         out[(i * 4 + 3) * stride] = t[i][1] - t[i][3];
     }
 }
-
-SDF_INLINE void sdf_winograd23_inputs_body(const float *image, long height, long width, long tiles_x, long tile_first,
-                                           long tile_count, long c0, long c1, long channels, long ld, float *v) {
-    long stride = channels * ld;  // between positions e
-    for (long k = 0; k < tile_count;) {
-        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
-        inner_inputs(&r, 2, 4, height, width);
-        for (long c = c0; c < c1; c++) {
-            const float *plane = image + c * height * width;
-            float *out = v + c * ld + r.column - r.tx0;
-            float d[16];
-            for (long tx = r.tx0; tx < r.inner0; tx++) {
-                load_tile(plane, height, width, 2 * r.ty - 1, 2 * tx - 1, 4, d);
-                input23(d, 4, out + tx, stride);
-            }
-            const float *row = plane + (2 * r.ty - 1) * width - 1;
-            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
-            for (long tx = r.inner0; tx < r.inner1; tx++) input23(row + 2 * tx, width, out + tx, stride);
-            for (long tx = r.inner1; tx < r.tx1; tx++) {
-                load_tile(plane, height, width, 2 * r.ty - 1, 2 * tx - 1, 4, d);
-                input23(d, 4, out + tx, stride);
-            }
-        }
-        k += r.tx1 - r.tx0;
-    }
-}
-SDF_MULTIVERSION(sdf_winograd23_inputs,
-                 (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                  long c0, long c1, long channels, long ld, float *v),
-                 (image, height, width, tiles_x, tile_first, tile_count, c0, c1, channels, ld, v))
+WINOGRAD_INPUTS(sdf_winograd23_inputs, 2, 4, input23)
 
 // A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A + bias for the tile whose products are src[e * stride],
 // written to y (row stride w).
@@ -154,36 +191,7 @@ SDF_INLINE void output23(const float *src, long stride, float bias, float *y, lo
         y[i * w + 1] = t[i][1] - t[i][2] - t[i][3] + bias;
     }
 }
-
-SDF_INLINE void sdf_winograd23_outputs_body(const float *m, long outputs, long tile_count, long ld, long tile_first,
-                                            long tiles_x, long height, long width, const float *bias, long o0, long o1,
-                                            float *image) {
-    long stride = outputs * ld;
-    for (long k = 0; k < tile_count;) {
-        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
-        inner_outputs(&r, 2, height, width);
-        for (long o = o0; o < o1; o++) {
-            float b = bias ? bias[o] : 0.0f;
-            float *plane = image + o * height * width + 2 * r.ty * width;
-            const float *src = m + o * ld + r.column - r.tx0;
-            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
-            for (long tx = r.inner0; tx < r.inner1; tx++) output23(src + tx, stride, b, plane + 2 * tx, width);
-            for (long tx = r.tx0; tx < r.tx1; tx++) {
-                if (tx == r.inner0) tx = r.inner1;
-                if (tx == r.tx1) break;
-                float y[4];
-                output23(src + tx, stride, b, y, 2);
-                for (int i = 0; i < 2 && 2 * r.ty + i < height; i++)
-                    for (int j = 0; j < 2 && 2 * tx + j < width; j++) plane[i * width + 2 * tx + j] = y[i * 2 + j];
-            }
-        }
-        k += r.tx1 - r.tx0;
-    }
-}
-SDF_MULTIVERSION(sdf_winograd23_outputs,
-                 (const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x, long height,
-                  long width, const float *bias, long o0, long o1, float *image),
-                 (m, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))
+WINOGRAD_OUTPUTS(sdf_winograd23_outputs, 2, output23)
 
 // MARK: - F(4x4, 3x3)
 
@@ -233,36 +241,7 @@ SDF_INLINE void input43(const float *d, long w, float *out, long stride) {
         for (int j = 0; j < 6; j++) out[(i * 6 + j) * stride] = r[j];
     }
 }
-
-SDF_INLINE void sdf_winograd43_inputs_body(const float *image, long height, long width, long tiles_x, long tile_first,
-                                           long tile_count, long c0, long c1, long channels, long ld, float *v) {
-    long stride = channels * ld;
-    for (long k = 0; k < tile_count;) {
-        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
-        inner_inputs(&r, 4, 6, height, width);
-        for (long c = c0; c < c1; c++) {
-            const float *plane = image + c * height * width;
-            float *out = v + c * ld + r.column - r.tx0;
-            float d[36];
-            for (long tx = r.tx0; tx < r.inner0; tx++) {
-                load_tile(plane, height, width, 4 * r.ty - 1, 4 * tx - 1, 6, d);
-                input43(d, 6, out + tx, stride);
-            }
-            const float *row = plane + (4 * r.ty - 1) * width - 1;
-            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
-            for (long tx = r.inner0; tx < r.inner1; tx++) input43(row + 4 * tx, width, out + tx, stride);
-            for (long tx = r.inner1; tx < r.tx1; tx++) {
-                load_tile(plane, height, width, 4 * r.ty - 1, 4 * tx - 1, 6, d);
-                input43(d, 6, out + tx, stride);
-            }
-        }
-        k += r.tx1 - r.tx0;
-    }
-}
-SDF_MULTIVERSION(sdf_winograd43_inputs,
-                 (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                  long c0, long c1, long channels, long ld, float *v),
-                 (image, height, width, tiles_x, tile_first, tile_count, c0, c1, channels, ld, v))
+WINOGRAD_INPUTS(sdf_winograd43_inputs, 4, 6, input43)
 
 // A^T (4x6) = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]].
 SDF_INLINE void at43(const float *x, long step, float *r) {
@@ -287,33 +266,5 @@ SDF_INLINE void output43(const float *src, long stride, float bias, float *y, lo
         for (int j = 0; j < 4; j++) y[i * w + j] = r[j] + bias;
     }
 }
+WINOGRAD_OUTPUTS(sdf_winograd43_outputs, 4, output43)
 
-SDF_INLINE void sdf_winograd43_outputs_body(const float *m, long outputs, long tile_count, long ld, long tile_first,
-                                            long tiles_x, long height, long width, const float *bias, long o0, long o1,
-                                            float *image) {
-    long stride = outputs * ld;
-    for (long k = 0; k < tile_count;) {
-        TileRow r = tile_row(tile_first, k, tile_count, tiles_x);
-        inner_outputs(&r, 4, height, width);
-        for (long o = o0; o < o1; o++) {
-            float b = bias ? bias[o] : 0.0f;
-            float *plane = image + o * height * width + 4 * r.ty * width;
-            const float *src = m + o * ld + r.column - r.tx0;
-            #pragma clang loop vectorize(assume_safety)  // tiles write disjoint columns
-            for (long tx = r.inner0; tx < r.inner1; tx++) output43(src + tx, stride, b, plane + 4 * tx, width);
-            for (long tx = r.tx0; tx < r.tx1; tx++) {
-                if (tx == r.inner0) tx = r.inner1;
-                if (tx == r.tx1) break;
-                float y[16];
-                output43(src + tx, stride, b, y, 4);
-                for (int i = 0; i < 4 && 4 * r.ty + i < height; i++)
-                    for (int j = 0; j < 4 && 4 * tx + j < width; j++) plane[i * width + 4 * tx + j] = y[i * 4 + j];
-            }
-        }
-        k += r.tx1 - r.tx0;
-    }
-}
-SDF_MULTIVERSION(sdf_winograd43_outputs,
-                 (const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x, long height,
-                  long width, const float *bias, long o0, long o1, float *image),
-                 (m, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))
