@@ -133,7 +133,7 @@ public enum ImageFile {
                 }
             }
         }
-        var keys = text.map { strdup($0.key) }, values = text.map { strdup($0.value) }
+        let keys = text.map { strdup($0.key) }, values = text.map { strdup($0.value) }
         defer { (keys + values).forEach { free($0) } }
         var chunks = zip(keys, values).map { sdf_text(key: $0, text: $1, utf8: 1) }
         var output: UnsafeMutablePointer<UInt8>?
@@ -142,7 +142,6 @@ public enum ImageFile {
         let status = interleaved.withUnsafeBytes { raw in
             sdf_png_encode(raw.baseAddress, Int32(w), Int32(h), Int32(c), Int32(bytes), &chunks, Int32(chunks.count), &output, &size, &message)
         }
-        keys.removeAll(); values.removeAll()
         guard status == 0, let output else {
             throw Error(path: "PNG", reason: String(cString: message))
         }
