@@ -1,6 +1,7 @@
 // Register-blocked kernels for one attention head, for the small head widths of SD (40, 80,
 // 160) where a general GEMM spends most of its time packing. AVX-512 microkernels with
-// explicit intrinsics for full tiles; portable loops for edges and for other CPUs.
+// and AVX2 microkernels with explicit intrinsics for full tiles; portable loops for edges and
+// for other CPUs.
 #include "CKernels.h"
 
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <immintrin.h>
 #define SDF_HAS_AVX512_PATH 1
 #define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define SDF_AVX2 __attribute__((target("avx2,fma")))
 #else
 #define SDF_HAS_AVX512_PATH 0
 #endif
@@ -17,6 +19,16 @@ static int sdf_use_avx512(void) {
 #if SDF_HAS_AVX512_PATH
     static int cached = -1;
     if (cached < 0) cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+static int sdf_use_avx2(void) {
+#if SDF_HAS_AVX512_PATH
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     return cached;
 #else
     return 0;
@@ -65,6 +77,27 @@ SDF_AVX512 static void scores_tile_avx512(const float *q, long q_stride, const f
         _mm512_storeu_ps(scores + i * scores_stride + 16, _mm512_mul_ps(c1[i], s));
     }
 }
+
+// AVX2: 6 query rows x 16 keys (half a panel): 12 accumulators of the 16 registers.
+#define SR2 6
+SDF_AVX2 static void scores_tile_avx2(const float *q, long q_stride, const float *panel, long d,
+                                      float scale, float *scores, long scores_stride) {
+    __m256 c0[SR2], c1[SR2];
+    for (int i = 0; i < SR2; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
+    for (long k = 0; k < d; k++) {
+        __m256 b0 = _mm256_loadu_ps(panel + k * 32), b1 = _mm256_loadu_ps(panel + k * 32 + 8);
+        for (int i = 0; i < SR2; i++) {
+            __m256 a = _mm256_broadcast_ss(q + i * q_stride + k);
+            c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    __m256 s = _mm256_set1_ps(scale);
+    for (int i = 0; i < SR2; i++) {
+        _mm256_storeu_ps(scores + i * scores_stride, _mm256_mul_ps(c0[i], s));
+        _mm256_storeu_ps(scores + i * scores_stride + 8, _mm256_mul_ps(c1[i], s));
+    }
+}
 #endif
 
 void sdf_attention_pack_keys(const float *k, long k_stride, long keys, long d, float *kp) {
@@ -87,6 +120,13 @@ void sdf_attention_scores(const float *q, long q_stride, const float *kp, long d
         for (long i = 0; i < full_rows; i += SR)
             for (long b = 0; b < blocks; b++)
                 scores_tile_avx512(q + i * q_stride, q_stride, kp + b * 32 * d, d, scale, scores + i * scores_stride + b * 32, scores_stride);
+    } else if (sdf_use_avx2()) {
+        full_rows = rows / SR2 * SR2;
+        for (long i = 0; i < full_rows; i += SR2)
+            for (long b = 0; b < blocks; b++)
+                for (int half = 0; half < 32; half += 16)
+                    scores_tile_avx2(q + i * q_stride, q_stride, kp + b * 32 * d + half, d, scale,
+                                     scores + i * scores_stride + b * 32 + half, scores_stride);
     }
 #endif
     if (full_rows < rows) scores_generic(q, q_stride, kp, d, blocks, scale, full_rows, rows, scores, scores_stride);
@@ -134,6 +174,39 @@ SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const f
         _mm512_mask_storeu_ps(out + i * out_stride + 32, m2, a2[i]);
     }
 }
+
+// AVX2: 6 rows x 16 columns: 12 accumulators of the 16 registers.
+#define VR2 6
+SDF_AVX2 static void values_tile_avx2(const float *p, long p_stride, const float *v, long width_padded, long keys,
+                                      float *out, long out_stride) {
+    __m256 a0[VR2], a1[VR2];
+    for (int i = 0; i < VR2; i++) { a0[i] = _mm256_setzero_ps(); a1[i] = _mm256_setzero_ps(); }
+    for (long s = 0; s < keys; s++) {
+        const float *vrow = v + s * width_padded;
+        __m256 b0 = _mm256_loadu_ps(vrow), b1 = _mm256_loadu_ps(vrow + 8);
+        for (int i = 0; i < VR2; i++) {
+            __m256 x = _mm256_broadcast_ss(p + i * p_stride + s);
+            a0[i] = _mm256_fmadd_ps(x, b0, a0[i]);
+            a1[i] = _mm256_fmadd_ps(x, b1, a1[i]);
+        }
+    }
+    for (int i = 0; i < VR2; i++) {
+        _mm256_storeu_ps(out + i * out_stride, a0[i]);
+        _mm256_storeu_ps(out + i * out_stride + 8, a1[i]);
+    }
+}
+
+// AVX2: 6 rows x 8 columns, for the last 8 columns of widths such as 40.
+SDF_AVX2 static void values_tile8_avx2(const float *p, long p_stride, const float *v, long width_padded, long keys,
+                                       float *out, long out_stride) {
+    __m256 a[VR2];
+    for (int i = 0; i < VR2; i++) a[i] = _mm256_setzero_ps();
+    for (long s = 0; s < keys; s++) {
+        __m256 b = _mm256_loadu_ps(v + s * width_padded);
+        for (int i = 0; i < VR2; i++) a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i * p_stride + s), b, a[i]);
+    }
+    for (int i = 0; i < VR2; i++) _mm256_storeu_ps(out + i * out_stride, a[i]);
+}
 #endif
 
 void sdf_attention_values(const float *p, long p_stride, const float *v, long width_padded, long keys, long rows, long width,
@@ -152,6 +225,18 @@ void sdf_attention_values(const float *p, long p_stride, const float *v, long wi
                     values_generic(p, p_stride, v, width_padded, keys, i, i + VR, c, width, out, out_stride);
                 }
             }
+        }
+    } else if (sdf_use_avx2()) {
+        full_rows = rows / VR2 * VR2;
+        long full_columns = width / 8 * 8;  // the rest of the columns: the portable loop
+        for (long i = 0; i < full_rows; i += VR2) {
+            long c = 0;
+            for (; c + 16 <= full_columns; c += 16)
+                values_tile_avx2(p + i * p_stride, p_stride, v + c, width_padded, keys, out + i * out_stride + c, out_stride);
+            if (c < full_columns)
+                values_tile8_avx2(p + i * p_stride, p_stride, v + c, width_padded, keys, out + i * out_stride + c, out_stride);
+            if (full_columns < width)
+                values_generic(p, p_stride, v, width_padded, keys, i, i + VR2, full_columns, width, out, out_stride);
         }
     }
 #endif
