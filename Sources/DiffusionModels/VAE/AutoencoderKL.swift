@@ -88,6 +88,7 @@ public struct AutoencoderKL: Sendable {
 
     /// Image (N, 3, H, W) in [-1, 1] -> posterior over unscaled latents.
     public func posterior(_ image: Tensor) -> Posterior {
+        BufferPool.trim()  // blocks kept from other models are the wrong sizes here; give them back first
         let moments = quantConv(encoder(image))  // (N, 2Z, h, w)
         let halves = moments.chunked(2, axis: 1)
         return Posterior(mean: halves[0], logVariance: halves[1].map { Swift.min(Swift.max($0, -30), 20) })
@@ -103,7 +104,8 @@ public struct AutoencoderKL: Sendable {
 
     /// Scaled latents (N, Z, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1] (not clamped).
     public func decode(_ latents: Tensor) -> Tensor {
-        decoder(postQuantConv(latents.scaled(by: 1 / config.scalingFactor)))
+        BufferPool.trim()  // the UNet's kept blocks are the wrong sizes for the decoder: lower the peak
+        return decoder(postQuantConv(latents.scaled(by: 1 / config.scalingFactor)))
     }
 }
 
