@@ -1,39 +1,14 @@
 // Register-blocked kernels for one attention head, for the small head widths of SD (40, 80,
-// 160) where a general GEMM spends most of its time packing. AVX-512 microkernels with
-// and AVX2 microkernels with explicit intrinsics for full tiles; portable loops for edges and
-// for other CPUs.
+// 160) where a general GEMM spends most of its time packing. AVX-512 and AVX2 microkernels
+// with explicit intrinsics for full tiles; portable loops for edges and for other CPUs.
 #include "CKernels.h"
+#include "Dispatch.h"
 
 #include <string.h>
 
-#if defined(__x86_64__)
+#if SDF_X86
 #include <immintrin.h>
-#define SDF_HAS_AVX512_PATH 1
-#define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
-#define SDF_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define SDF_HAS_AVX512_PATH 0
 #endif
-
-static int sdf_use_avx512(void) {
-#if SDF_HAS_AVX512_PATH
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return cached;
-#else
-    return 0;
-#endif
-}
-
-static int sdf_use_avx2(void) {
-#if SDF_HAS_AVX512_PATH
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-    return cached;
-#else
-    return 0;
-#endif
-}
 
 // MARK: - Scores: scale * q k^T
 
@@ -56,7 +31,7 @@ static void scores_generic(const float *q, long q_stride, const float *kp, long 
     }
 }
 
-#if SDF_HAS_AVX512_PATH
+#if SDF_X86
 // 12 query rows x 32 keys: 24 accumulators; per k, two key loads and 12 broadcasts feed 24 FMAs.
 #define SR 12
 SDF_AVX512 static void scores_tile_avx512(const float *q, long q_stride, const float *panel, long d,
@@ -114,13 +89,13 @@ void sdf_attention_pack_keys(const float *k, long k_stride, long keys, long d, f
 void sdf_attention_scores(const float *q, long q_stride, const float *kp, long d, long rows, long keys,
                           float scale, float *scores, long scores_stride) {
     long blocks = (keys + 31) / 32, full_rows = 0;
-#if SDF_HAS_AVX512_PATH
-    if (sdf_use_avx512()) {
+#if SDF_X86
+    if (sdf_cpu_avx512()) {
         full_rows = rows / SR * SR;
         for (long i = 0; i < full_rows; i += SR)
             for (long b = 0; b < blocks; b++)
                 scores_tile_avx512(q + i * q_stride, q_stride, kp + b * 32 * d, d, scale, scores + i * scores_stride + b * 32, scores_stride);
-    } else if (sdf_use_avx2()) {
+    } else if (sdf_cpu_avx2()) {
         full_rows = rows / SR2 * SR2;
         for (long i = 0; i < full_rows; i += SR2)
             for (long b = 0; b < blocks; b++)
@@ -147,7 +122,7 @@ static void values_generic(const float *p, long p_stride, const float *v, long w
     }
 }
 
-#if SDF_HAS_AVX512_PATH
+#if SDF_X86
 // 8 rows x 48 columns: 24 accumulators; per key, three value loads and 8 broadcasts feed 24 FMAs.
 #define VR 8
 SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const float *v, long width_padded, long keys,
@@ -212,8 +187,8 @@ SDF_AVX2 static void values_tile8_avx2(const float *p, long p_stride, const floa
 void sdf_attention_values(const float *p, long p_stride, const float *v, long width_padded, long keys, long rows, long width,
                           float *out, long out_stride) {
     long full_rows = 0;
-#if SDF_HAS_AVX512_PATH
-    if (sdf_use_avx512()) {
+#if SDF_X86
+    if (sdf_cpu_avx512()) {
         full_rows = rows / VR * VR;
         for (long i = 0; i < full_rows; i += VR) {
             for (long c = 0; c < width; c += 48) {
@@ -226,7 +201,7 @@ void sdf_attention_values(const float *p, long p_stride, const float *v, long wi
                 }
             }
         }
-    } else if (sdf_use_avx2()) {
+    } else if (sdf_cpu_avx2()) {
         full_rows = rows / VR2 * VR2;
         long full_columns = width / 8 * 8;  // the rest of the columns: the portable loop
         for (long i = 0; i < full_rows; i += VR2) {

@@ -2,23 +2,28 @@
 // at run time, so one binary runs on any x86-64 and uses the widest vectors available.
 #pragma once
 
+#define SDF_INLINE static inline __attribute__((always_inline))
+
 #if defined(__x86_64__)
+#define SDF_X86 1
 #define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
 #define SDF_AVX2 __attribute__((target("avx2,fma,f16c")))
+// The CPU checks (each a load of the CPU model the runtime reads once at start-up).
+SDF_INLINE int sdf_cpu_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+SDF_INLINE int sdf_cpu_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 // Defines name_avx512, name_avx2 and name_generic from the inline body name_body, and the
-// public name that picks one per call (the CPU check is a cached load).
+// public name that picks one per call.
 #define SDF_MULTIVERSION(name, params, args)                         \
     SDF_AVX512 static void name##_avx512 params { name##_body args; } \
     SDF_AVX2 static void name##_avx2 params { name##_body args; }     \
     static void name##_generic params { name##_body args; }          \
     void name params {                                                \
-        if (__builtin_cpu_supports("avx512f")) name##_avx512 args;    \
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) name##_avx2 args; \
+        if (sdf_cpu_avx512()) name##_avx512 args;                     \
+        else if (sdf_cpu_avx2()) name##_avx2 args;                    \
         else name##_generic args;                                     \
     }
 #else
+#define SDF_X86 0
 #define SDF_MULTIVERSION(name, params, args) \
     void name params { name##_body args; }
 #endif
-
-#define SDF_INLINE static inline __attribute__((always_inline))
