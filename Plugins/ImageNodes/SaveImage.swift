@@ -19,7 +19,6 @@ struct SaveImage: Node {
         ],
         isOutput: true, alwaysRuns: true)
 
-
     static func run(_ context: NodeContext) throws -> [String: Value] {
         var image = try context.image("image")
         let info = context.runInfo

@@ -24,6 +24,9 @@ public struct Workflow: Sendable {
     public let summary: String?
     public let parameters: [Parameter]
     public let nodes: [Node]
+    /// For a workflow loaded from a PNG sdflow wrote: the parameter values of that run (after
+    /// `--set`), so running it again gives the same image. Empty for a workflow file.
+    public var recordedParameters: [String: String] = [:]
 
     /// A top-level parameter with its default.
     public struct Parameter: Sendable {
@@ -75,12 +78,21 @@ public struct Workflow: Sendable {
             guard let text = image.metadata[ImageMetadataKey.workflow] else {
                 throw WorkflowError(.syntax, at: nil, "\(path): the image has no sdflow workflow in its metadata")
             }
-            return try parse(text, path: image.metadata[ImageMetadataKey.workflowPath].flatMap { $0.isEmpty ? nil : $0 } ?? path)
+            var workflow = try parse(text, path: image.metadata[ImageMetadataKey.workflowPath].flatMap { $0.isEmpty ? nil : $0 } ?? path)
+            workflow.recordedParameters = recordedParameters(image.metadata[ImageMetadataKey.parameters])
+            return workflow
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
         }
         return try parse(text, path: path)
+    }
+
+    /// The `parameters` object of save_image's recorded JSON, or none.
+    private static func recordedParameters(_ json: String?) -> [String: String] {
+        guard let data = json?.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let parameters = object["parameters"] as? [String: String] else { return [:] }
+        return parameters
     }
 
     /// Parses workflow text; `path` names it in errors.
@@ -152,17 +164,6 @@ public struct Workflow: Sendable {
         default:
             return WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "YAML: \(error)")
         }
-    }
-}
-
-/// What save_image records in a PNG so that the run can be repeated.
-public enum RecordedRun {
-    /// The workflow parameters (as given, after `--set`) recorded in a PNG sdflow wrote; empty for other files.
-    public static func parameters(in path: String) -> [String: String] {
-        guard let image = try? ImageFile.read(path), let json = image.metadata[ImageMetadataKey.parameters]?.data(using: .utf8),
-              let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
-              let parameters = object["parameters"] as? [String: String] else { return [:] }
-        return parameters
     }
 }
 

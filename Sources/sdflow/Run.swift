@@ -22,7 +22,7 @@ struct WorkflowOptions: ParsableArguments {
 
     /// `--set` pairs; for a PNG, its recorded parameters come first (so the same image results).
     func parameterOverrides(for workflow: Workflow) throws -> [String: String] {
-        var result = RecordedRun.parameters(in: self.workflow)
+        var result = workflow.recordedParameters
         for pair in overrides {
             guard let equals = pair.firstIndex(of: "=") else { throw ValidationError("--set \(pair): expected name=value") }
             result[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])

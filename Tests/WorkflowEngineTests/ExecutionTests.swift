@@ -172,7 +172,7 @@ extension ExecutionTests {
         // The PNG carries the workflow, its path and the parameters: running it gives the same image.
         let workflow = try Workflow.load(path: output)
         #expect(workflow.path.hasSuffix("workflows/img2img.yaml"))
-        var parameters = RecordedRun.parameters(in: output)
+        var parameters = workflow.recordedParameters
         #expect(parameters["seed"] == "7")
         parameters["output"] = folder.file("second/img.png")
         let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
