@@ -24,8 +24,9 @@ public struct Workflow: Sendable {
     public let summary: String?
     public let parameters: [Parameter]
     public let nodes: [Node]
-    /// For a workflow loaded from a PNG sdflow wrote: the parameter values of that run (after
-    /// `--set`), so running it again gives the same image. Empty for a workflow file.
+    /// For a workflow loaded from a PNG sdflow wrote: the parameter values of that run that differ
+    /// from the workflow's defaults (its `--set`s), so running it again gives the same image.
+    /// Empty for a workflow file.
     public var recordedParameters: [String: String] = [:]
 
     /// A top-level parameter with its default.
@@ -79,7 +80,11 @@ public struct Workflow: Sendable {
                 throw WorkflowError(.syntax, at: nil, "\(path): the image has no sdflow workflow in its metadata")
             }
             var workflow = try parse(text, path: image.metadata[ImageMetadataKey.workflowPath].flatMap { $0.isEmpty ? nil : $0 } ?? path)
+            // Values equal to the workflow's defaults are left out: a relative path among them is relative to
+            // the workflow's folder, not to the folder sdflow runs in, and stays so only as a default.
+            let defaults = Dictionary(workflow.parameters.map { ($0.name, $0.value.description) }, uniquingKeysWith: { a, _ in a })
             workflow.recordedParameters = recordedParameters(image.metadata[ImageMetadataKey.parameters])
+                .filter { defaults[$0.key] != $0.value }
             return workflow
         }
         guard let text = String(data: data, encoding: .utf8) else {

@@ -181,4 +181,20 @@ extension ExecutionTests {
         #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
         #expect(a.metadata["parameters"]?.contains("Seed: 7") == true)
     }
+
+    @Test func rerunFromAPNGKeepsDefaultPathsRelativeToTheWorkflow() throws {
+        // img2img.yaml's default image, ../examples/photo.png, is relative to the workflow's folder.
+        let output = folder.file("relative/img.png")
+        #expect(try run("img2img.yaml", tinyOverrides(["output": output]), cache: nil).succeeded)
+        let workflow = try Workflow.load(path: output)
+        #expect(workflow.recordedParameters["image"] == nil)
+        #expect(workflow.recordedParameters["steps"] == "3")
+        var parameters = workflow.recordedParameters
+        parameters["output"] = folder.file("relative/again.png")
+        // Run from another folder than the workflow's: the default still finds the photo.
+        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
+        #expect(Executor(graph: graph, options: .init()).run().succeeded)
+        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("relative/again.png"))
+        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+    }
 }
