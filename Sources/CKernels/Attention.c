@@ -2,6 +2,7 @@
 // 160) where a general GEMM spends most of its time packing. AVX-512 and AVX2 microkernels
 // with explicit intrinsics for full tiles; portable loops for edges and for other CPUs.
 #include "CKernels.h"
+#include "BF16.h"
 #include "Dispatch.h"
 
 #include <string.h>
@@ -217,3 +218,114 @@ void sdf_attention_values(const float *p, long p_stride, const float *v, long wi
 #endif
     if (full_rows < rows) values_generic(p, p_stride, v, width_padded, keys, full_rows, rows, 0, width, out, out_stride);
 }
+
+// MARK: - bfloat16 (fast mode, AVX-512 BF16)
+
+// The same two products with operands rounded to bfloat16 and float32 accumulation
+// (vdpbf16ps), in pairs along the reduced axis as in GemmBF16.c: keys in panels of 32 with
+// pairs along d ([block][d/2][32]), values with pairs along the keys ([S/2][width_padded]).
+// Only called where sdf_gemm_bf16_available().
+#if SDF_X86
+SDF_BF16 void sdf_attention_pack_keys_bf16(const float *k, long k_stride, long keys, long d, uint32_t *kp) {
+    long blocks = (keys + 31) / 32, pairs = (d + 1) / 2;
+    uint32_t row[512];  // d <= 1024
+    for (long b = 0; b < blocks; b++) {
+        uint32_t *panel = kp + b * 32 * pairs;
+        for (int j = 0; j < 32; j++) {
+            long key = b * 32 + j;
+            if (key < keys) sdf_bf16_row(k + key * k_stride, d, row);
+            for (long t = 0; t < pairs; t++) panel[t * 32 + j] = key < keys ? row[t] : 0;
+        }
+    }
+}
+
+SDF_BF16 void sdf_attention_pack_values_bf16(const float *v, long v_stride, long keys, long width, long width_padded,
+                                                       uint32_t *vp) {
+    for (long s = 0; s < keys; s += 2) {
+        const float *r0 = v + s * v_stride;
+        for (long c = 0; c < width_padded; c += 16) {
+            long n = width - c <= 0 ? 0 : width - c < 16 ? width - c : 16;
+            __mmask16 mask = (__mmask16)((1u << n) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(mask, r0 + c);
+            __m512 x1 = s + 1 < keys ? _mm512_maskz_loadu_ps(mask, r0 + v_stride + c) : _mm512_setzero_ps();
+            _mm512_storeu_si512(vp + (s / 2) * width_padded + c, sdf_bf16_interleave(x0, x1));
+        }
+    }
+}
+
+// 12 query rows (as pairs, row stride `pairs`) x one panel of 32 keys.
+SDF_BF16 static void scores_tile_bf16(const uint32_t *q, long pairs, const uint32_t *panel, float scale, float *scores,
+                                                long scores_stride, long rows) {
+    __m512 c0[SR], c1[SR];
+    for (int i = 0; i < SR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (long t = 0; t < pairs; t++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + t * 32), b1 = (__m512bh)_mm512_loadu_si512(panel + t * 32 + 16);
+        for (int i = 0; i < SR; i++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)q[i * pairs + t]);
+            c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
+        }
+    }
+    __m512 s = _mm512_set1_ps(scale);
+    for (int i = 0; i < rows; i++) {
+        _mm512_storeu_ps(scores + i * scores_stride, _mm512_mul_ps(c0[i], s));
+        _mm512_storeu_ps(scores + i * scores_stride + 16, _mm512_mul_ps(c1[i], s));
+    }
+}
+
+SDF_BF16 void sdf_attention_scores_bf16(const float *q, long q_stride, const uint32_t *kp, long d, long rows, long keys,
+                                                  float scale, float *scores, long scores_stride) {
+    long blocks = (keys + 31) / 32, pairs = (d + 1) / 2;
+    uint32_t qp[SR * 512];  // d <= 1024
+    for (long i = 0; i < rows; i += SR) {
+        long tile = rows - i < SR ? rows - i : SR;
+        for (long r = 0; r < SR; r++) {
+            if (r < tile) sdf_bf16_row(q + (i + r) * q_stride, d, qp + r * pairs);
+            else memset(qp + r * pairs, 0, (size_t)pairs * 4);
+        }
+        for (long b = 0; b < blocks; b++)
+            scores_tile_bf16(qp, pairs, kp + b * 32 * pairs, scale, scores + i * scores_stride + b * 32, scores_stride, tile);
+    }
+}
+
+// 8 rows of p (as pairs, row stride `pairs`) x 48 columns of the packed values.
+SDF_BF16 static void values_tile_bf16(const uint32_t *p, long pairs, const uint32_t *v, long width_padded, float *out,
+                                                long out_stride, long rows, long width) {
+    __m512 a0[VR], a1[VR], a2[VR];
+    for (int i = 0; i < VR; i++) { a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm512_setzero_ps(); }
+    for (long t = 0; t < pairs; t++) {
+        const uint32_t *vrow = v + t * width_padded;
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(vrow), b1 = (__m512bh)_mm512_loadu_si512(vrow + 16);
+        __m512bh b2 = (__m512bh)_mm512_loadu_si512(vrow + 32);
+        for (int i = 0; i < VR; i++) {
+            __m512bh x = (__m512bh)_mm512_set1_epi32((int)p[i * pairs + t]);
+            a0[i] = _mm512_dpbf16_ps(a0[i], x, b0);
+            a1[i] = _mm512_dpbf16_ps(a1[i], x, b1);
+            a2[i] = _mm512_dpbf16_ps(a2[i], x, b2);
+        }
+    }
+    __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    __mmask16 m1 = width >= 32 ? 0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+    __mmask16 m2 = width >= 48 ? 0xFFFF : width > 32 ? (__mmask16)((1u << (width - 32)) - 1) : 0;
+    for (int i = 0; i < rows; i++) {
+        _mm512_mask_storeu_ps(out + i * out_stride, m0, a0[i]);
+        _mm512_mask_storeu_ps(out + i * out_stride + 16, m1, a1[i]);
+        _mm512_mask_storeu_ps(out + i * out_stride + 32, m2, a2[i]);
+    }
+}
+
+SDF_BF16 void sdf_attention_values_bf16(const float *p, long p_stride, const uint32_t *vp, long width_padded, long keys,
+                                                  long rows, long width, float *out, long out_stride, uint32_t *scratch) {
+    long pairs = (keys + 1) / 2;
+    for (long i = 0; i < rows; i += VR) {
+        long tile = rows - i < VR ? rows - i : VR;
+        for (long r = 0; r < VR; r++) {
+            if (r < tile) sdf_bf16_row(p + (i + r) * p_stride, keys, scratch + r * pairs);
+            else memset(scratch + r * pairs, 0, (size_t)pairs * 4);
+        }
+        for (long c = 0; c < width; c += 48)
+            values_tile_bf16(scratch, pairs, vp + c, width_padded, out + i * out_stride + c, out_stride, tile,
+                             width - c < 48 ? width - c : 48);
+    }
+}
+#endif

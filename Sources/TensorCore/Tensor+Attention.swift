@@ -29,8 +29,9 @@ extension Tensor {
     /// block's scores (rows x S) by a register-blocked kernel, the softmax in place while the
     /// block is in cache, and the product with V by a second kernel. So a 4096-token
     /// self-attention never holds a 4096 x 4096 matrix: at most threads x 48 x S scores exist.
+    /// `precision` (default `BLAS.precision`) `.bfloat16` multiplies in bfloat16 where the CPU can.
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
-                                 causal: Bool = false, queryChunk: Int? = nil) -> Tensor {
+                                 causal: Bool = false, queryChunk: Int? = nil, precision: GEMMPrecision? = nil) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3,
                      "attention expects (B, T, C) tensors, got \(query.shape), \(key.shape), \(value.shape)")
         let (batch, t, c) = (query.shape[0], query.shape[1], query.shape[2])
@@ -46,15 +47,25 @@ extension Tensor {
         let out = result.mutablePointer()
         let q0 = query.pointer, k0 = key.pointer, v0 = value.pointer
         let pairs = batch * heads
+        // The fast mode multiplies in bfloat16: operands are packed as pairs of 16-bit values
+        // along the reduced axis (d for the scores, S for the values), one 32-bit word per pair.
+        let bf16 = (precision ?? BLAS.precision) == .bfloat16 && GEMMPrecision.bfloat16InHardware
+        let keyWords = keyBlocks * 32 * (bf16 ? (d + 1) / 2 : d), valueWords = (bf16 ? (s + 1) / 2 : s) * dvPadded
 
         // Per (batch, head): the keys packed in panels of 32 and V padded to (S x dvPadded).
-        let kp = UnsafeMutablePointer<Float>.allocate(capacity: pairs * keyBlocks * 32 * d)
-        let vp = UnsafeMutablePointer<Float>.allocate(capacity: pairs * s * dvPadded)
+        let kp = UnsafeMutablePointer<Float>.allocate(capacity: pairs * keyWords)
+        let vp = UnsafeMutablePointer<Float>.allocate(capacity: pairs * valueWords)
         defer { kp.deallocate(); vp.deallocate() }
         Parallel.forEach(pairs) { pair in
             let b = pair / heads, h = pair % heads
-            sdf_attention_pack_keys(k0 + b * s * c + h * d, c, s, d, kp + pair * keyBlocks * 32 * d)
-            let v = v0 + b * s * cv + h * dv, vpPair = vp + pair * s * dvPadded
+            let k = k0 + b * s * c + h * d, v = v0 + b * s * cv + h * dv
+            let kpPair = kp + pair * keyWords, vpPair = vp + pair * valueWords
+            if bf16 {
+                sdf_attention_pack_keys_bf16(k, c, s, d, words(kpPair))
+                sdf_attention_pack_values_bf16(v, cv, s, dv, dvPadded, words(vpPair))
+                return
+            }
+            sdf_attention_pack_keys(k, c, s, d, kpPair)
             for j in 0..<s {
                 let row = vpPair + j * dvPadded
                 row.update(from: v + j * cv, count: dv)
@@ -68,13 +79,19 @@ extension Tensor {
         Parallel.forRanges(pairs * blocks) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * stride)
             let sums = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
-            defer { scores.deallocate(); sums.deallocate() }
+            let scratch = UnsafeMutablePointer<UInt32>.allocate(capacity: bf16 ? 8 * ((s + 1) / 2) : 0)
+            defer { scores.deallocate(); sums.deallocate(); scratch.deallocate() }
             for job in range {
                 let pair = job / blocks, t0 = (job % blocks) * chunk
                 let rows = Swift.min(chunk, t - t0)
                 let b = pair / heads, h = pair % heads
                 // (rows, d) x (d, S) -> (rows, S), scaled
-                sdf_attention_scores(q0 + (b * t + t0) * c + h * d, c, kp + pair * keyBlocks * 32 * d, d, rows, s, scale, scores, stride)
+                let q = q0 + (b * t + t0) * c + h * d
+                if bf16 {
+                    sdf_attention_scores_bf16(q, c, words(kp + pair * keyWords), d, rows, s, scale, scores, stride)
+                } else {
+                    sdf_attention_scores(q, c, kp + pair * keyWords, d, rows, s, scale, scores, stride)
+                }
                 // exp(scores - row max); the division by the row sums waits for the (rows, dv) result.
                 for r in 0..<rows {
                     let row = scores + r * stride
@@ -84,7 +101,11 @@ extension Tensor {
                 }
                 // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns, then normalised
                 let target = out + (b * t + t0) * cv + h * dv
-                sdf_attention_values(scores, stride, vp + pair * s * dvPadded, dvPadded, s, rows, dv, target, cv)
+                if bf16 {
+                    sdf_attention_values_bf16(scores, stride, words(vp + pair * valueWords), dvPadded, s, rows, dv, target, cv, scratch)
+                } else {
+                    sdf_attention_values(scores, stride, vp + pair * valueWords, dvPadded, s, rows, dv, target, cv)
+                }
                 for r in 0..<rows {
                     let inverse = 1 / sums[r], row = target + r * cv
                     for j in 0..<dv { row[j] *= inverse }
@@ -93,4 +114,9 @@ extension Tensor {
         }
         return result
     }
+}
+
+/// A float buffer seen as the 32-bit words of packed bfloat16 pairs.
+private func words(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<UInt32> {
+    UnsafeMutableRawPointer(p).assumingMemoryBound(to: UInt32.self)
 }

@@ -319,6 +319,7 @@ public final class Executor {
         let d = node.description
         var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)",
                      "convolutions \(ConvolutionMode.current.rawValue)"]
+        if BLAS.precision != .float32 { lines.append("gemm \(BLAS.precision.rawValue)") }
         for spec in d.parameters {
             guard let value = parameters[spec.name] else { continue }
             switch spec.kind {

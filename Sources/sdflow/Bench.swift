@@ -49,6 +49,20 @@ struct OpsBenchmark {
         report("conv2d 3x3 320->320 64x64 b2", seconds: conv, flop: convFlop)
         report("sgemm (320x2880)x(2880x4096) x2", seconds: gemm, flop: convFlop)
         print(String(format: "conv2d / sgemm rate: %.0f%%", 100 * gemm / conv))
+        if GEMMPrecision.bfloat16InHardware {
+            let saved = BLAS.precision
+            BLAS.precision = .bfloat16
+            let bf16 = best {
+                for _ in 0..<2 {
+                    BLAS.sgemm(m: 320, n: 4096, k: 2880, a: a.pointer, lda: 2880, b: bm.pointer, ldb: 4096,
+                               c: c.mutablePointer(), ldc: 4096)
+                }
+            }
+            let fastConv = best { _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), mode: .fast) }
+            BLAS.precision = saved
+            report("bf16 gemm, same sizes", seconds: bf16, flop: convFlop)
+            report("conv2d F(4,3) + bf16 gemm", seconds: fastConv, flop: convFlop)
+        }
 
         // Self-attention over 4096 tokens, 8 heads of 40 (320 channels), batch 1
         let q = random([1, 4096, 320]), k = random([1, 4096, 320]), v = random([1, 4096, 320])

@@ -27,7 +27,7 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Rows to run (comma-separated): load, txt2img512, clip, unet256, unet512, vae_encode256, vae_decode256, vae_encode512, vae_decode512.")
     var only: String?
 
-    @Flag(help: "Use the fast mode (Winograd F(4x4,3x3) convolutions).")
+    @Flag(help: "Use the fast mode (Winograd F(4x4,3x3) convolutions, bfloat16 GEMMs with AVX-512 BF16).")
     var fast = false
 
     @Option(help: "F16/BF16 weights: float32 (widened at load) or as-stored (16-bit in memory).")
@@ -54,7 +54,7 @@ struct BenchModel: ParsableCommand {
 
     func run() throws {
         if let threads { Parallel.setThreadCount(threads) }
-        if fast { ConvolutionMode.current = .fast }
+        if fast { Engine.useFastMode() }
         let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
         func include(_ name: String) -> Bool { wanted?.contains(name) ?? true }
         var rows: [Row] = []
@@ -111,6 +111,7 @@ struct BenchModel: ParsableCommand {
             let object: [String: Any] = [
                 "rows": try rows.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) },
                 "peak_rss_bytes": peak, "threads": Parallel.threadCount, "convolution": ConvolutionMode.current.rawValue,
+                "gemm": BLAS.precision.rawValue,
             ]
             print(String(data: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), encoding: .utf8)!)
         } else if peak > 0 {

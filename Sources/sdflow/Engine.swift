@@ -21,4 +21,11 @@ enum Engine {
     }
 
     static func setThreads(_ count: Int) { Parallel.setThreadCount(count) }
+
+    /// The opt-in fast mode: Winograd F(4x4,3x3) convolutions, and GEMMs in bfloat16 with
+    /// float32 accumulation on CPUs with AVX-512 BF16.
+    static func useFastMode() {
+        ConvolutionMode.current = .fast
+        if GEMMPrecision.bfloat16InHardware { BLAS.precision = .bfloat16 }
+    }
 }

@@ -76,12 +76,12 @@ struct Run: ParsableCommand {
     @Option(help: "Threads for numeric work (default: all cores).")
     var threads: Int?
 
-    @Flag(help: "Faster 3x3 convolutions (Winograd F(4x4,3x3)), about 1e-5 relative error instead of 1e-7.")
+    @Flag(help: "Fast mode: Winograd F(4x4,3x3) convolutions and, with AVX-512 BF16, bfloat16 GEMMs (see README for its error).")
     var fast = false
 
     func run() throws {
         if let threads { Engine.setThreads(threads) }
-        if fast { ConvolutionMode.current = .fast }
+        if fast { Engine.useFastMode() }
         let registry = try Engine.registry(pluginFolders: options.plugins)
         let graph = try options.checkedGraph(registry: registry)
         let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))

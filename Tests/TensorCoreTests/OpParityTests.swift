@@ -81,6 +81,17 @@ import Testing
               try t("attention_causal.output"))
     }
 
+    /// The fast mode's attention (bfloat16 operands, float32 sums) against PyTorch's float32: close,
+    /// not equal (bfloat16 keeps 8 significant bits).
+    @Test(.enabled(if: GEMMPrecision.bfloat16InHardware, "needs AVX-512 BF16")) func bfloat16Attention() throws {
+        let (q, k, v) = (try t("attention_large.query"), try t("attention_large.key"), try t("attention_large.value"))
+        check("attention bf16", Tensor.attention(query: q, key: k, value: v, heads: 4, precision: .bfloat16),
+              try t("attention_large.output"), relative: 2e-2)
+        let s = try t("attention_causal.query")
+        check("attention causal bf16", Tensor.attention(query: s, key: s, value: s, heads: 2, causal: true, queryChunk: 3, precision: .bfloat16),
+              try t("attention_causal.output"), relative: 2e-2)
+    }
+
     @Test func activations() throws {
         let x = try t("activations.input")
         check("silu", x.silu(), try t("activations.silu"))

@@ -55,4 +55,23 @@ void sdf_attention_scores(const float *q, long q_stride, const float *kp, long d
 void sdf_attention_values(const float *p, long p_stride, const float *v, long width_padded, long keys, long rows, long width,
                           float *out, long out_stride);
 
+// The attention kernels with bfloat16 operands and float32 accumulation (fast mode; only where
+// sdf_gemm_bf16_available()). Keys pack into ceil(keys / 32) * 32 * ceil(d / 2) pairs, values
+// into ceil(keys / 2) * width_padded pairs (width_padded a multiple of 48); `scratch` holds
+// 8 * ceil(keys / 2) pairs. d <= 1024.
+void sdf_attention_pack_keys_bf16(const float *k, long k_stride, long keys, long d, uint32_t *kp);
+void sdf_attention_pack_values_bf16(const float *v, long v_stride, long keys, long width, long width_padded, uint32_t *vp);
+void sdf_attention_scores_bf16(const float *q, long q_stride, const uint32_t *kp, long d, long rows, long keys,
+                               float scale, float *scores, long scores_stride);
+void sdf_attention_values_bf16(const float *p, long p_stride, const uint32_t *vp, long width_padded, long keys,
+                               long rows, long width, float *out, long out_stride, uint32_t *scratch);
+
+// C = alpha * op(A) op(B) + beta * C (row-major, op = transpose when trans_x), with A and B
+// rounded to bfloat16 and products accumulated in float32 (GemmBF16.c). Uses AVX-512 BF16
+// where sdf_gemm_bf16_available() (a portable loop with the same rounding elsewhere). Returns
+// 0, or -1 when its packing buffers cannot be allocated.
+int sdf_gemm_bf16_available(void);
+int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                  long ldb, float beta, float *c, long ldc);
+
 #endif
