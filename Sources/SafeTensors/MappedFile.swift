@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +13,21 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawPointer?
     /// The file size in bytes.
     public let size: Int
+
+    /// Address and size of every live mapping, for `releaseResidentPages`.
+    private static let live = Mutex<[ObjectIdentifier: (address: Int, size: Int)]>([:])
+
+    /// Drops the pages of every mapped file from this process's resident memory (madvise
+    /// MADV_DONTNEED). The read-only mappings stay valid: later reads fault the pages back in from
+    /// the page cache. Called before work that needs little of the mapped weights (the VAE decoder
+    /// after the UNet), so the UNet's gigabytes do not add to the decoder's peak.
+    public static func releaseResidentPages() {
+        live.withLock { mappings in
+            for (address, size) in mappings.values {
+                _ = madvise(UnsafeMutableRawPointer(bitPattern: address), size, MADV_DONTNEED)
+            }
+        }
+    }
 
     /// Maps `path`; throws `SafeTensorsError.cannotOpen` with the system's reason.
     public init(path: String) throws {
@@ -36,9 +52,13 @@ public final class MappedFile: @unchecked Sendable {
             throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
         bytes = UnsafeRawPointer(mapped)
+        let entry = (address: Int(bitPattern: mapped), size: size)
+        MappedFile.live.withLock { $0[ObjectIdentifier(self)] = entry }
     }
 
     deinit {
-        if let bytes { munmap(UnsafeMutableRawPointer(mutating: bytes), size) }
+        guard let bytes else { return }
+        MappedFile.live.withLock { $0[ObjectIdentifier(self)] = nil }
+        munmap(UnsafeMutableRawPointer(mutating: bytes), size)
     }
 }

@@ -67,7 +67,9 @@ public enum BLAS {
     static func serial(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-        if precision == .bfloat16 {
+        // Rounding packs both operands into bfloat16 pairs; for thin products (the UNet's 8x8
+        // convolutions, time embeddings) converting the weights costs more than it saves.
+        if precision == .bfloat16 && m >= 16 && n >= 128 {
             let status = sdf_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             precondition(status == 0, "sgemm: out of memory for the bfloat16 packing buffers")
             return

@@ -24,7 +24,8 @@ extension Tensor {
     ///
     /// A 1x1 convolution without stride or padding is one GEMM per image. Others unfold the
     /// input (im2col) a band of output rows at a time, so the unfolded band stays small, and
-    /// multiply each band with one GEMM: (O, C*KH*KW) x (C*KH*KW, rows*OW). `bandFloats`
+    /// multiply each band with one GEMM: (O, C*KH*KW) x (C*KH*KW, rows*OW); batches of small
+    /// images unfold into one matrix (up to 3 x `bandFloats`) and share one GEMM. `bandFloats`
     /// bounds the unfolded band or Winograd's transformed tiles (default 4M floats, 16 MB). 3x3
     /// convolutions with stride 1 and padding 1 use `mode`; without one, `ConvolutionMode.current`
     /// where Winograd pays (at least 1024 output pixels over the batch) and im2col elsewhere.
@@ -68,6 +69,25 @@ extension Tensor {
 
         let geometry = Im2Col(channels: c, height: h, width: w, kernelHeight: kh, kernelWidth: kw,
                               stride: stride, padding: padding, outputHeight: oh, outputWidth: ow)
+        if n > 1 && kernel * n * outPlane <= 3 * bandFloats {
+            // Small images (the UNet's 16x16 and 8x8 levels): one GEMM for the whole batch, so the
+            // large weight matrix is read and packed once instead of once per image.
+            var columns = Tensor(uninitialized: [kernel, n * outPlane])
+            var products = Tensor(uninitialized: [o, n * outPlane])
+            let col = columns.mutablePointer(), prod = products.mutablePointer()
+            for b in 0..<n {
+                geometry.unfold(input + b * c * h * w, rows: 0..<oh, into: col + b * outPlane, rowStride: n * outPlane)
+            }
+            // (O, C*KH*KW) x (C*KH*KW, N*OH*OW) -> (O, N*OH*OW), then added onto each image's (O, OH*OW)
+            BLAS.sgemm(m: o, n: n * outPlane, k: kernel, a: weight.pointer, lda: kernel, b: col, ldb: n * outPlane,
+                       c: prod, ldc: n * outPlane)
+            Parallel.forEach(n * o, minimumPerThread: Swift.max(1, 16384 / Swift.max(outPlane, 1))) { i in
+                let (b, channel) = (i / o, i % o)
+                let source = prod + channel * n * outPlane + b * outPlane, target = out + i * outPlane
+                for j in 0..<outPlane { target[j] += source[j] }
+            }
+            return result
+        }
         let bandRows = Swift.max(1, Swift.min(oh, bandFloats / Swift.max(kernel * ow, 1)))
         var columns = Tensor(uninitialized: [kernel, bandRows * ow])
         let col = columns.mutablePointer()
@@ -178,10 +198,10 @@ struct Im2Col {
     let padding: Padding2D
     let outputHeight: Int, outputWidth: Int
 
-    /// Writes rows (c, ky, kx) x columns (oy, ox) for output rows `rows` into `col`,
-    /// whose row stride is `rows.count * outputWidth`. Parallel over input channels.
-    func unfold(_ image: UnsafePointer<Float>, rows: Range<Int>, into col: UnsafeMutablePointer<Float>) {
-        let bandWidth = rows.count * outputWidth
+    /// Writes rows (c, ky, kx) x columns (oy, ox) for output rows `rows` into `col`, whose row
+    /// stride is `rowStride` (default `rows.count * outputWidth`). Parallel over input channels.
+    func unfold(_ image: UnsafePointer<Float>, rows: Range<Int>, into col: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+        let bandWidth = rowStride ?? rows.count * outputWidth
         Parallel.forEach(channels) { ch in
             let plane = image + ch * height * width
             for ky in 0..<kernelHeight {

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import TensorCore
 
 /// The SD 1.x variational autoencoder (LDM's `AutoencoderKL`): images in [-1, 1] to latents
@@ -104,7 +105,10 @@ public struct AutoencoderKL: Sendable {
 
     /// Scaled latents (N, Z, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1] (not clamped).
     public func decode(_ latents: Tensor) -> Tensor {
-        BufferPool.trim()  // the UNet's kept blocks are the wrong sizes for the decoder: lower the peak
+        // Lower the peak: the UNet's kept blocks are the wrong sizes for the decoder, and the weights
+        // of the UNet and text encoder need not stay resident (they fault back in when next used).
+        BufferPool.trim()
+        MappedFile.releaseResidentPages()
         return decoder(postQuantConv(latents.scaled(by: 1 / config.scalingFactor)))
     }
 }
