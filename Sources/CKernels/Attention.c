@@ -126,6 +126,19 @@ static void values_generic(const float *p, long p_stride, const float *v, long w
 #if SDF_X86
 // 8 rows x 48 columns: 24 accumulators; per key, three value loads and 8 broadcasts feed 24 FMAs.
 #define VR 8
+
+// Rows of three 16-column accumulators -> out, only the `width` (<= 48) real columns.
+__attribute__((target("avx512f"))) SDF_INLINE void store_rows48(const __m512 *a0, const __m512 *a1, const __m512 *a2, long rows,
+                                                                long width, float *out, long out_stride) {
+    __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    __mmask16 m1 = width >= 32 ? 0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+    __mmask16 m2 = width >= 48 ? 0xFFFF : width > 32 ? (__mmask16)((1u << (width - 32)) - 1) : 0;
+    for (long i = 0; i < rows; i++) {
+        _mm512_mask_storeu_ps(out + i * out_stride, m0, a0[i]);
+        _mm512_mask_storeu_ps(out + i * out_stride + 16, m1, a1[i]);
+        _mm512_mask_storeu_ps(out + i * out_stride + 32, m2, a2[i]);
+    }
+}
 SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const float *v, long width_padded, long keys,
                                           float *out, long out_stride, long width) {
     __m512 a0[VR], a1[VR], a2[VR];
@@ -140,15 +153,7 @@ SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const f
             a2[i] = _mm512_fmadd_ps(x, b2, a2[i]);
         }
     }
-    // Store only the `width` (<= 48) real columns.
-    __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-    __mmask16 m1 = width >= 32 ? 0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
-    __mmask16 m2 = width >= 48 ? 0xFFFF : width > 32 ? (__mmask16)((1u << (width - 32)) - 1) : 0;
-    for (int i = 0; i < VR; i++) {
-        _mm512_mask_storeu_ps(out + i * out_stride, m0, a0[i]);
-        _mm512_mask_storeu_ps(out + i * out_stride + 16, m1, a1[i]);
-        _mm512_mask_storeu_ps(out + i * out_stride + 32, m2, a2[i]);
-    }
+    store_rows48(a0, a1, a2, VR, width, out, out_stride);
 }
 
 // AVX2: 6 rows x 16 columns: 12 accumulators of the 16 registers.
@@ -304,14 +309,7 @@ SDF_BF16 static void values_tile_bf16(const uint32_t *p, long pairs, const uint3
             a2[i] = _mm512_dpbf16_ps(a2[i], x, b2);
         }
     }
-    __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-    __mmask16 m1 = width >= 32 ? 0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
-    __mmask16 m2 = width >= 48 ? 0xFFFF : width > 32 ? (__mmask16)((1u << (width - 32)) - 1) : 0;
-    for (int i = 0; i < rows; i++) {
-        _mm512_mask_storeu_ps(out + i * out_stride, m0, a0[i]);
-        _mm512_mask_storeu_ps(out + i * out_stride + 16, m1, a1[i]);
-        _mm512_mask_storeu_ps(out + i * out_stride + 32, m2, a2[i]);
-    }
+    store_rows48(a0, a1, a2, rows, width, out, out_stride);
 }
 
 SDF_BF16 void sdf_attention_values_bf16(const float *p, long p_stride, const uint32_t *vp, long width_padded, long keys,
