@@ -39,7 +39,7 @@ let package = Package(
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/html_entities.json")],
                 swiftSettings: numericSettings),
         .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
-        .target(name: "StableDiffusion", dependencies: ["TensorCore", "DiffusionModels", "Sampling"], swiftSettings: numericSettings),
+        .target(name: "StableDiffusion", dependencies: ["TensorCore", "SafeTensors", "DiffusionModels", "Sampling"], swiftSettings: numericSettings),
 
         // MARK: - Plugin API and workflow engine
         .target(name: "NodeKit", dependencies: ["TensorCore", "ImageIO"]),

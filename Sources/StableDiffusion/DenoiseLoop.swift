@@ -1,3 +1,4 @@
+import SafeTensors
 import Sampling
 import TensorCore
 
@@ -100,6 +101,9 @@ public enum DenoiseLoop {
             x = noise.map { $0 * scale }
         }
 
+        // Lower the peak: the text encoder's and VAE's mapped weights need not stay resident while the
+        // UNet runs (the UNet's own fault back in at its first step, from the page cache).
+        MappedFile.releaseResidentPages()
         for i in start..<end {
             if isCancelled() { throw DenoiseError.cancelled }
             let eps = denoiser.noisePrediction(sampler.modelInput(x, step: i), timestep: timesteps[i])
