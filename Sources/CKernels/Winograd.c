@@ -129,36 +129,37 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
                       long height, long width, const float *bias, long o0, long o1, float *image),                 \
                      (mm, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))
 
+// Filters for output channels [o0, o1): u[e][o][c] = (G g G^T)[e] for the 3x3 filter g of (o, c),
+// with G (M x 3). 16 input channels at a time, so the arithmetic runs across channels in vectors.
+#define WINOGRAD_FILTERS(name, M, G)                                                                              \
+    SDF_INLINE void name##_body(const float *weights, long outputs, long inputs, long o0, long o1, float *u) {     \
+        for (long o = o0; o < o1; o++) {                                                                           \
+            for (long c0 = 0; c0 < inputs; c0 += 16) {                                                             \
+                long n = inputs - c0 < 16 ? inputs - c0 : 16;                                                      \
+                float g[9][16] = {{0}};                                                                            \
+                for (long c = 0; c < n; c++)                                                                       \
+                    for (int k = 0; k < 9; k++) g[k][c] = weights[(o * inputs + c0 + c) * 9 + k];                  \
+                for (int i = 0; i < M; i++) {                                                                      \
+                    float t[3][16]; /* row i of G g */                                                             \
+                    for (int j = 0; j < 3; j++)                                                                    \
+                        for (int c = 0; c < 16; c++)                                                               \
+                            t[j][c] = G[i][0] * g[j][c] + G[i][1] * g[3 + j][c] + G[i][2] * g[6 + j][c];           \
+                    for (int j = 0; j < M; j++) {                                                                  \
+                        float *dst = u + ((long)(i * M + j) * outputs + o) * inputs + c0;                          \
+                        for (long c = 0; c < n; c++) dst[c] = G[j][0] * t[0][c] + G[j][1] * t[1][c] + G[j][2] * t[2][c]; \
+                    }                                                                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    SDF_MULTIVERSION(name, (const float *weights, long outputs, long inputs, long o0, long o1, float *u),         \
+                     (weights, outputs, inputs, o0, o1, u))
+
 // MARK: - F(2x2, 3x3)
 
 // G (4x3) = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]]; U = G g G^T.
-static void filter23(const float *g, float *u) {
-    float t[4][3];
-    for (int j = 0; j < 3; j++) {
-        float g0 = g[0 * 3 + j], g1 = g[1 * 3 + j], g2 = g[2 * 3 + j];
-        t[0][j] = g0;
-        t[1][j] = 0.5f * (g0 + g1 + g2);
-        t[2][j] = 0.5f * (g0 - g1 + g2);
-        t[3][j] = g2;
-    }
-    for (int i = 0; i < 4; i++) {
-        float a = t[i][0], b = t[i][1], c = t[i][2];
-        u[i * 4 + 0] = a;
-        u[i * 4 + 1] = 0.5f * (a + b + c);
-        u[i * 4 + 2] = 0.5f * (a - b + c);
-        u[i * 4 + 3] = c;
-    }
-}
-
-void sdf_winograd23_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u) {
-    for (long o = o0; o < o1; o++) {
-        for (long c = 0; c < inputs; c++) {
-            float t[16];
-            filter23(weights + (o * inputs + c) * 9, t);
-            for (int e = 0; e < 16; e++) u[(e * outputs + o) * inputs + c] = t[e];
-        }
-    }
-}
+static const float G23[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+WINOGRAD_FILTERS(sdf_winograd23_filters, 4, G23)
 
 // B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; V = B^T d B for the 4x4 tile at d
 // (row stride w), written to out[e * stride].
@@ -206,21 +207,7 @@ static const float G43[6][3] = {
     {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1},
 };
 
-void sdf_winograd43_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u) {
-    for (long o = o0; o < o1; o++) {
-        for (long c = 0; c < inputs; c++) {
-            const float *g = weights + (o * inputs + c) * 9;
-            float t[6][3];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 3; j++) t[i][j] = G43[i][0] * g[0 * 3 + j] + G43[i][1] * g[1 * 3 + j] + G43[i][2] * g[2 * 3 + j];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 6; j++) {
-                    float s = G43[j][0] * t[i][0] + G43[j][1] * t[i][1] + G43[j][2] * t[i][2];
-                    u[((i * 6 + j) * outputs + o) * inputs + c] = s;
-                }
-        }
-    }
-}
+WINOGRAD_FILTERS(sdf_winograd43_filters, 6, G43)
 
 // B^T (6x6) = [[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]].
 SDF_INLINE void bt43(const float *d, long step, float *r) {
