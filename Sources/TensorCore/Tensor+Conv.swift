@@ -86,6 +86,7 @@ extension Tensor {
                 let source = prod + channel * n * outPlane + b * outPlane, target = out + i * outPlane
                 for j in 0..<outPlane { target[j] += source[j] }
             }
+            withExtendedLifetime((columns, products)) {}  // col and prod point into them
             return result
         }
         let bandRows = Swift.max(1, Swift.min(oh, bandFloats / Swift.max(kernel * ow, 1)))
