@@ -158,3 +158,13 @@ SDF_INLINE void sdf_f16_to_f32_body(const void *src, float *dst, long n) {
     }
 }
 SDF_MULTIVERSION(sdf_f16_to_f32, (const void *src, float *dst, long n), (src, dst, n))
+
+int sdf_cpu_avx512_skylake(void) {
+#if SDF_X86
+    // The runtime's CPU model also checks that the OS saves the AVX-512 registers.
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}

@@ -27,6 +27,24 @@ public enum BLAS {
         ProcessInfo.processInfo.environment["SDFLOW_GEMM"].flatMap(GEMMPrecision.init(rawValue:)) ?? .float32
     }()
 
+    /// The kernel set OpenBLAS chose when it loaded, e.g. "Zen", "Haswell", "SkylakeX".
+    public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// The OpenBLAS kernel set to restart with, or nil when the loaded one fits the CPU.
+    ///
+    /// OpenBLAS picks its kernels once, when it loads, from the CPU model or from the
+    /// `OPENBLAS_CORETYPE` environment variable. Debian 12's OpenBLAS 0.3.21 predates AMD Zen 4
+    /// and Zen 5 and gives them its AVX2 "Zen" kernels, which run sgemm at about 60% of the speed of
+    /// its AVX-512 "SkylakeX" kernels there. So where the CPU has AVX-512, OpenBLAS chose kernels
+    /// without it and the user did not choose, the answer is "SkylakeX" (`sdflow` then re-executes
+    /// itself with `OPENBLAS_CORETYPE=SkylakeX`).
+    public static func betterOpenBLASCore(loaded: String = openBLASCore, cpuHasAVX512: Bool = sdf_cpu_avx512_skylake() != 0,
+                                          chosenByUser: String? = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]) -> String? {
+        let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+        guard chosenByUser == nil, cpuHasAVX512, !avx512Cores.contains(loaded.lowercased()) else { return nil }
+        return "SkylakeX"
+    }
+
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.
     /// `parallel: false` keeps the product on the calling thread (inside parallel loops).

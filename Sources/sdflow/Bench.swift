@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
 
         func run() {
             if let threads { Parallel.setThreadCount(threads) }
-            print("threads: \(Parallel.threadCount)")
+            print("threads: \(Parallel.threadCount), OpenBLAS kernels: \(BLAS.openBLASCore)")
             OpsBenchmark(repeats: repeats).run()
         }
     }

@@ -73,6 +73,19 @@ import Testing
         }
     }
 
+    /// sdflow restarts with OpenBLAS's AVX-512 kernels only where the CPU has AVX-512, OpenBLAS
+    /// chose other kernels and the user did not set OPENBLAS_CORETYPE.
+    @Test func openBLASKernelChoice() {
+        #expect(BLAS.betterOpenBLASCore(loaded: "Zen", cpuHasAVX512: true, chosenByUser: nil) == "SkylakeX")
+        #expect(BLAS.betterOpenBLASCore(loaded: "Haswell", cpuHasAVX512: true, chosenByUser: nil) == "SkylakeX")
+        #expect(BLAS.betterOpenBLASCore(loaded: "Zen", cpuHasAVX512: false, chosenByUser: nil) == nil)
+        #expect(BLAS.betterOpenBLASCore(loaded: "Zen", cpuHasAVX512: true, chosenByUser: "Zen") == nil)
+        for core in ["SkylakeX", "Cooperlake", "SapphireRapids"] {
+            #expect(BLAS.betterOpenBLASCore(loaded: core, cpuHasAVX512: true, chosenByUser: nil) == nil)
+        }
+        #expect(!BLAS.openBLASCore.isEmpty)
+    }
+
     /// The bfloat16 GEMM equals a double-precision product of the bfloat16-rounded operands (up to
     /// float32 summation), for every transpose, edge tiles, k slices with an odd tail, alpha and beta.
     @Test func bfloat16GEMMMatchesRoundedReference() {

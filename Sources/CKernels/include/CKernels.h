@@ -24,6 +24,8 @@ void sdf_softmax_exp(float *p, long n, float *sum);
 void sdf_mean_variance(const float *x, long n, float *mean, float *variance);
 // y = x * scale + shift, optionally followed by SiLU (fused GroupNorm + SiLU).
 void sdf_scale_shift(const float *x, float *y, long n, float scale, float shift, int silu);
+// Whether the CPU and OS run the AVX-512 subset OpenBLAS's SkylakeX kernels use (F, CD, BW, DQ, VL).
+int sdf_cpu_avx512_skylake(void);
 // IEEE half -> float for n little-endian values (any alignment).
 void sdf_f16_to_f32(const void *src, float *dst, long n);
 

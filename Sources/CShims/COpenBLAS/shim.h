@@ -6,4 +6,5 @@
 // OpenBLAS extensions; declared here too in case <cblas.h> is the reference CBLAS header.
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+char *openblas_get_corename(void);
 #endif
