@@ -13,6 +13,12 @@ public enum GEMMPrecision: String, Sendable {
     public static var bfloat16InHardware: Bool { sdf_gemm_bf16_available() != 0 }
 }
 
+/// The float32 GEMM kernels: OpenBLAS's, or ours with AVX-512 FMA (`sdf_gemm_f32`, Gemm.c).
+public enum Float32Kernel: String, Sendable {
+    case openBLAS = "openblas"
+    case avx512
+}
+
 /// Typed wrapper over `cblas_sgemm` (row-major) that spreads large products over our threads.
 ///
 /// OpenBLAS itself always runs single-threaded (see `Parallel`): its pthreads pool spins in
@@ -30,19 +36,20 @@ public enum BLAS {
     /// The kernel set OpenBLAS chose when it loaded, e.g. "Zen", "Haswell", "SkylakeX".
     public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
-    /// The OpenBLAS kernel set to restart with, or nil when the loaded one fits the CPU.
-    ///
-    /// OpenBLAS picks its kernels once, when it loads, from the CPU model or from the
-    /// `OPENBLAS_CORETYPE` environment variable. Debian 12's OpenBLAS 0.3.21 predates AMD Zen 4
-    /// and Zen 5 and gives them its AVX2 "Zen" kernels, which run sgemm at about 60% of the speed of
-    /// its AVX-512 "SkylakeX" kernels there. So where the CPU has AVX-512, OpenBLAS chose kernels
-    /// without it and the user did not choose, the answer is "SkylakeX" (`sdflow` then re-executes
-    /// itself with `OPENBLAS_CORETYPE=SkylakeX`).
-    public static func betterOpenBLASCore(loaded: String = openBLASCore, cpuHasAVX512: Bool = sdf_cpu_avx512_skylake() != 0,
-                                          chosenByUser: String? = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]) -> String? {
+    /// Who multiplies float32 matrices (the bfloat16 fast mode aside). Defaults to our AVX-512
+    /// kernel where the CPU has AVX-512 but OpenBLAS's loaded kernels do not use it (its core type
+    /// pinned to AVX2 kernels by OPENBLAS_CORETYPE, or an OpenBLAS older than the CPU), else
+    /// OpenBLAS; `SDFLOW_SGEMM=openblas` or `avx512` chooses.
+    nonisolated(unsafe) public static var float32Kernel: Float32Kernel = {
+        ProcessInfo.processInfo.environment["SDFLOW_SGEMM"].flatMap(Float32Kernel.init(rawValue:))
+            .flatMap { $0 == .avx512 && sdf_gemm_f32_available() == 0 ? nil : $0 }
+            ?? defaultFloat32Kernel(openBLASCore: openBLASCore, cpuHasAVX512: sdf_gemm_f32_available() != 0)
+    }()
+
+    /// The default of `float32Kernel` for a loaded OpenBLAS core name and CPU.
+    public static func defaultFloat32Kernel(openBLASCore: String, cpuHasAVX512: Bool) -> Float32Kernel {
         let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
-        guard chosenByUser == nil, cpuHasAVX512, !avx512Cores.contains(loaded.lowercased()) else { return nil }
-        return "SkylakeX"
+        return cpuHasAVX512 && !avx512Cores.contains(openBLASCore.lowercased()) ? .avx512 : .openBLAS
     }
 
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
@@ -90,6 +97,11 @@ public enum BLAS {
         if precision == .bfloat16 && m >= 16 && n >= 128 {
             let status = sdf_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             precondition(status == 0, "sgemm: out of memory for the bfloat16 packing buffers")
+            return
+        }
+        if float32Kernel == .avx512 {
+            let status = sdf_gemm_f32(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            precondition(status == 0, "sgemm: out of memory for the packing buffers")
             return
         }
         cblas_sgemm(CblasRowMajor,

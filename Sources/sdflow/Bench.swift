@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
 
         func run() {
             if let threads { Parallel.setThreadCount(threads) }
-            print("threads: \(Parallel.threadCount), OpenBLAS kernels: \(BLAS.openBLASCore)")
+            print("threads: \(Parallel.threadCount), OpenBLAS kernels: \(BLAS.openBLASCore), float32 GEMM: \(BLAS.float32Kernel.rawValue)")
             OpsBenchmark(repeats: repeats).run()
         }
     }

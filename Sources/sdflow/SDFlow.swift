@@ -1,6 +1,4 @@
 import ArgumentParser
-import Foundation
-import TensorCore
 
 /// The `sdflow` command: runs workflows and the tools around them.
 @main
@@ -13,14 +11,4 @@ struct SDFlow: ParsableCommand {
                       Tokenize.self, Bench.self],
         defaultSubcommand: Run.self
     )
-
-    static func main() {
-        // OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so switching kernels takes a restart
-        // (see BLAS.betterOpenBLASCore); if exec fails, sdflow runs on with the kernels it has.
-        if let core = BLAS.betterOpenBLASCore() {
-            setenv("OPENBLAS_CORETYPE", core, 1)
-            execv("/proc/self/exe", CommandLine.unsafeArgv)
-        }
-        main(nil)
-    }
 }

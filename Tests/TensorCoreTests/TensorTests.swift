@@ -73,17 +73,50 @@ import Testing
         }
     }
 
-    /// sdflow restarts with OpenBLAS's AVX-512 kernels only where the CPU has AVX-512, OpenBLAS
-    /// chose other kernels and the user did not set OPENBLAS_CORETYPE.
-    @Test func openBLASKernelChoice() {
-        #expect(BLAS.betterOpenBLASCore(loaded: "Zen", cpuHasAVX512: true, chosenByUser: nil) == "SkylakeX")
-        #expect(BLAS.betterOpenBLASCore(loaded: "Haswell", cpuHasAVX512: true, chosenByUser: nil) == "SkylakeX")
-        #expect(BLAS.betterOpenBLASCore(loaded: "Zen", cpuHasAVX512: false, chosenByUser: nil) == nil)
-        #expect(BLAS.betterOpenBLASCore(loaded: "Zen", cpuHasAVX512: true, chosenByUser: "Zen") == nil)
+    /// Our AVX-512 float32 GEMM replaces OpenBLAS only where the CPU has AVX-512 and OpenBLAS's
+    /// kernels do not use it.
+    @Test func float32KernelChoice() {
+        #expect(BLAS.defaultFloat32Kernel(openBLASCore: "Haswell", cpuHasAVX512: true) == .avx512)
+        #expect(BLAS.defaultFloat32Kernel(openBLASCore: "Zen", cpuHasAVX512: true) == .avx512)
+        #expect(BLAS.defaultFloat32Kernel(openBLASCore: "Zen", cpuHasAVX512: false) == .openBLAS)
         for core in ["SkylakeX", "Cooperlake", "SapphireRapids"] {
-            #expect(BLAS.betterOpenBLASCore(loaded: core, cpuHasAVX512: true, chosenByUser: nil) == nil)
+            #expect(BLAS.defaultFloat32Kernel(openBLASCore: core, cpuHasAVX512: true) == .openBLAS)
         }
         #expect(!BLAS.openBLASCore.isEmpty)
+    }
+
+    /// The AVX-512 float32 GEMM equals a double-precision product (up to float32 summation) for
+    /// every transpose, edge tiles, several k slices, alpha and beta.
+    @Test(.enabled(if: sdf_gemm_f32_available() != 0, "needs AVX-512"))
+    func float32GEMMMatchesReference() {
+        var seed: UInt32 = 11
+        func random(_ count: Int) -> [Float] {
+            (0..<count).map { _ in seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 8) / Float(1 << 24) - 0.5 }
+        }
+        for (m, n, k) in [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 256), (97, 4100, 3)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1)] {
+                    let a = random(m * k), b = random(k * n), c0 = random(m * n)
+                    let (lda, ldb) = (ta ? m : k, tb ? k : n)
+                    var c = beta == 0 ? [Float](repeating: .nan, count: m * n) : c0  // beta 0 never reads C
+                    #expect(sdf_gemm_f32(ta ? 1 : 0, tb ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, &c, n) == 0)
+                    var worst = 0.0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var sum = 0.0, magnitude = 0.0
+                            for p in 0..<k {
+                                let product = Double(ta ? a[p * lda + i] : a[i * lda + p]) * Double(tb ? b[j * ldb + p] : b[p * ldb + j])
+                                sum += product
+                                magnitude += abs(product)
+                            }
+                            let expected = Double(alpha) * sum + Double(beta) * Double(c0[i * n + j])
+                            worst = max(worst, abs(Double(c[i * n + j]) - expected) / (magnitude + 1))
+                        }
+                    }
+                    #expect(worst <= 1e-6, "m \(m) n \(n) k \(k) transposes \(ta) \(tb) alpha \(alpha) beta \(beta): \(worst)")
+                }
+            }
+        }
     }
 
     /// The bfloat16 GEMM equals a double-precision product of the bfloat16-rounded operands (up to

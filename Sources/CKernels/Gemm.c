@@ -1,13 +1,15 @@
-// Single-precision GEMM computed in bfloat16 with float32 accumulation, for the fast mode on
-// CPUs with AVX-512 BF16 (vdpbf16ps: 32 multiply-adds per instruction, twice FMA's rate).
+// Single-precision GEMMs of our own, for where OpenBLAS is not the fastest choice:
+// - float32 with AVX-512 FMA, for CPUs with AVX-512 whose OpenBLAS runs AVX2 kernels (an
+//   OPENBLAS_CORETYPE pin, or an OpenBLAS older than the CPU);
+// - bfloat16 products with float32 accumulation (fast mode) on CPUs with AVX-512 BF16
+//   (vdpbf16ps: 32 multiply-adds per instruction, twice FMA's rate).
 //
-// Operands are float32; packing rounds them to bfloat16 (nearest even) in pairs along k, the
-// layout vdpbf16ps reads: a 32-bit lane holds (x[k], x[k+1]) with x[k] in the low half.
-// Blocking (Goto): for each KC slice of k and NC block of columns, B is packed into panels
-// of NR = 32 columns ([kc/2][32] pairs, 24 KB, in L1 while it is used); for each MC block of
-// rows A is packed into panels of MR = 12 rows ([12][kc/2] pairs, in L2); a 12 x 32
-// microkernel keeps 24 zmm accumulators. Edges are zero-padded in the panels and written
-// through a small buffer.
+// One Goto-style driver serves both: for each KC slice of k and NC block of columns, B is
+// packed into panels of NR = 32 columns (L1 while a panel is used); for each MC block of rows
+// A is packed into panels of MR = 12 rows (L2); a 12 x 32 microkernel keeps 24 zmm
+// accumulators. Panels hold 32-bit words: floats, or bfloat16 pairs along k (a lane holds
+// (x[k], x[k+1]) rounded to nearest even, x[k] in the low half, the layout vdpbf16ps reads).
+// Edges are zero-padded in the panels and written through a small buffer.
 #include "CKernels.h"
 #include "BF16.h"
 #include "Dispatch.h"
@@ -22,9 +24,8 @@
 
 #define MR 12
 #define NR 32
-#define KC 384
 #define MC 96
-#define NC 1024
+#define NC 4096
 
 int sdf_gemm_bf16_available(void) {
 #if SDF_X86
@@ -140,21 +141,17 @@ SDF_BF16 static void pack_b_columns(const float *b, long ldb, long j0, long cols
 }
 #endif
 
-static void pack_a(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *out, int fast) {
 #if SDF_X86
-    if (fast && !ta) return pack_a_rows(a, lda, i0, rows, p0, kc, out);
-#endif
-    (void)fast;
-    pack_a_generic(a, lda, ta, i0, rows, p0, kc, out);
+SDF_BF16 static void pack_a_bf16(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *out) {
+    if (ta) pack_a_generic(a, lda, ta, i0, rows, p0, kc, out);
+    else pack_a_rows(a, lda, i0, rows, p0, kc, out);
 }
 
-static void pack_b(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, uint32_t *out, int fast) {
-#if SDF_X86
-    if (fast) return tb ? pack_b_columns(b, ldb, j0, cols, p0, kc, out) : pack_b_rows(b, ldb, j0, cols, p0, kc, out);
-#endif
-    (void)fast;
-    pack_b_generic(b, ldb, tb, j0, cols, p0, kc, out);
+SDF_BF16 static void pack_b_bf16(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, uint32_t *out) {
+    if (tb) pack_b_columns(b, ldb, j0, cols, p0, kc, out);
+    else pack_b_rows(b, ldb, j0, cols, p0, kc, out);
 }
+#endif
 
 // acc (MR x NR, row-major) -> C rows/cols within bounds: C = alpha * acc + beta * C.
 static void store_tile(const float *acc, long rows, long cols, float alpha, float beta, float *c, long ldc) {
@@ -167,20 +164,9 @@ static void store_tile(const float *acc, long rows, long cols, float alpha, floa
 }
 
 #if SDF_X86
-// 12 x 32 tile over `pairs` k-pairs: per pair two B loads and 12 broadcasts (one per A row) feed 24 vdpbf16ps.
-SDF_BF16 static void micro_avx512bf16(
-    const uint32_t *ap, const uint32_t *bp, long pairs, float alpha, float beta, float *c, long ldc, long rows, long cols) {
-    __m512 c0[MR], c1[MR];
-    for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
-    for (long q = 0; q < pairs; q++) {
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + q * NR);
-        __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + q * NR + 16);
-        for (int i = 0; i < MR; i++) {
-            __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[i * pairs + q]);
-            c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
-            c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
-        }
-    }
+// The 12 x 32 accumulators (rows of c0 | c1) -> C = alpha * acc + beta * C, within rows x cols.
+__attribute__((target("avx512f"))) SDF_INLINE void store_accumulators(
+    const __m512 *c0, const __m512 *c1, float alpha, float beta, float *c, long ldc, long rows, long cols) {
     if (rows == MR && cols == NR) {
         __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
         for (int i = 0; i < MR; i++) {
@@ -200,6 +186,73 @@ SDF_BF16 static void micro_avx512bf16(
         _mm512_storeu_ps(acc + i * NR + 16, c1[i]);
     }
     store_tile(acc, rows, cols, alpha, beta, c, ldc);
+}
+
+// float32: rows [i0, i0 + rows) x k range [p0, p0 + kc) of op(A) -> panels of MR rows laid out
+// [kc][MR] (the MR values the microkernel broadcasts for one k are adjacent); zero beyond `rows`.
+SDF_AVX512 static void pack_a_f32(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *words) {
+    float *out = (float *)words;
+    for (long r0 = 0; r0 < rows; r0 += MR) {
+        float *panel = out + (r0 / MR) * kc * MR;
+        long height = rows - r0 < MR ? rows - r0 : MR;
+        if (height < MR) memset(panel, 0, (size_t)(kc * MR) * 4);
+        for (long r = 0; r < height; r++) {
+            for (long p = 0; p < kc; p++) panel[p * MR + r] = at(a, lda, ta, i0 + r0 + r, p0 + p);
+        }
+    }
+}
+
+// float32: columns [j0, j0 + cols) x k range [p0, p0 + kc) of op(B) -> panels [kc][NR]; zero beyond `cols`.
+SDF_AVX512 static void pack_b_f32(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, uint32_t *words) {
+    float *out = (float *)words;
+    for (long c0 = 0; c0 < cols; c0 += NR) {
+        float *panel = out + (c0 / NR) * kc * NR;
+        long width = cols - c0 < NR ? cols - c0 : NR;
+        if (width < NR) memset(panel, 0, (size_t)(kc * NR) * 4);
+        if (tb) {
+            // Each column's k values are adjacent floats.
+            for (long j = 0; j < width; j++) {
+                const float *src = b + (j0 + c0 + j) * ldb + p0;
+                for (long p = 0; p < kc; p++) panel[p * NR + j] = src[p];
+            }
+        } else {
+            for (long p = 0; p < kc; p++) memcpy(panel + p * NR, b + (p0 + p) * ldb + j0 + c0, (size_t)width * 4);
+        }
+    }
+}
+
+// float32 12 x 32 tile over kc: per k two B loads and 12 broadcasts (one per A row) feed 24 FMAs.
+SDF_AVX512 static void micro_avx512f32(
+    const uint32_t *a_words, const uint32_t *b_words, long kc, float alpha, float beta, float *c, long ldc, long rows, long cols) {
+    const float *ap = (const float *)a_words, *bp = (const float *)b_words;
+    __m512 c0[MR], c1[MR];
+    for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (long p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(bp + p * NR), b1 = _mm512_loadu_ps(bp + p * NR + 16);
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_set1_ps(ap[p * MR + i]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    store_accumulators(c0, c1, alpha, beta, c, ldc, rows, cols);
+}
+
+// 12 x 32 tile over `pairs` k-pairs: per pair two B loads and 12 broadcasts (one per A row) feed 24 vdpbf16ps.
+SDF_BF16 static void micro_avx512bf16(
+    const uint32_t *ap, const uint32_t *bp, long pairs, float alpha, float beta, float *c, long ldc, long rows, long cols) {
+    __m512 c0[MR], c1[MR];
+    for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (long q = 0; q < pairs; q++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + q * NR);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + q * NR + 16);
+        for (int i = 0; i < MR; i++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[i * pairs + q]);
+            c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
+        }
+    }
+    store_accumulators(c0, c1, alpha, beta, c, ldc, rows, cols);
 }
 #endif
 
@@ -240,8 +293,19 @@ static uint32_t *reserve(uint32_t **buffer, size_t *capacity, size_t words) {
     return *buffer;
 }
 
-int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
-                  long ldb, float beta, float *c, long ldc) {
+// One element type: its packing, microkernel, KC and whether panels hold bfloat16 pairs.
+typedef void (*pack_fn)(const float *x, long ld, int transposed, long first, long count, long p0, long kc, uint32_t *out);
+typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, long depth, float alpha, float beta, float *c, long ldc,
+                         long rows, long cols);
+struct gemm_kernel {
+    pack_fn pack_a, pack_b;
+    micro_fn micro;
+    long kc;    // k per slice
+    int pairs;  // panels hold pairs along k: depth = ceil(kc / 2) words
+};
+
+static int gemm(const struct gemm_kernel *kernel, int trans_a, int trans_b, long m, long n, long k, float alpha,
+                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return 0;
     if (k <= 0) {
         for (long i = 0; i < m; i++)
@@ -249,37 +313,51 @@ int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha,
         return 0;
     }
     long ncap = n < NC ? n : NC, mcap = m < MC ? m : MC;
-    uint32_t *bp = reserve(&b_buffer, &b_capacity, (size_t)((ncap + NR - 1) / NR * NR) * (KC / 2));
-    uint32_t *ap = reserve(&a_buffer, &a_capacity, (size_t)((mcap + MR - 1) / MR * MR) * (KC / 2));
+    long max_depth = kernel->pairs ? (kernel->kc + 1) / 2 : kernel->kc;
+    uint32_t *bp = reserve(&b_buffer, &b_capacity, (size_t)((ncap + NR - 1) / NR * NR) * max_depth);
+    uint32_t *ap = reserve(&a_buffer, &a_capacity, (size_t)((mcap + MR - 1) / MR * MR) * max_depth);
     if (!bp || !ap) return -1;
-    int fast = sdf_gemm_bf16_available();
-    for (long p0 = 0; p0 < k; p0 += KC) {
-        long kc = k - p0 < KC ? k - p0 : KC, pairs = (kc + 1) / 2;
+    for (long p0 = 0; p0 < k; p0 += kernel->kc) {
+        long kc = k - p0 < kernel->kc ? k - p0 : kernel->kc, depth = kernel->pairs ? (kc + 1) / 2 : kc;
         float step_beta = p0 == 0 ? beta : 1;  // later k slices accumulate onto C
         for (long j0 = 0; j0 < n; j0 += NC) {
             long cols = n - j0 < NC ? n - j0 : NC;
-            pack_b(b, ldb, trans_b, j0, cols, p0, kc, bp, fast);
+            kernel->pack_b(b, ldb, trans_b, j0, cols, p0, kc, bp);
             for (long i0 = 0; i0 < m; i0 += MC) {
                 long rows = m - i0 < MC ? m - i0 : MC;
-                pack_a(a, lda, trans_a, i0, rows, p0, kc, ap, fast);
+                kernel->pack_a(a, lda, trans_a, i0, rows, p0, kc, ap);
                 for (long jc = 0; jc < cols; jc += NR) {
-                    const uint32_t *bpanel = bp + (jc / NR) * pairs * NR;
+                    const uint32_t *bpanel = bp + (jc / NR) * depth * NR;
                     long tile_cols = cols - jc < NR ? cols - jc : NR;
                     for (long ic = 0; ic < rows; ic += MR) {
-                        const uint32_t *apanel = ap + (ic / MR) * pairs * MR;
                         long tile_rows = rows - ic < MR ? rows - ic : MR;
-                        float *ct = c + (i0 + ic) * ldc + j0 + jc;
-#if SDF_X86
-                        if (fast) {
-                            micro_avx512bf16(apanel, bpanel, pairs, alpha, step_beta, ct, ldc, tile_rows, tile_cols);
-                            continue;
-                        }
-#endif
-                        micro_generic(apanel, bpanel, pairs, alpha, step_beta, ct, ldc, tile_rows, tile_cols);
+                        kernel->micro(ap + (ic / MR) * depth * MR, bpanel, depth, alpha, step_beta,
+                                      c + (i0 + ic) * ldc + j0 + jc, ldc, tile_rows, tile_cols);
                     }
                 }
             }
         }
     }
     return 0;
+}
+
+int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                  long ldb, float beta, float *c, long ldc) {
+    static const struct gemm_kernel portable = {pack_a_generic, pack_b_generic, micro_generic, 384, 1};
+#if SDF_X86
+    static const struct gemm_kernel hardware = {pack_a_bf16, pack_b_bf16, micro_avx512bf16, 384, 1};
+    if (sdf_gemm_bf16_available()) return gemm(&hardware, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+    return gemm(&portable, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int sdf_gemm_f32_available(void) { return sdf_cpu_avx512_skylake(); }
+
+int sdf_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                 long ldb, float beta, float *c, long ldc) {
+#if SDF_X86
+    static const struct gemm_kernel avx512 = {pack_a_f32, pack_b_f32, micro_avx512f32, 256, 0};
+    if (sdf_gemm_f32_available()) return gemm(&avx512, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+    return -2;
 }
