@@ -188,17 +188,15 @@ __attribute__((target("avx512f"))) SDF_INLINE void store_accumulators(
     store_tile(acc, rows, cols, alpha, beta, c, ldc);
 }
 
-// float32: rows [i0, i0 + rows) x k range [p0, p0 + kc) of op(A) -> panels of MR rows laid out
-// [kc][MR] (the MR values the microkernel broadcasts for one k are adjacent); zero beyond `rows`.
+// float32: rows [i0, i0 + rows) x k range [p0, p0 + kc) of op(A) -> panels of MR rows, each
+// row's kc values contiguous ([MR][kc], as the bfloat16 panels); zero beyond `rows`.
 SDF_AVX512 static void pack_a_f32(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *words) {
     float *out = (float *)words;
-    for (long r0 = 0; r0 < rows; r0 += MR) {
-        float *panel = out + (r0 / MR) * kc * MR;
-        long height = rows - r0 < MR ? rows - r0 : MR;
-        if (height < MR) memset(panel, 0, (size_t)(kc * MR) * 4);
-        for (long r = 0; r < height; r++) {
-            for (long p = 0; p < kc; p++) panel[p * MR + r] = at(a, lda, ta, i0 + r0 + r, p0 + p);
-        }
+    for (long r = 0; r < (rows + MR - 1) / MR * MR; r++) {
+        float *dst = out + r * kc;
+        if (r >= rows) memset(dst, 0, (size_t)kc * 4);
+        else if (!ta) memcpy(dst, a + (i0 + r) * lda + p0, (size_t)kc * 4);
+        else for (long p = 0; p < kc; p++) dst[p] = a[(p0 + p) * lda + i0 + r];
     }
 }
 
@@ -230,7 +228,7 @@ SDF_AVX512 static void micro_avx512f32(
     for (long p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(bp + p * NR), b1 = _mm512_loadu_ps(bp + p * NR + 16);
         for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(ap[p * MR + i]);
+            __m512 a = _mm512_set1_ps(ap[i * kc + p]);
             c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
         }
