@@ -40,8 +40,10 @@ final class TensorStorage: @unchecked Sendable {
 /// time in page faults). Blocks under 1 MB go straight to malloc; at most `capacity` bytes are
 /// kept, the least recently freed go first.
 public enum BufferPool {
-    /// Bytes kept for reuse at most.
-    public static let capacity = 512 << 20
+    /// Bytes kept for reuse at most: 512 MB, or more where speed matters more than memory (the
+    /// fast mode keeps 2 GB: a 512x512 UNet step frees and re-requests blocks of over 1 GB in
+    /// all, and each block the pool cannot keep comes back as fresh zero-filled pages).
+    nonisolated(unsafe) public static var capacity = 512 << 20
     static let minimumBytes = 1 << 20
     static let granularity = 64 << 10
 

@@ -23,9 +23,10 @@ enum Engine {
     static func setThreads(_ count: Int) { Parallel.setThreadCount(count) }
 
     /// The opt-in fast mode: Winograd F(4x4,3x3) convolutions, and GEMMs in bfloat16 with
-    /// float32 accumulation on CPUs with AVX-512 BF16.
+    /// float32 accumulation on CPUs with AVX-512 BF16; up to 2 GB of freed buffers kept for reuse.
     static func useFastMode() {
         ConvolutionMode.current = .fast
         if GEMMPrecision.bfloat16InHardware { BLAS.precision = .bfloat16 }
+        BufferPool.capacity = 2 << 30
     }
 }
