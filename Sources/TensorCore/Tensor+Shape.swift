@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // MARK: - Joining and splitting
@@ -60,18 +61,11 @@ extension Tensor {
         outShape.swapAt(rank - 2, rank - 1)
         var result = Tensor(uninitialized: outShape)
         let src = pointer, dst = result.mutablePointer()
-        let tile = 32
-        let tilesM = (m + tile - 1) / tile
-        Parallel.forEach(batch * tilesM) { job in
-            let b = job / tilesM, i0 = (job % tilesM) * tile
-            let s = src + b * m * n, d = dst + b * m * n
-            var j0 = 0
-            while j0 < n {
-                for i in i0..<Swift.min(m, i0 + tile) {
-                    for j in j0..<Swift.min(n, j0 + tile) { d[j * m + i] = s[i * n + j] }
-                }
-                j0 += tile
-            }
+        // Bands of 32 rows (a multiple of the kernel's 8 x 8 register blocks), in parallel.
+        let bands = (m + 31) / 32
+        Parallel.forEach(batch * bands, minimumPerThread: Swift.max(1, 65536 / Swift.max(32 * n, 1))) { job in
+            let b = job / bands, i0 = (job % bands) * 32
+            sdf_transpose(src + b * m * n, m, n, i0, Swift.min(m, i0 + 32), dst + b * m * n)
         }
         return result
     }

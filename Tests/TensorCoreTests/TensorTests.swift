@@ -47,6 +47,20 @@ import Testing
         #expect(x.silu().maxAbsDifference(single) == 0)
     }
 
+    /// The transpose's 8 x 8 register blocks and its edges: every element lands in its place.
+    @Test func transposeOfEveryShape() {
+        for (batch, m, n) in [(1, 1, 1), (2, 8, 8), (3, 37, 19), (2, 64, 45), (1, 5, 130)] {
+            let x = Tensor(shape: [batch, m, n], values: (0..<(batch * m * n)).map { Float($0) })
+            let t = x.transposedLastTwo()
+            #expect(t.shape == [batch, n, m])
+            var wrong = 0
+            for b in 0..<batch {
+                for i in 0..<m { for j in 0..<n where t.pointer[(b * n + j) * m + i] != x.pointer[(b * m + i) * n + j] { wrong += 1 } }
+            }
+            #expect(wrong == 0, "\(batch) x \(m) x \(n): \(wrong) misplaced")
+        }
+    }
+
     @Test func maxAbsDifferenceSeesNaN() {
         let a = Tensor(shape: [2], values: [1, .nan]), b = Tensor(shape: [2], values: [1, 2])
         #expect(a.maxAbsDifference(b).isNaN)
