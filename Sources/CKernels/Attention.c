@@ -227,7 +227,7 @@ void sdf_attention_values(const float *p, long p_stride, const float *v, long wi
 // MARK: - bfloat16 (fast mode, AVX-512 BF16)
 
 // The same two products with operands rounded to bfloat16 and float32 accumulation
-// (vdpbf16ps), in pairs along the reduced axis as in GemmBF16.c: keys in panels of 32 with
+// (vdpbf16ps), in pairs along the reduced axis as in Gemm.c: keys in panels of 32 with
 // pairs along d ([block][d/2][32]), values with pairs along the keys ([S/2][width_padded]).
 // Only called where sdf_gemm_bf16_available().
 #if SDF_X86

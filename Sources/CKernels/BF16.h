@@ -1,4 +1,4 @@
-// bfloat16 packing shared by the fast-mode kernels (GemmBF16.c, Attention.c). vdpbf16ps reads
+// bfloat16 packing shared by the fast-mode kernels (Gemm.c, Attention.c). vdpbf16ps reads
 // pairs along the reduced axis: a 32-bit lane holds (x[k], x[k+1]) as bfloat16, x[k] in the
 // low half. Conversions round to nearest even (vcvtne2ps2bf16).
 #pragma once
