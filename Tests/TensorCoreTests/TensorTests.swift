@@ -103,60 +103,41 @@ import Testing
     /// every transpose, edge tiles, several k slices, alpha and beta.
     @Test(.enabled(if: sdf_gemm_f32_available() != 0, "needs AVX-512"))
     func float32GEMMMatchesReference() {
-        var seed: UInt32 = 11
-        func random(_ count: Int) -> [Float] {
-            (0..<count).map { _ in seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 8) / Float(1 << 24) - 0.5 }
-        }
-        for (m, n, k) in [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 256), (97, 4100, 3)] {
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1)] {
-                    let a = random(m * k), b = random(k * n), c0 = random(m * n)
-                    let (lda, ldb) = (ta ? m : k, tb ? k : n)
-                    var c = beta == 0 ? [Float](repeating: .nan, count: m * n) : c0  // beta 0 never reads C
-                    #expect(sdf_gemm_f32(ta ? 1 : 0, tb ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, &c, n) == 0)
-                    var worst = 0.0
-                    for i in 0..<m {
-                        for j in 0..<n {
-                            var sum = 0.0, magnitude = 0.0
-                            for p in 0..<k {
-                                let product = Double(ta ? a[p * lda + i] : a[i * lda + p]) * Double(tb ? b[j * ldb + p] : b[p * ldb + j])
-                                sum += product
-                                magnitude += abs(product)
-                            }
-                            let expected = Double(alpha) * sum + Double(beta) * Double(c0[i * n + j])
-                            worst = max(worst, abs(Double(c[i * n + j]) - expected) / (magnitude + 1))
-                        }
-                    }
-                    #expect(worst <= 1e-6, "m \(m) n \(n) k \(k) transposes \(ta) \(tb) alpha \(alpha) beta \(beta): \(worst)")
-                }
-            }
-        }
+        checkGEMM(sdf_gemm_f32, sizes: [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 256), (97, 4100, 3)]) { Double($0) }
     }
 
     /// The bfloat16 GEMM equals a double-precision product of the bfloat16-rounded operands (up to
     /// float32 summation), for every transpose, edge tiles, k slices with an odd tail, alpha and beta.
     @Test func bfloat16GEMMMatchesRoundedReference() {
+        checkGEMM(sdf_gemm_bf16, sizes: [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 384)]) { x in
+            let bits = x.bitPattern
+            return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
+        }
+    }
+
+    /// Runs `gemm` (the C signature of sdf_gemm_f32 / sdf_gemm_bf16) on random operands of every
+    /// size, transpose, alpha and beta, and compares with a double-precision product of the
+    /// operands as `rounded`; the error is relative to the sum of the products' magnitudes.
+    func checkGEMM(_ gemm: (Int32, Int32, Int, Int, Int, Float, UnsafePointer<Float>, Int, UnsafePointer<Float>, Int, Float,
+                            UnsafeMutablePointer<Float>, Int) -> Int32,
+                   sizes: [(Int, Int, Int)], rounded: (Float) -> Double) {
         var seed: UInt32 = 7
         func random(_ count: Int) -> [Float] {
             (0..<count).map { _ in seed = seed &* 1_664_525 &+ 1_013_904_223; return Float(seed >> 8) / Float(1 << 24) - 0.5 }
         }
-        func bf16(_ x: Float) -> Double {
-            let bits = x.bitPattern
-            return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
-        }
-        for (m, n, k) in [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 384)] {
+        for (m, n, k) in sizes {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1)] {
                     let a = random(m * k), b = random(k * n), c0 = random(m * n)
                     let (lda, ldb) = (ta ? m : k, tb ? k : n)
                     var c = beta == 0 ? [Float](repeating: .nan, count: m * n) : c0  // beta 0 never reads C
-                    #expect(sdf_gemm_bf16(ta ? 1 : 0, tb ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, &c, n) == 0)
+                    #expect(gemm(ta ? 1 : 0, tb ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, &c, n) == 0)
                     var worst = 0.0
                     for i in 0..<m {
                         for j in 0..<n {
                             var sum = 0.0, magnitude = 0.0
                             for p in 0..<k {
-                                let product = bf16(ta ? a[p * lda + i] : a[i * lda + p]) * bf16(tb ? b[j * ldb + p] : b[p * ldb + j])
+                                let product = rounded(ta ? a[p * lda + i] : a[i * lda + p]) * rounded(tb ? b[j * ldb + p] : b[p * ldb + j])
                                 sum += product
                                 magnitude += abs(product)
                             }
