@@ -168,6 +168,7 @@ public struct MaskCrop: Sendable, Equatable {
                 }
             }
         }
+        withExtendedLifetime(patchRGB) {}  // src points into it
         return placed.composited(over: original, mask: mask)
     }
 }

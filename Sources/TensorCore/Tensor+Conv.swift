@@ -105,6 +105,7 @@ extension Tensor {
                 row0 += rows
             }
         }
+        withExtendedLifetime(columns) {}  // col points into it
         return result
     }
 }
@@ -188,6 +189,7 @@ extension Tensor {
             }
             first += count
         }
+        withExtendedLifetime((u, v, products)) {}  // up, vp and mp point into them
     }
 }
 
