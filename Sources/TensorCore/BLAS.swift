@@ -41,9 +41,12 @@ public enum BLAS {
     /// pinned to AVX2 kernels by OPENBLAS_CORETYPE, or an OpenBLAS older than the CPU), else
     /// OpenBLAS; `SDFLOW_SGEMM=openblas` or `avx512` chooses.
     nonisolated(unsafe) public static var float32Kernel: Float32Kernel = {
-        ProcessInfo.processInfo.environment["SDFLOW_SGEMM"].flatMap(Float32Kernel.init(rawValue:))
-            .flatMap { $0 == .avx512 && sdf_gemm_f32_available() == 0 ? nil : $0 }
-            ?? defaultFloat32Kernel(openBLASCore: openBLASCore, cpuHasAVX512: sdf_gemm_f32_available() != 0)
+        let cpuHasAVX512 = sdf_gemm_f32_available() != 0
+        switch ProcessInfo.processInfo.environment["SDFLOW_SGEMM"].flatMap(Float32Kernel.init(rawValue:)) {
+        case .openBLAS?: return .openBLAS
+        case .avx512? where cpuHasAVX512: return .avx512
+        default: return defaultFloat32Kernel(openBLASCore: openBLASCore, cpuHasAVX512: cpuHasAVX512)
+        }
     }()
 
     /// The default of `float32Kernel` for a loaded OpenBLAS core name and CPU.
