@@ -83,7 +83,7 @@ public struct Workflow: Sendable {
             // Values equal to the workflow's defaults are left out: a relative path among them is relative to
             // the workflow's folder, not to the folder sdflow runs in, and stays so only as a default.
             let defaults = Dictionary(workflow.parameters.map { ($0.name, $0.value.description) }, uniquingKeysWith: { a, _ in a })
-            workflow.recordedParameters = recordedParameters(image.metadata[ImageMetadataKey.parameters])
+            workflow.recordedParameters = recordedParameters(image.metadata[ImageMetadataKey.parameters], nodes: workflow.nodes)
                 .filter { defaults[$0.key] != $0.value }
             return workflow
         }
@@ -93,10 +93,24 @@ public struct Workflow: Sendable {
         return try parse(text, path: path)
     }
 
-    /// The `parameters` object of save_image's recorded JSON, or none.
-    private static func recordedParameters(_ json: String?) -> [String: String] {
+    /// The `parameters` object of save_image's recorded JSON, or none. A parameter recorded as
+    /// `random` (a seed) becomes the seed that was drawn: the value recorded for the node fields it
+    /// feeds, when they all agree.
+    private static func recordedParameters(_ json: String?, nodes: [Node]) -> [String: String] {
         guard let data = json?.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let parameters = object["parameters"] as? [String: String] else { return [:] }
+              var parameters = object["parameters"] as? [String: String] else { return [:] }
+        let recordedNodes = object["nodes"] as? [String: Any] ?? [:]
+        for (name, value) in parameters where value == "random" {
+            // (node, field) pairs that read `!param name`, and the values those fields were run with.
+            let drawn = Set(nodes.flatMap { node in
+                node.fields.compactMap { field -> String? in
+                    guard case .parameter(name) = field.value,
+                          let recorded = (recordedNodes[node.name] as? [String: Any])?["parameters"] as? [String: String] else { return nil }
+                    return recorded[field.name]
+                }
+            })
+            if drawn.count == 1, let seed = drawn.first, Int(seed) != nil { parameters[name] = seed }
+        }
         return parameters
     }
 

@@ -182,6 +182,22 @@ extension ExecutionTests {
         #expect(a.metadata["parameters"]?.contains("Seed: 7") == true)
     }
 
+    @Test func rerunFromAPNGReplaysTheDrawnSeed() throws {
+        // `seed: random` draws a seed; running the PNG again must use that seed, not draw another.
+        let output = folder.file("random/img.png")
+        let first = try run("img2img.yaml", tinyOverrides(["output": output, "seed": "random"]), cache: nil)
+        #expect(first.succeeded)
+        let drawn = try #require(first.seeds.values.first)
+        let workflow = try Workflow.load(path: output)
+        #expect(workflow.recordedParameters["seed"] == String(drawn))
+        var parameters = workflow.recordedParameters
+        parameters["output"] = folder.file("random/again.png")
+        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
+        #expect(Executor(graph: graph, options: .init()).run().succeeded)
+        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("random/again.png"))
+        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+    }
+
     @Test func rerunFromAPNGKeepsDefaultPathsRelativeToTheWorkflow() throws {
         // img2img.yaml's default image, ../examples/photo.png, is relative to the workflow's folder.
         let output = folder.file("relative/img.png")
