@@ -30,7 +30,8 @@ public struct Graph {
     public let order: [String]
     /// The output (sink) nodes.
     public let outputs: [String]
-    /// The top-level parameters after overrides, as text (recorded in outputs' metadata).
+    /// The top-level parameters after overrides, as text (recorded in outputs' metadata); paths
+    /// given with --set are absolute.
     public let parameterValues: [String: String]
     /// Workflow nodes no output needs (they are not run).
     public let unused: [String]
@@ -61,7 +62,9 @@ public struct Graph {
             }
             parameters[name] = (value, true, existing.location)
         }
-        parameterValues = parameters.mapValues { $0.value.description }
+        // Recorded in outputs' metadata; a relative path given with --set is recorded absolute, so a
+        // rerun from another folder finds the same file.
+        var recordedValues = parameters.mapValues { $0.value.description }
 
         // Nodes: types, fields, parameter values.
         let byName = Dictionary(workflow.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -98,7 +101,12 @@ public struct Graph {
                             continue
                         }
                         let base = p.fromCommandLine ? currentDirectory : workflowFolder
-                        if let v = Graph.check(p.value, spec, node: node.name, at: field.location, base: base, errors: &errors) { values[field.name] = v }
+                        guard let v = Graph.check(p.value, spec, node: node.name, at: field.location, base: base, errors: &errors) else { continue }
+                        values[field.name] = v
+                        switch spec.kind {
+                        case .inputPath, .outputPath: if p.fromCommandLine { recordedValues[name] = v.description }
+                        default: break
+                        }
                     }
                 } else {
                     let names = d.inputs.map(\.name) + d.parameters.map(\.name)
@@ -117,6 +125,8 @@ public struct Graph {
             }
             checked[node.name] = Node(name: node.name, entry: entry, location: node.location, parameters: values, inputs: [:])
         }
+
+        parameterValues = recordedValues
 
         // References: targets, outputs and types.
         var inputs: [String: [String: Edge]] = [:]

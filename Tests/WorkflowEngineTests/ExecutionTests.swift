@@ -198,6 +198,25 @@ extension ExecutionTests {
         #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
     }
 
+    @Test func rerunFromAPNGFindsRelativePathsGivenWithSet() throws {
+        // --set image=photo.png in one folder; the PNG is run again from another folder.
+        let (photo, _, _) = try makeInputs()
+        let output = folder.file("set/img.png")
+        let here = URL(fileURLWithPath: photo).deletingLastPathComponent().path
+        let overrides = tinyOverrides(["image": URL(fileURLWithPath: photo).lastPathComponent, "output": "set/img.png"])
+        let graph = try Graph(workflow: try Workflow.load(path: ExecutionTests.workflows + "/img2img.yaml"),
+                              registry: ValidationTests.registry(), overrides: overrides, currentDirectory: here)
+        #expect(Executor(graph: graph, options: .init()).run().succeeded)
+        let workflow = try Workflow.load(path: output)
+        #expect(workflow.recordedParameters["image"] == URL(fileURLWithPath: photo).standardizedFileURL.path)
+        var parameters = workflow.recordedParameters
+        parameters["output"] = folder.file("set/again.png")
+        let again = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: "/")
+        #expect(Executor(graph: again, options: .init()).run().succeeded)
+        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("set/again.png"))
+        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+    }
+
     @Test func rerunFromAPNGKeepsDefaultPathsRelativeToTheWorkflow() throws {
         // img2img.yaml's default image, ../examples/photo.png, is relative to the workflow's folder.
         let output = folder.file("relative/img.png")
