@@ -164,6 +164,18 @@ import WorkflowEngine
 }
 
 extension ExecutionTests {
+    /// Runs the PNG `output` again as `sdflow run` does (its recorded parameters, output
+    /// redirected to `again`) from `directory`, and expects the same pixels.
+    func expectRerunGivesTheSameImage(_ output: String, again: String, from directory: String) throws {
+        let workflow = try Workflow.load(path: output)
+        var parameters = workflow.recordedParameters
+        parameters["output"] = again
+        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: directory)
+        #expect(Executor(graph: graph, options: .init()).run().succeeded)
+        let a = try ImageFile.read(output), b = try ImageFile.read(again)
+        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+    }
+
     @Test func rerunFromAWrittenPNG() throws {
         let (photo, _, _) = try makeInputs()
         let output = folder.file("first/img.png")
@@ -172,14 +184,9 @@ extension ExecutionTests {
         // The PNG carries the workflow, its path and the parameters: running it gives the same image.
         let workflow = try Workflow.load(path: output)
         #expect(workflow.path.hasSuffix("workflows/img2img.yaml"))
-        var parameters = workflow.recordedParameters
-        #expect(parameters["seed"] == "7")
-        parameters["output"] = folder.file("second/img.png")
-        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
-        #expect(Executor(graph: graph, options: .init()).run().succeeded)
-        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("second/img.png"))
-        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
-        #expect(a.metadata["parameters"]?.contains("Seed: 7") == true)
+        #expect(workflow.recordedParameters["seed"] == "7")
+        try expectRerunGivesTheSameImage(output, again: folder.file("second/img.png"), from: folder.path)
+        #expect(try ImageFile.read(output).metadata["parameters"]?.contains("Seed: 7") == true)
     }
 
     @Test func rerunFromAPNGReplaysTheDrawnSeed() throws {
@@ -188,14 +195,8 @@ extension ExecutionTests {
         let first = try run("img2img.yaml", tinyOverrides(["output": output, "seed": "random"]), cache: nil)
         #expect(first.succeeded)
         let drawn = try #require(first.seeds.values.first)
-        let workflow = try Workflow.load(path: output)
-        #expect(workflow.recordedParameters["seed"] == String(drawn))
-        var parameters = workflow.recordedParameters
-        parameters["output"] = folder.file("random/again.png")
-        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
-        #expect(Executor(graph: graph, options: .init()).run().succeeded)
-        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("random/again.png"))
-        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+        #expect(try Workflow.load(path: output).recordedParameters["seed"] == String(drawn))
+        try expectRerunGivesTheSameImage(output, again: folder.file("random/again.png"), from: folder.path)
     }
 
     @Test func rerunFromAPNGFindsRelativePathsGivenWithSet() throws {
@@ -207,14 +208,8 @@ extension ExecutionTests {
         let graph = try Graph(workflow: try Workflow.load(path: ExecutionTests.workflows + "/img2img.yaml"),
                               registry: ValidationTests.registry(), overrides: overrides, currentDirectory: here)
         #expect(Executor(graph: graph, options: .init()).run().succeeded)
-        let workflow = try Workflow.load(path: output)
-        #expect(workflow.recordedParameters["image"] == URL(fileURLWithPath: photo).standardizedFileURL.path)
-        var parameters = workflow.recordedParameters
-        parameters["output"] = folder.file("set/again.png")
-        let again = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: "/")
-        #expect(Executor(graph: again, options: .init()).run().succeeded)
-        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("set/again.png"))
-        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+        #expect(try Workflow.load(path: output).recordedParameters["image"] == URL(fileURLWithPath: photo).standardizedFileURL.path)
+        try expectRerunGivesTheSameImage(output, again: folder.file("set/again.png"), from: "/")
     }
 
     @Test func rerunFromAPNGKeepsDefaultPathsRelativeToTheWorkflow() throws {
@@ -224,12 +219,7 @@ extension ExecutionTests {
         let workflow = try Workflow.load(path: output)
         #expect(workflow.recordedParameters["image"] == nil)
         #expect(workflow.recordedParameters["steps"] == "3")
-        var parameters = workflow.recordedParameters
-        parameters["output"] = folder.file("relative/again.png")
         // Run from another folder than the workflow's: the default still finds the photo.
-        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
-        #expect(Executor(graph: graph, options: .init()).run().succeeded)
-        let a = try ImageFile.read(output), b = try ImageFile.read(folder.file("relative/again.png"))
-        #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
+        try expectRerunGivesTheSameImage(output, again: folder.file("relative/again.png"), from: folder.path)
     }
 }
