@@ -5,7 +5,8 @@ import NodeKit
 /// `save_image`: writes PNG or JPEG files, with the workflow and its resolved parameters in
 /// PNG text chunks (and an A1111-style `parameters` chunk), so the image documents itself and
 /// `sdflow run IMAGE.png` can run its workflow again. A file that already exists with the same
-/// cache key is left as it is, so an interrupted batch resumes where it stopped.
+/// cache key is left as it is, so an interrupted batch resumes where it stopped; the image a
+/// rerun was read from is never replaced.
 struct SaveImage: Node {
     static let description = NodeDescription(
         name: "save_image", summary: "Save an image as PNG or JPEG (by the path's extension), with the workflow in its metadata.",
@@ -30,6 +31,11 @@ struct SaveImage: Node {
         if FileManager.default.fileExists(atPath: path), path.lowercased().hasSuffix(".png"),
            let existing = try? ImageFile.read(path), existing.metadata[ImageMetadataKey.cacheKey] == context.executionKey {
             return [:]
+        }
+        // A changed rerun of a PNG whose output pattern names that PNG would replace the original.
+        if let source = info.sourceImage, URL(fileURLWithPath: path).standardizedFileURL.path == source {
+            throw NodeError.invalidInput("'\(path)' is the image this workflow was read from; writing there would replace it, "
+                                         + "so choose another output (e.g. --set output=out/{stem}-{seed}.png)")
         }
         switch try context.string("bits") {
         case "8": image.bitDepth = 8

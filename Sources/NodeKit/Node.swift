@@ -59,6 +59,8 @@ public struct RunInfo: Sendable {
     public let parameters: [String: String]
     /// This node and every node it depends on, with resolved parameters (seeds as numbers).
     public let upstream: [UpstreamNode]
+    /// The image the workflow was read from (`sdflow run IMAGE.png`), which outputs must not replace.
+    public let sourceImage: String?
 
     /// A node feeding (directly or not) the current one.
     public struct UpstreamNode: Sendable {
@@ -76,11 +78,13 @@ public struct RunInfo: Sendable {
         }
     }
 
-    public init(workflowText: String, workflowPath: String, parameters: [String: String], upstream: [UpstreamNode]) {
+    public init(workflowText: String, workflowPath: String, parameters: [String: String], upstream: [UpstreamNode],
+                sourceImage: String? = nil) {
         self.workflowText = workflowText
         self.workflowPath = workflowPath
         self.parameters = parameters
         self.upstream = upstream
+        self.sourceImage = sourceImage
     }
 }
 

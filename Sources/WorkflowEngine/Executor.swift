@@ -373,7 +373,8 @@ public final class Executor {
                                                  inputs: node.inputs.mapValues(\.node)))
             queue.append(contentsOf: node.inputs.values.map(\.node))
         }
-        return RunInfo(workflowText: graph.workflow.text, workflowPath: graph.workflow.path, parameters: graph.parameterValues, upstream: upstream)
+        return RunInfo(workflowText: graph.workflow.text, workflowPath: graph.workflow.path, parameters: graph.parameterValues, upstream: upstream,
+                       sourceImage: graph.workflow.sourceImage)
     }
 
     fileprivate func progress(_ node: String, completed: Int, total: Int) {

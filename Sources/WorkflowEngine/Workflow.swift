@@ -28,6 +28,8 @@ public struct Workflow: Sendable {
     /// from the workflow's defaults (its `--set`s), so running it again gives the same image.
     /// Empty for a workflow file.
     public var recordedParameters: [String: String] = [:]
+    /// The image this workflow was read from (absolute), or nil for a workflow file.
+    public var sourceImage: String?
 
     /// A top-level parameter with its default.
     public struct Parameter: Sendable {
@@ -85,6 +87,7 @@ public struct Workflow: Sendable {
             let defaults = Dictionary(workflow.parameters.map { ($0.name, $0.value.description) }, uniquingKeysWith: { a, _ in a })
             workflow.recordedParameters = recordedParameters(image.metadata[ImageMetadataKey.parameters], nodes: workflow.nodes)
                 .filter { defaults[$0.key] != $0.value }
+            workflow.sourceImage = URL(fileURLWithPath: path).standardizedFileURL.path
             return workflow
         }
         guard let text = String(data: data, encoding: .utf8) else {

@@ -212,6 +212,26 @@ extension ExecutionTests {
         try expectRerunGivesTheSameImage(output, again: folder.file("set/again.png"), from: "/")
     }
 
+    @Test func changedRerunDoesNotReplaceTheSourceImage() throws {
+        // The recorded output is the PNG itself: running it again unchanged leaves it alone; with a
+        // changed parameter the run fails rather than overwrite the image it was read from.
+        let output = folder.file("source/img.png")
+        #expect(try run("img2img.yaml", tinyOverrides(["output": output]), cache: nil).succeeded)
+        let before = try Data(contentsOf: URL(fileURLWithPath: output))
+        let workflow = try Workflow.load(path: output)
+        for (changes, succeeds) in [([String: String](), true), (["strength": "0.5"], false)] {
+            let parameters = workflow.recordedParameters.merging(changes) { $1 }
+            let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
+            let report = Executor(graph: graph, options: .init()).run()
+            #expect(report.succeeded == succeeds)
+            if !succeeds {
+                let message = report.nodes.first { $0.name == "save" }?.errors.joined() ?? ""
+                #expect(message.contains("the image this workflow was read from"), "\(message)")
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == before)
+        }
+    }
+
     @Test func rerunFromAPNGKeepsDefaultPathsRelativeToTheWorkflow() throws {
         // img2img.yaml's default image, ../examples/photo.png, is relative to the workflow's folder.
         let output = folder.file("relative/img.png")
