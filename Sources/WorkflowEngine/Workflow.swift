@@ -23,10 +23,12 @@ public struct Workflow: Sendable {
     public let text: String
     public let summary: String?
     public let parameters: [Parameter]
-    public let nodes: [Node]
+    /// The nodes; for a workflow read from a PNG, a seed written as `random` in a node is the seed
+    /// that run drew.
+    public internal(set) var nodes: [Node]
     /// For a workflow loaded from a PNG sdflow wrote: the parameter values of that run that differ
-    /// from the workflow's defaults (its `--set`s), so running it again gives the same image.
-    /// Empty for a workflow file.
+    /// from the workflow's defaults (its `--set`s; a `random` seed as the seed drawn), so running it
+    /// again gives the same image. Empty for a workflow file.
     public var recordedParameters: [String: String] = [:]
     /// The image this workflow was read from (absolute), or nil for a workflow file.
     public var sourceImage: String?
@@ -85,8 +87,9 @@ public struct Workflow: Sendable {
             // Values equal to the workflow's defaults are left out: a relative path among them is relative to
             // the workflow's folder, not to the folder sdflow runs in, and stays so only as a default.
             let defaults = Dictionary(workflow.parameters.map { ($0.name, $0.value.description) }, uniquingKeysWith: { a, _ in a })
-            workflow.recordedParameters = recordedParameters(image.metadata[ImageMetadataKey.parameters], nodes: workflow.nodes)
-                .filter { defaults[$0.key] != $0.value }
+            let recorded = RecordedRun(json: image.metadata[ImageMetadataKey.parameters])
+            workflow.recordedParameters = recorded.parameters(replayingSeedsOf: workflow.nodes).filter { defaults[$0.key] != $0.value }
+            workflow.nodes = workflow.nodes.map(recorded.replayingSeeds)
             workflow.sourceImage = URL(fileURLWithPath: path).standardizedFileURL.path
             return workflow
         }
@@ -94,27 +97,6 @@ public struct Workflow: Sendable {
             throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
         }
         return try parse(text, path: path)
-    }
-
-    /// The `parameters` object of save_image's recorded JSON, or none. A parameter recorded as
-    /// `random` (a seed) becomes the seed that was drawn: the value recorded for the node fields it
-    /// feeds, when they all agree.
-    private static func recordedParameters(_ json: String?, nodes: [Node]) -> [String: String] {
-        guard let data = json?.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              var parameters = object["parameters"] as? [String: String] else { return [:] }
-        let recordedNodes = object["nodes"] as? [String: Any] ?? [:]
-        for (name, value) in parameters where value == "random" {
-            // (node, field) pairs that read `!param name`, and the values those fields were run with.
-            let drawn = Set(nodes.flatMap { node in
-                node.fields.compactMap { field -> String? in
-                    guard case .parameter(name) = field.value,
-                          let recorded = (recordedNodes[node.name] as? [String: Any])?["parameters"] as? [String: String] else { return nil }
-                    return recorded[field.name]
-                }
-            })
-            if drawn.count == 1, let seed = drawn.first, Int(seed) != nil { parameters[name] = seed }
-        }
-        return parameters
     }
 
     /// Parses workflow text; `path` names it in errors.
@@ -281,5 +263,46 @@ private struct Reader {
             }
             return .literal(try literal(node))
         }
+    }
+}
+
+/// What save_image recorded of a run (its `sdflow:parameters` JSON): the workflow's parameters
+/// after `--set`, and every upstream node's resolved values, seeds as the numbers drawn.
+private struct RecordedRun {
+    var parameters: [String: String] = [:]
+    /// Node name -> field name -> value.
+    var nodeValues: [String: [String: String]] = [:]
+
+    init(json: String?) {
+        guard let data = json?.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
+        parameters = object["parameters"] as? [String: String] ?? [:]
+        for (name, node) in object["nodes"] as? [String: Any] ?? [:] {
+            nodeValues[name] = (node as? [String: Any])?["parameters"] as? [String: String]
+        }
+    }
+
+    /// The recorded parameters; one recorded as `random` (a seed) becomes the seed that was drawn:
+    /// the value recorded for the node fields it feeds, when they all agree.
+    func parameters(replayingSeedsOf nodes: [Workflow.Node]) -> [String: String] {
+        var result = parameters
+        for (name, value) in parameters where value == "random" {
+            let drawn = Set(nodes.flatMap { node in
+                node.fields.compactMap { field -> String? in
+                    guard case .parameter(name) = field.value else { return nil }
+                    return nodeValues[node.name]?[field.name]
+                }
+            })
+            if drawn.count == 1, let seed = drawn.first, Int(seed) != nil { result[name] = seed }
+        }
+        return result
+    }
+
+    /// `node` with each field written as `random` (a seed in the node itself) set to the recorded seed.
+    func replayingSeeds(_ node: Workflow.Node) -> Workflow.Node {
+        let fields = node.fields.map { field -> Workflow.Field in
+            guard case .literal(.text("random")) = field.value, let seed = nodeValues[node.name]?[field.name].flatMap(Int.init) else { return field }
+            return Workflow.Field(name: field.name, value: .literal(.integer(seed)), location: field.location)
+        }
+        return Workflow.Node(name: node.name, type: node.type, location: node.location, typeLocation: node.typeLocation, fields: fields)
     }
 }

@@ -199,6 +199,28 @@ extension ExecutionTests {
         try expectRerunGivesTheSameImage(output, again: folder.file("random/again.png"), from: folder.path)
     }
 
+    @Test func rerunFromAPNGReplaysASeedDrawnInANode() throws {
+        // `seed: random` written in the node itself, not through a workflow parameter.
+        let (photo, _, _) = try makeInputs()
+        let text = try String(contentsOfFile: ExecutionTests.workflows + "/img2img.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "seed: !param seed", with: "seed: random")
+        let path = folder.file("literal/img2img.yaml")
+        try FileManager.default.createDirectory(atPath: folder.file("literal"), withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let output = folder.file("literal/img.png")
+        let graph = try Graph(workflow: try Workflow.load(path: path), registry: ValidationTests.registry(),
+                              overrides: tinyOverrides(["image": photo, "output": output]), currentDirectory: folder.path)
+        let first = Executor(graph: graph, options: .init()).run()
+        #expect(first.succeeded)
+        let drawn = try #require(first.seeds["generated"])
+        let generated = try #require(try Workflow.load(path: output).nodes.first { $0.name == "generated" })
+        #expect(generated.fields.contains { field in
+            if case .literal(.integer(drawn)) = field.value { return field.name == "seed" }
+            return false
+        })
+        try expectRerunGivesTheSameImage(output, again: folder.file("literal/again.png"), from: folder.path)
+    }
+
     @Test func rerunFromAPNGFindsRelativePathsGivenWithSet() throws {
         // --set image=photo.png in one folder; the PNG is run again from another folder.
         let (photo, _, _) = try makeInputs()
