@@ -80,34 +80,44 @@ class Checkpointer:
             self.last = time.time()
 
 
-def train_vae(images, work, steps, seed):
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=4e-4, weight_decay=0)
-    saver = Checkpointer(os.path.join(work, "vae.pt"))
+def train_vae_stage(name, vae, optimizer, saver, steps, rng_seed, loss_at):
+    """The resumable loop of the two VAE stages: loss_at(rng) gives a batch's loss; the state
+    saved is the VAE, the optimizer, the step and torch's RNG. Returns the VAE in eval mode."""
     start = 0
     if (state := saver.load()) is not None:
         vae.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"]); start = state["step"]
         torch.set_rng_state(state["rng"])
-    rng = np.random.default_rng(seed + start)
-    vae.train()
+    rng = np.random.default_rng(rng_seed + start)
+
+    def state(step):
+        return {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()}
+
     for step in range(start, steps):
-        batch = to_tensor(images[rng.integers(0, len(images), 16)])
-        posterior = vae.encode(batch).latent_dist
-        z = posterior.sample()
-        recon = vae.decode(z).sample
-        kl = posterior.kl().mean() / (64 * 64 * 3)
-        loss = F.l1_loss(recon, batch) + 0.5 * F.mse_loss(recon, batch) + 1e-4 * kl
+        loss = loss_at(rng)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 100 == 0:
-            print(f"vae step {step}/{steps}: loss {loss.item():.4f}", flush=True)
-        saver.maybe_save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                          "rng": torch.get_rng_state()})
-    saver.maybe_save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": steps,
-                      "rng": torch.get_rng_state()}, force=True)
+            print(f"{name} step {step}/{steps}: loss {loss.item():.4f}", flush=True)
+        saver.maybe_save(state(step + 1))
+    saver.maybe_save(state(steps), force=True)
     return vae.eval()
+
+
+def train_vae(images, work, steps, seed):
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=4e-4, weight_decay=0)
+    vae.train()
+
+    def loss_at(rng):
+        batch = to_tensor(images[rng.integers(0, len(images), 16)])
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        kl = posterior.kl().mean() / (64 * 64 * 3)
+        return F.l1_loss(recon, batch) + 0.5 * F.mse_loss(recon, batch) + 1e-4 * kl
+
+    return train_vae_stage("vae", vae, optimizer, Checkpointer(os.path.join(work, "vae.pt")), steps, seed, loss_at)
 
 
 @torch.no_grad()
@@ -185,28 +195,15 @@ def finetune_decoder(vae, latents, images, work, steps, seed):
     torch.manual_seed(seed + 2)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     optimizer = torch.optim.AdamW(params, lr=2e-4, weight_decay=0)
-    saver = Checkpointer(os.path.join(work, "decoder.pt"))
-    start = 0
-    if (state := saver.load()) is not None:
-        vae.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"]); start = state["step"]
-        torch.set_rng_state(state["rng"])
-    rng = np.random.default_rng(seed + 11 + start)
     vae.decoder.train()
-    for step in range(start, steps):
+
+    def loss_at(rng):
         index = rng.integers(0, len(images), 16)
         recon = vae.decode(latents[index]).sample
         target = to_tensor(images[index])
-        loss = F.l1_loss(recon, target) + 0.5 * F.mse_loss(recon, target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0:
-            print(f"decoder step {step}/{steps}: loss {loss.item():.4f}", flush=True)
-        saver.maybe_save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                          "rng": torch.get_rng_state()})
-    saver.maybe_save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": steps,
-                      "rng": torch.get_rng_state()}, force=True)
-    return vae.eval()
+        return F.l1_loss(recon, target) + 0.5 * F.mse_loss(recon, target)
+
+    return train_vae_stage("decoder", vae, optimizer, Checkpointer(os.path.join(work, "decoder.pt")), steps, seed + 11, loss_at)
 
 
 def export(out, unet, vae, clip, scaling):
