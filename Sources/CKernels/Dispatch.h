@@ -8,8 +8,12 @@
 #define SDF_X86 1
 #define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
 #define SDF_AVX2 __attribute__((target("avx2,fma,f16c")))
-// The CPU checks (each a load of the CPU model the runtime reads once at start-up).
-SDF_INLINE int sdf_cpu_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+// The CPU checks (each a load of the CPU model the runtime reads once at start-up, which also
+// checks that the OS saves the vector registers): every feature the SDF_AVX512 clones are built for.
+SDF_INLINE int sdf_cpu_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq");
+}
 SDF_INLINE int sdf_cpu_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 // Defines name_avx512, name_avx2 and name_generic from the inline body name_body, and the
 // public name that picks one per call.

@@ -349,7 +349,13 @@ int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha,
     return gemm(&portable, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-int sdf_gemm_f32_available(void) { return sdf_cpu_avx512_skylake(); }
+int sdf_gemm_f32_available(void) {
+#if SDF_X86
+    return sdf_cpu_avx512();
+#else
+    return 0;
+#endif
+}
 
 int sdf_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                  long ldb, float beta, float *c, long ldc) {

@@ -163,50 +163,38 @@ SDF_INLINE void sdf_f16_to_f32_body(const void *src, float *dst, long n) {
 }
 SDF_MULTIVERSION(sdf_f16_to_f32, (const void *src, float *dst, long n), (src, dst, n))
 
-int sdf_cpu_avx512_skylake(void) {
-#if SDF_X86
-    // The runtime's CPU model also checks that the OS saves the AVX-512 registers.
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-#else
-    return 0;
-#endif
-}
-
 // Rows [i0, i1) of src (m x n, row-major) -> their columns in dst (n x m): dst[j][i] = src[i][j].
 // 8 x 8 blocks are transposed in registers (AVX2: unpack, shuffle, lane permute); edges one by one.
 #if SDF_X86
 SDF_AVX2 static long transpose_avx2(const float *src, long m, long n, long i0, long i1, float *dst) {
     long i = i0;
-    {
-        for (; i + 8 <= i1; i += 8) {
-            long j = 0;
-            for (; j + 8 <= n; j += 8) {
-                const float *s = src + i * n + j;
-                __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + n), r2 = _mm256_loadu_ps(s + 2 * n),
-                       r3 = _mm256_loadu_ps(s + 3 * n), r4 = _mm256_loadu_ps(s + 4 * n), r5 = _mm256_loadu_ps(s + 5 * n),
-                       r6 = _mm256_loadu_ps(s + 6 * n), r7 = _mm256_loadu_ps(s + 7 * n);
-                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-                __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                float *d = dst + j * m + i;
-                _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
-                _mm256_storeu_ps(d + m, _mm256_permute2f128_ps(s1, s5, 0x20));
-                _mm256_storeu_ps(d + 2 * m, _mm256_permute2f128_ps(s2, s6, 0x20));
-                _mm256_storeu_ps(d + 3 * m, _mm256_permute2f128_ps(s3, s7, 0x20));
-                _mm256_storeu_ps(d + 4 * m, _mm256_permute2f128_ps(s0, s4, 0x31));
-                _mm256_storeu_ps(d + 5 * m, _mm256_permute2f128_ps(s1, s5, 0x31));
-                _mm256_storeu_ps(d + 6 * m, _mm256_permute2f128_ps(s2, s6, 0x31));
-                _mm256_storeu_ps(d + 7 * m, _mm256_permute2f128_ps(s3, s7, 0x31));
-            }
-            for (long r = i; r < i + 8; r++)
-                for (long c = j; c < n; c++) dst[c * m + r] = src[r * n + c];
+    for (; i + 8 <= i1; i += 8) {
+        long j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const float *s = src + i * n + j;
+            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + n), r2 = _mm256_loadu_ps(s + 2 * n),
+                   r3 = _mm256_loadu_ps(s + 3 * n), r4 = _mm256_loadu_ps(s + 4 * n), r5 = _mm256_loadu_ps(s + 5 * n),
+                   r6 = _mm256_loadu_ps(s + 6 * n), r7 = _mm256_loadu_ps(s + 7 * n);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + j * m + i;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_storeu_ps(d + m, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_storeu_ps(d + 2 * m, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_storeu_ps(d + 3 * m, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_storeu_ps(d + 4 * m, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_storeu_ps(d + 5 * m, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_storeu_ps(d + 6 * m, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_storeu_ps(d + 7 * m, _mm256_permute2f128_ps(s3, s7, 0x31));
         }
+        for (long r = i; r < i + 8; r++)
+            for (long c = j; c < n; c++) dst[c * m + r] = src[r * n + c];
     }
     return i;  // the rows left for the scalar loop
 }

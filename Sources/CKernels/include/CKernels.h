@@ -24,8 +24,6 @@ void sdf_softmax_exp(float *p, long n, float *sum);
 void sdf_mean_variance(const float *x, long n, float *mean, float *variance);
 // y = x * scale + shift, optionally followed by SiLU (fused GroupNorm + SiLU).
 void sdf_scale_shift(const float *x, float *y, long n, float scale, float shift, int silu);
-// Whether the CPU and OS run the AVX-512 subset OpenBLAS's SkylakeX kernels use (F, CD, BW, DQ, VL).
-int sdf_cpu_avx512_skylake(void);
 // Rows [i0, i1) of src (m x n) -> columns [i0, i1) of dst (n x m), dst[j][i] = src[i][j].
 void sdf_transpose(const float *src, long m, long n, long i0, long i1, float *dst);
 // IEEE half -> float for n little-endian values (any alignment).
