@@ -42,8 +42,9 @@ struct LoadMask: Node {
 }
 
 /// `load_images`: every image of a folder as a list (the downstream graph runs per image),
-/// with masks paired by file name when a mask folder is given.
-struct LoadImages: Node {
+/// with masks paired by file name when a mask folder is given. It streams: the folder is listed
+/// first and each image (and its mask) is read only when the batch reaches it.
+struct LoadImages: StreamingListNode {
     static let description = NodeDescription(
         name: "load_images",
         summary: "Load every image of a folder as a list; nodes downstream run once per image.",
@@ -58,7 +59,7 @@ struct LoadImages: Node {
                   help: "a folder of masks named like the images (any image extension); empty for none"),
         ])
 
-    static func run(_ context: NodeContext) throws -> [String: Value] {
+    static func items(_ context: NodeContext) throws -> [ListItem] {
         let folder = try context.string("folder")
         let patterns = try context.string("pattern").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         let files = try FileManager.default.contentsOfDirectory(atPath: folder)
@@ -67,37 +68,36 @@ struct LoadImages: Node {
         guard !files.isEmpty else {
             throw NodeError.failed("no files matching \(patterns.joined(separator: ", ")) in \(folder)")
         }
-        var images: [Value] = []
-        var masks: [Value] = []
+        return files.map { ListItem(path: folder + "/" + $0, relativePath: $0) }
+    }
+
+    static func produce(_ item: ListItem, context: NodeContext) throws -> [String: Value] {
         let maskFolder = try context.string("mask_folder")
-        var maskFiles: [String: String] = [:]
-        if !maskFolder.isEmpty {
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: maskFolder) else {
-                throw NodeError.failed("cannot read the mask folder \(maskFolder)")
+        do {
+            var image = try ImageFile.read(item.path)
+            image.metadata[ImageMetadataKey.source] = item.path
+            guard !maskFolder.isEmpty else { return ["images": .image(image), "masks": .failed("load_images has no mask_folder, so it gives no masks", source: item.path)] }
+            guard let maskPath = try maskFile(named: item.stem, in: maskFolder) else {
+                throw NodeError.failed("\(item.path): no mask named \(item.stem).* in the mask folder")
             }
-            for name in names where !name.hasPrefix(".") {
-                maskFiles[URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent] = maskFolder + "/" + name
-            }
+            var mask = try ImageFile.read(maskPath).mask(fromAlpha: false)
+            mask.metadata[ImageMetadataKey.source] = item.path
+            return ["images": .image(image), "masks": .mask(mask)]
+        } catch {
+            return ["images": .failed("\(error)", source: item.path), "masks": .failed("\(error)", source: item.path)]
         }
-        for name in files {
-            try context.checkCancelled()
-            let path = folder + "/" + name
-            let stem = URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
-            do {
-                var image = try ImageFile.read(path)
-                image.metadata[ImageMetadataKey.source] = path
-                if !maskFolder.isEmpty {
-                    guard let maskPath = maskFiles[stem] else { throw NodeError.failed("\(path): no mask named \(stem).* in the mask folder") }
-                    var mask = try ImageFile.read(maskPath).mask(fromAlpha: false)
-                    mask.metadata[ImageMetadataKey.source] = path
-                    masks.append(.mask(mask))
-                }
-                images.append(.image(image))
-            } catch {
-                images.append(.failed("\(error)", source: path))
-                if !maskFolder.isEmpty { masks.append(.failed("\(error)", source: path)) }
-            }
+    }
+
+    /// The mask file whose name without extension is `stem`, if any (the usual image extensions
+    /// are tried first, so a large folder is not listed once per item).
+    static func maskFile(named stem: String, in folder: String) throws -> String? {
+        for ext in ["png", "jpg", "jpeg", "PNG", "JPG", "JPEG"] where FileManager.default.fileExists(atPath: "\(folder)/\(stem).\(ext)") {
+            return "\(folder)/\(stem).\(ext)"
         }
-        return ["images": .list(images), "masks": .list(masks)]
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else {
+            throw NodeError.failed("cannot read the mask folder \(folder)")
+        }
+        return names.sorted().first { !$0.hasPrefix(".") && URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent == stem }
+            .map { folder + "/" + $0 }
     }
 }

@@ -5,9 +5,9 @@ import NodeKit
 /// `save_image`: writes PNG or JPEG files, with the workflow and its resolved parameters in
 /// PNG text chunks (and an A1111-style `parameters` chunk), so the image documents itself and
 /// `sdflow run IMAGE.png` can run its workflow again. A file that already exists with the same
-/// cache key is left as it is, so an interrupted batch resumes where it stopped; the image a
-/// rerun was read from is never replaced.
-struct SaveImage: Node {
+/// cache key is up to date and left as it is (the engine asks before computing the inputs), so
+/// an interrupted batch resumes where it stopped; the image a rerun was read from is never replaced.
+struct SaveImage: FileWritingNode {
     static let description = NodeDescription(
         name: "save_image", summary: "Save an image as PNG or JPEG (by the path's extension), with the workflow in its metadata.",
         inputs: [.init("image", .image, help: "the image to save")],
@@ -26,12 +26,6 @@ struct SaveImage: Node {
         let path = try fillTemplate(try context.string("path"), context: context, info: info)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-
-        // Up to date: the same result was written before.
-        if FileManager.default.fileExists(atPath: path), path.lowercased().hasSuffix(".png"),
-           let existing = try? ImageFile.read(path), existing.metadata[ImageMetadataKey.cacheKey] == context.executionKey {
-            return [:]
-        }
         // A changed rerun of a PNG whose output pattern names that PNG would replace the original.
         if let source = info.sourceImage, URL(fileURLWithPath: path).standardizedFileURL.path == source {
             throw NodeError.invalidInput("'\(path)' is the image this workflow was read from; writing there would replace it, "
@@ -54,6 +48,17 @@ struct SaveImage: Node {
         }
         try ImageFile.write(image, to: path, text: text, quality: try context.int("quality"))
         return [:]
+    }
+
+    static func outputFiles(_ context: NodeContext) throws -> [String] {
+        [try fillTemplate(try context.string("path"), context: context, info: context.runInfo)]
+    }
+
+    /// A PNG written before with the same cache key (recorded in its metadata) holds this result.
+    static func isUpToDate(_ context: NodeContext) -> Bool {
+        guard let path = try? outputFiles(context).first, path.lowercased().hasSuffix(".png"),
+              FileManager.default.fileExists(atPath: path), let existing = try? ImageFile.read(path) else { return false }
+        return existing.metadata[ImageMetadataKey.cacheKey] == context.executionKey
     }
 
     /// Replaces {stem}, {index}, {seed} and {node} (with an optional zero-padding width, `{index:04}`).

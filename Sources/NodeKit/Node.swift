@@ -13,6 +13,62 @@ public protocol Node {
     static func run(_ context: NodeContext) throws -> [String: Value]
 }
 
+/// A node whose list outputs can be produced one item at a time (a folder loader). The engine
+/// first asks for the items, which is cheap (file names), and produces each one only when the
+/// batch reaches it, so a folder of any size streams through the graph in bounded memory.
+/// `run` (for callers that want the whole list) is provided: every item, in order.
+public protocol StreamingListNode: Node {
+    /// The items, in list order.
+    static func items(_ context: NodeContext) throws -> [ListItem]
+    /// One item's value for every list output (by port name); `Value.failed` for an output the
+    /// item could not give (a corrupt file), so that the other items go on.
+    static func produce(_ item: ListItem, context: NodeContext) throws -> [String: Value]
+}
+
+extension StreamingListNode {
+    public static func run(_ context: NodeContext) throws -> [String: Value] {
+        var lists: [String: [Value]] = [:]
+        for item in try items(context) {
+            try context.checkCancelled()
+            for (port, value) in try produce(item, context: context) { lists[port, default: []].append(value) }
+        }
+        return Dictionary(uniqueKeysWithValues: description.outputs.map { ($0.name, Value.list(lists[$0.name] ?? [])) })
+    }
+}
+
+/// One item of a streamed list: the file it comes from.
+public struct ListItem: Sendable, Equatable {
+    /// The file (absolute path).
+    public let path: String
+    /// The path relative to the folder that was listed; `--shard` assigns items by its hash, so
+    /// adding a file does not move the others to another shard.
+    public let relativePath: String
+
+    public init(path: String, relativePath: String) {
+        self.path = path
+        self.relativePath = relativePath
+    }
+
+    /// The file's name without folder and extension (`{stem}` in output paths).
+    public var stem: String { URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent }
+}
+
+/// A node that writes files. The engine resolves every execution's files before anything runs,
+/// so two outputs (two batch items, or two nodes) that would write the same file are refused
+/// instead of one silently replacing the other.
+public protocol FileWritingNode: Node {
+    /// The files one execution writes. `context` has the parameters, the batch item and the run
+    /// information, but no inputs (they are not computed yet).
+    static func outputFiles(_ context: NodeContext) throws -> [String]
+    /// Whether the files already hold this execution's result (`context.executionKey`); the
+    /// engine then leaves them alone without computing the inputs' values again.
+    static func isUpToDate(_ context: NodeContext) -> Bool
+}
+
+extension FileWritingNode {
+    public static func isUpToDate(_ context: NodeContext) -> Bool { false }
+}
+
 /// What a running node can see and do; provided by the engine.
 public protocol NodeContext: AnyObject {
     /// The node's name in the workflow (for messages).

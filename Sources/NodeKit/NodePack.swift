@@ -3,15 +3,37 @@
 public struct NodeImplementation: @unchecked Sendable {
     public let description: NodeDescription
     public let run: (NodeContext) throws -> [String: Value]
+    /// For list producers that stream (`StreamingListNode`): list the items, produce one.
+    public let stream: Stream?
+    /// For nodes that write files (`FileWritingNode`); nil: the engine takes the values of the
+    /// node's output-path parameters as the files it writes.
+    public let files: Files?
 
-    public init(description: NodeDescription, run: @escaping (NodeContext) throws -> [String: Value]) {
+    /// How a streaming list producer lists and produces its items.
+    public struct Stream {
+        public let items: (NodeContext) throws -> [ListItem]
+        public let produce: (ListItem, NodeContext) throws -> [String: Value]
+    }
+
+    /// The files a node writes, and whether they are already up to date.
+    public struct Files {
+        public let paths: (NodeContext) throws -> [String]
+        public let isUpToDate: (NodeContext) -> Bool
+    }
+
+    public init(description: NodeDescription, run: @escaping (NodeContext) throws -> [String: Value],
+                stream: Stream? = nil, files: Files? = nil) {
         self.description = description
         self.run = run
+        self.stream = stream
+        self.files = files
     }
 
     /// The implementation of a `Node` type.
     public init(_ node: any Node.Type) {
-        self.init(description: node.description, run: node.run)
+        let stream = (node as? any StreamingListNode.Type).map { Stream(items: $0.items, produce: $0.produce) }
+        let files = (node as? any FileWritingNode.Type).map { Files(paths: $0.outputFiles, isUpToDate: $0.isUpToDate) }
+        self.init(description: node.description, run: node.run, stream: stream, files: files)
     }
 }
 

@@ -8,9 +8,17 @@ import TensorCore
 /// The key of a node's result is a SHA-256 of its type, pack and implementation version, its
 /// parameters (seeds resolved to numbers, input files by content fingerprint) and the keys of
 /// its inputs. It does not contain node names, so another workflow that shares a sub-graph
-/// finds the same entries. A node whose input is a list while its port takes one value runs
-/// once per item; list items are keyed by content, so each item is cached on its own and a
-/// failing item does not stop the others.
+/// finds the same entries.
+///
+/// Batches stream. A node whose input is a list while its port takes one value runs once per
+/// item, and so does everything downstream of it (`ExecutionPlan`). The executor first runs
+/// what the batch needs once (models, fixed prompts) and lists the items (a folder's file
+/// names), resolves every output file (two outputs that would write one file are refused
+/// before anything runs), then takes each item through all of its nodes — load, encode,
+/// denoise, decode, save — before it starts the next, and drops the item's results when it is
+/// done (they stay in the disk cache). Memory does not grow with the folder, each output is
+/// written as soon as its item is done, a failing item is reported and the others go on, and
+/// with `Options.shard` only that shard's items run.
 public final class Executor {
     /// How to run.
     public struct Options {
@@ -20,17 +28,21 @@ public final class Executor {
         public var explainOnly = false
         public var reporter: RunReporter?
         public var cancellation = Cancellation()
+        /// Run only this shard of the batch's items (`--shard I/N`); shard 0 also runs the
+        /// outputs that do not belong to a batch.
+        public var shard: Shard?
 
-        public init(cache: ResultCache? = nil, explainOnly: Bool = false, reporter: RunReporter? = nil) {
+        public init(cache: ResultCache? = nil, explainOnly: Bool = false, reporter: RunReporter? = nil, shard: Shard? = nil) {
             self.cache = cache
             self.explainOnly = explainOnly
             self.reporter = reporter
+            self.shard = shard
         }
     }
 
     /// A result of one output port.
     struct Produced {
-        /// The value (for a mapped node: the list of item values that succeeded).
+        /// The value (for a list: the items that succeeded).
         var value: Value?
         var key: String
         /// Per-item results when the value is a list.
@@ -48,36 +60,99 @@ public final class Executor {
     let graph: Graph
     let options: Options
     let models = ModelCache()
-    private var results: [String: [String: Produced]] = [:]
-    private var memory: [String: Value] = [:]
-    private var report: RunReport
-    private var resolvedParameters: [String: [String: ParameterValue]] = [:]
+    /// Results of the nodes that run once, by node and output port.
+    var results: [String: [String: Produced]] = [:]
+    /// Values of the nodes that run once, by cache key (per-item values go with their item).
+    var memory: [String: Value] = [:]
+    var report: RunReport
+    var resolvedParameters: [String: [String: ParameterValue]] = [:]
+    /// Streamed sources' items, listed before the batch runs.
+    var listed: [String: [ListItem]] = [:]
+    /// Files each output execution writes, by `fileKey(node, item)`, resolved before anything runs.
+    var plannedFiles: [String: [String]] = [:]
+    /// Files written by this run, which it never replaces.
+    var written = Set<String>()
 
     public init(graph: Graph, options: Options) {
         self.graph = graph
         self.options = options
-        report = RunReport(workflow: graph.workflow.path, nodes: [], seconds: 0, seeds: [:], warnings: [], cancelled: false)
+        report = RunReport(workflow: graph.workflow.path)
+        report.shard = options.shard?.description
     }
 
     /// Runs (or explains) the graph and reports what happened; never throws for node failures.
     public func run() -> RunReport {
         let start = Date()
+        func finished() -> RunReport {
+            report.seconds = Date().timeIntervalSince(start)
+            return report
+        }
         resolveSeeds()
-        for name in graph.order {
-            if options.cancellation.isCancelled {
+        let plan: ExecutionPlan
+        do { plan = try ExecutionPlan(graph: graph) } catch {
+            report.refused = ["\(error)"]
+            return finished()
+        }
+        // What the batch's items come from: list the folders (or run the list producers).
+        let sourceInputs = upstream(of: plan.sources)
+        guard runOnce(plan.once.filter(sourceInputs.contains), plan: plan) else { return finished() }
+        let batch: Batch
+        do { batch = try makeBatch(plan) } catch {
+            report.refused = ["\(error)"]
+            return finished()
+        }
+        // Every output file, before anything is written.
+        let runsUnbatched = options.shard.map { $0.index == 0 } ?? true
+        let sinks = plan.once.filter { graph.nodes[$0]!.description.isOutput && runsUnbatched }
+            + (batch.entries.isEmpty ? [] : plan.perItem.filter { graph.nodes[$0]!.description.isOutput })
+        report.refused = planOutputs(sinks, plan: plan, batch: batch)
+        guard report.refused.isEmpty else { return finished() }
+
+        // The rest of what runs once, then the batch.
+        let needed = upstream(of: sinks)
+        for name in plan.once where !sourceInputs.contains(name) && !needed.contains(name) {
+            var skipped = NodeReport(name: name, type: graph.nodes[name]!.description.name, status: .notNeeded, seconds: 0, items: nil,
+                                     computed: 0, errors: [], notes: [])
+            skipped.notes.append(graph.nodes[name]!.description.isOutput ? "shard 0 writes the outputs that are not part of a batch"
+                                                                         : "this shard has no batch items that need it")
+            report.nodes.append(skipped)
+            options.reporter?.nodeFinished(skipped)
+        }
+        guard runOnce(plan.once.filter { !sourceInputs.contains($0) && needed.contains($0) }, plan: plan) else { return finished() }
+        if plan.hasBatch { runBatch(batch, plan: plan) }
+        if !options.explainOnly { options.cache?.evict() }
+        return finished()
+    }
+
+    /// Runs nodes that run once, in order; false when the run was stopped.
+    private func runOnce(_ names: [String], plan: ExecutionPlan) -> Bool {
+        for name in names {
+            if options.cancellation.isCancelled || options.cancellation.stopsAfterItem {
                 report.cancelled = true
-                break
+                return false
             }
             let started = Date()
-            var nodeReport = execute(graph.nodes[name]!)
+            var nodeReport = plan.streamed.contains(name) ? list(graph.nodes[name]!) : execute(graph.nodes[name]!)
             nodeReport.seconds = Date().timeIntervalSince(started)
             report.nodes.append(nodeReport)
             options.reporter?.nodeFinished(nodeReport)
-            if nodeReport.status == .cancelled { report.cancelled = true; break }
+            if nodeReport.status == .cancelled {
+                report.cancelled = true
+                return false
+            }
         }
-        if !options.explainOnly { options.cache?.evict() }
-        report.seconds = Date().timeIntervalSince(start)
-        return report
+        return true
+    }
+
+    /// `names` and every node they depend on.
+    func upstream(of names: [String]) -> Set<String> {
+        var seen = Set<String>()
+        var queue = names
+        while let name = queue.popLast() {
+            guard seen.insert(name).inserted else { continue }
+            queue.append(contentsOf: graph.nodes[name]!.inputs.values.map(\.node))
+        }
+        return seen
     }
 
     /// `seed: random` becomes a number now, before any key is computed, and is reported.
@@ -96,11 +171,10 @@ public final class Executor {
         }
     }
 
-    // MARK: - One node
+    // MARK: - Nodes that run once
 
     private func execute(_ node: Graph.Node) -> NodeReport {
-        let d = node.description
-        var nodeReport = NodeReport(name: node.name, type: d.name, status: .ran, seconds: 0, items: nil, computed: 0, errors: [], notes: [])
+        var nodeReport = NodeReport(name: node.name, type: node.description.name, status: .ran, seconds: 0, items: nil, computed: 0, errors: [], notes: [])
 
         // Inputs; a failed or skipped input skips this node.
         var inputs: [String: Produced] = [:]
@@ -113,117 +187,48 @@ public final class Executor {
             inputs[port] = produced
         }
         let parameters = resolvedParameters[node.name] ?? node.parameters
-        let baseKey: String
+        let key: String
         do {
-            baseKey = try key(node, parameters: parameters)
+            key = combine(try baseKey(node, parameters: parameters), inputs.mapValues(\.key))
         } catch {
             nodeReport.status = .failed
             nodeReport.errors.append("cannot fingerprint its files: \(error)")
             return nodeReport
         }
+        let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: inputs.compactMapValues(\.value),
+                                       key: key, item: nil)
+        switch executeOnce(context, remember: true) {
+        case .success(let outputs, let status):
+            nodeReport.status = status
+            nodeReport.computed = status == .ran ? 1 : 0
+            if status == .willRun { nodeReport.notes.append(contentsOf: explain(node, key: key)) }
+            results[node.name] = outputs
+            // A list producer may fail some items (e.g. a corrupt file in a folder).
+            let itemErrors = outputs.values.flatMap { $0.items ?? [] }.compactMap(\.error)
+            if !itemErrors.isEmpty {
+                nodeReport.status = .partial
+                nodeReport.errors.append(contentsOf: Array(Set(itemErrors)).sorted())
+            }
+        case .failure(let message):
+            nodeReport.status = message == "cancelled" ? .cancelled : .failed
+            nodeReport.errors.append(message)
+        }
+        return nodeReport
+    }
 
-        // Ports that take one value but receive a list: run once per item.
-        let mapped = node.inputs.filter { port, _ in
-            let spec = d.input(port)!
-            if case .list = spec.type { return false }
-            return inputs[port]?.items != nil
-        }.map(\.key).sorted()
-        if mapped.isEmpty {
-            let inputKeys = inputs.mapValues(\.key)
-            let values = inputs.compactMapValues(\.value)
-            let outcome = executeOnce(node, parameters: parameters, values: values, key: combine(baseKey, inputKeys), item: nil)
-            switch outcome {
-            case .success(let outputs, let status):
-                nodeReport.status = status
-                nodeReport.computed = status == .ran ? 1 : 0
-                if status == .willRun { nodeReport.notes.append(contentsOf: explain(node, key: combine(baseKey, inputKeys))) }
-                results[node.name] = outputs
-                // A list producer may fail some items (e.g. a corrupt file in a folder).
-                let itemErrors = outputs.values.flatMap { $0.items ?? [] }.compactMap { item in item.error }
-                if !itemErrors.isEmpty {
-                    nodeReport.status = .partial
-                    nodeReport.errors.append(contentsOf: itemErrors)
-                }
-            case .failure(let message):
-                nodeReport.status = message == "cancelled" ? .cancelled : .failed
-                nodeReport.errors.append(message)
-            }
-            return nodeReport
-        }
-
-        // Mapped: every mapped input must have the same number of items.
-        let counts = Set(mapped.map { inputs[$0]!.items!.count })
-        guard counts.count == 1, let count = counts.first else {
+    /// A streamed source lists its items; each is produced when the batch reaches it.
+    private func list(_ node: Graph.Node) -> NodeReport {
+        var nodeReport = NodeReport(name: node.name, type: node.description.name, status: .ran, seconds: 0, items: nil, computed: 0, errors: [], notes: [])
+        let parameters = resolvedParameters[node.name] ?? node.parameters
+        let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: [:], key: "", item: nil)
+        do {
+            let items = try node.entry.implementation.stream!.items(context)
+            listed[node.name] = items
+            nodeReport.items = items.count
+            nodeReport.notes.append("\(items.count) items, read one at a time as the batch reaches them")
+        } catch {
             nodeReport.status = .failed
-            nodeReport.errors.append("its list inputs have different lengths: " + mapped.map { "\($0) \(inputs[$0]!.items!.count)" }.joined(separator: ", "))
-            return nodeReport
-        }
-        nodeReport.items = count
-        var outputs: [String: Produced] = [:]
-        for port in d.outputs { outputs[port.name] = Produced(value: nil, key: "", items: []) }
-        var hits = 0, failures = 0, skipped = 0
-        for index in 0..<count {
-            if options.cancellation.isCancelled {
-                nodeReport.status = .cancelled
-                return nodeReport
-            }
-            let first = inputs[mapped[0]]!.items![index]
-            var inputKeys = inputs.mapValues(\.key)
-            var values = inputs.compactMapValues(\.value)
-            var itemError: String?
-            for port in mapped {
-                let item = inputs[port]!.items![index]
-                inputKeys[port] = item.key
-                if let value = item.value { values[port] = value } else { itemError = item.error ?? "failed upstream" }
-            }
-            let itemKey = combine(baseKey, inputKeys)
-            var result: Result
-            if itemError != nil {
-                // Already reported where it failed.
-                skipped += 1
-                for name in outputs.keys {
-                    outputs[name]!.items!.append(Item(value: nil, key: itemKey + ":" + name, batch: first.batch, error: "an input failed"))
-                }
-                continue
-            } else {
-                if !options.explainOnly { options.reporter?.nodeStarted(node.name, type: d.name, item: first.batch, itemCount: count) }
-                result = executeOnce(node, parameters: parameters, values: values, key: itemKey, item: first.batch)
-            }
-            switch result {
-            case .success(let produced, let status):
-                if status == .memoryHit || status == .diskHit || status == .willHit { hits += 1 }
-                if status == .ran { nodeReport.computed += 1 }
-                for (name, p) in produced {
-                    outputs[name]!.items!.append(Item(value: p.value, key: p.key, batch: first.batch, error: nil))
-                }
-            case .failure(let message):
-                if message == "cancelled" {
-                    nodeReport.status = .cancelled
-                    return nodeReport
-                }
-                failures += 1
-                nodeReport.errors.append("\(first.batch.stem): \(message)")
-                for name in outputs.keys {
-                    outputs[name]!.items!.append(Item(value: nil, key: itemKey + ":" + name, batch: first.batch, error: message))
-                }
-            }
-        }
-        for name in outputs.keys {
-            let items = outputs[name]!.items!
-            outputs[name]!.key = Fingerprint.hash("list\n" + items.map(\.key).joined(separator: "\n"))
-            outputs[name]!.value = .list(items.compactMap(\.value))
-        }
-        results[node.name] = outputs
-        if options.explainOnly {
-            nodeReport.status = hits == count ? .willHit : .willRun
-            nodeReport.notes.append("runs once per item; \(hits) of \(count) items are in the cache")
-        } else if failures + skipped == count {
-            nodeReport.status = .failed
-        } else if failures + skipped > 0 {
-            nodeReport.status = .partial
-            if skipped > 0 { nodeReport.notes.append("\(skipped) item(s) skipped because an input failed") }
-        } else {
-            nodeReport.status = hits == count ? .diskHit : (hits > 0 ? .mixed : .ran)
+            nodeReport.errors.append("\(error)")
         }
         return nodeReport
     }
@@ -233,24 +238,27 @@ public final class Executor {
         case failure(String)
     }
 
-    /// One execution: from memory, from disk, or by running the node.
-    private func executeOnce(_ node: Graph.Node, parameters: [String: ParameterValue], values: [String: Value],
-                             key: String, item: BatchItem?) -> Result {
-        let d = node.description
+    /// One execution: from memory (`remember`: for nodes that run once), from disk, or by
+    /// running the node. An output node whose files are up to date is not run.
+    func executeOnce(_ context: ExecutionContext, remember: Bool) -> Result {
+        let node = context.node, d = node.description, key = context.executionKey
         let outputKeys = Dictionary(uniqueKeysWithValues: d.outputs.map { ($0.name, Fingerprint.hash(key + "\n" + $0.name)) })
 
+        if let files = node.entry.implementation.files, files.isUpToDate(context) {
+            return .success([:], options.explainOnly ? .willHit : .diskHit)
+        }
         if !d.alwaysRuns {
             // Memory, then disk; every output must be found.
             var found: [String: Produced] = [:]
             var fromDisk = false
             for (name, outputKey) in outputKeys {
-                if let value = memory[outputKey] {
+                if remember, let value = memory[outputKey] {
                     found[name] = produced(value, key: outputKey)
                 } else if let cache = options.cache {
                     switch cache.read(outputKey) {
                     case .hit(let value):
                         found[name] = produced(value, key: outputKey)
-                        memory[outputKey] = value
+                        if remember { memory[outputKey] = value }
                         fromDisk = true
                     case .corrupt(let why):
                         warn("cache entry of '\(node.name)' was damaged (\(why)); recomputing")
@@ -270,8 +278,12 @@ public final class Executor {
             return .success(outputKeys.mapValues { Produced(value: .text("(not computed)"), key: $0, items: nil) }, .willRun)
         }
 
-        if item == nil { options.reporter?.nodeStarted(node.name, type: d.name, item: nil, itemCount: nil) }
-        let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: values, key: key, item: item)
+        // A file this run wrote is never replaced (the output plan makes this a last resort).
+        let files = plannedFiles[fileKey(node.name, context.batchItem)] ?? []
+        if let again = files.first(where: written.contains) {
+            return .failure("would replace \(again), which this run has just written")
+        }
+        options.reporter?.nodeStarted(node.name, type: d.name, item: context.batchItem, itemCount: context.batchItem.map { _ in report.batchSize ?? 0 })
         let outputs: [String: Value]
         do {
             outputs = try node.entry.implementation.run(context)
@@ -280,11 +292,12 @@ public final class Executor {
         } catch {
             return .failure("\(error)")
         }
+        written.formUnion(files)
         var produced: [String: Produced] = [:]
         for port in d.outputs {
             guard let value = outputs[port.name] else { return .failure("produced no '\(port.name)' output") }
             let outputKey = outputKeys[port.name]!
-            memory[outputKey] = value
+            if remember { memory[outputKey] = value }
             produced[port.name] = self.produced(value, key: outputKey)
             if let cache = options.cache, !d.alwaysRuns, ResultCache.isStorable(value) {
                 do { try cache.write(value, key: outputKey) } catch { warn("could not store the result of '\(node.name)' in the cache: \(error)") }
@@ -294,7 +307,7 @@ public final class Executor {
     }
 
     /// A result; lists get per-item content keys and batch items named after their source files.
-    private func produced(_ value: Value, key: String) -> Produced {
+    func produced(_ value: Value, key: String) -> Produced {
         guard case .list(let values) = value else { return Produced(value: value, key: key, items: nil) }
         let items = values.enumerated().map { index, v -> Item in
             let batch = BatchItem(index: index, stem: ContentKey.stem(v) ?? String(format: "item%03d", index))
@@ -315,7 +328,7 @@ public final class Executor {
     // MARK: - Keys
 
     /// The part of a node's key that does not depend on its inputs.
-    private func key(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
+    func baseKey(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
         let d = node.description
         var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)",
                      "convolutions \(ConvolutionMode.current.rawValue)"]
@@ -341,7 +354,7 @@ public final class Executor {
         }
     }
 
-    private func combine(_ base: String, _ inputKeys: [String: String]) -> String {
+    func combine(_ base: String, _ inputKeys: [String: String]) -> String {
         Fingerprint.hash(base + "\n" + inputKeys.sorted { $0.key < $1.key }.map { "input \($0.key) \($0.value)" }.joined(separator: "\n"))
     }
 

@@ -24,6 +24,9 @@ public struct NodeReport: Codable, Sendable {
         case willHit = "will-hit"
         /// Explain mode: will be computed.
         case willRun = "will-run"
+        /// Not run: with `--shard`, shard 0 writes the outputs that are not part of a batch, and
+        /// a shard without items needs nothing that only the batch uses.
+        case notNeeded = "not-needed"
     }
 
     public let name: String
@@ -40,19 +43,67 @@ public struct NodeReport: Codable, Sendable {
     public var notes: [String]
 }
 
+/// What happened to one item of a batch: every node that runs per item, for this item.
+public struct ItemReport: Codable, Sendable {
+    public enum Status: String, Codable, Sendable {
+        /// Something was computed for it and its outputs were written.
+        case done
+        /// Every result came from the cache and its outputs were already up to date.
+        case cached
+        /// A node failed for this item (or its file could not be read).
+        case failed
+        /// The run was stopped during this item.
+        case cancelled
+        /// Explain mode: something will be computed, or everything comes from the cache.
+        case willRun = "will-run", willHit = "will-hit"
+    }
+
+    /// The item's position in the whole list (the same in every shard).
+    public let index: Int
+    /// Its file's name without extension (`{stem}`).
+    public let stem: String
+    /// Its file, relative to the folder listed (what `--shard` hashes).
+    public let source: String
+    public var status: Status
+    /// The files written (or up to date) for it.
+    public var outputs: [String]
+    public var seconds: Double
+    /// Nodes computed for it, and nodes whose result came from the cache (or an up-to-date file).
+    public var computed: Int
+    public var cacheHits: Int
+    public var errors: [String]
+}
+
 /// The outcome of a run, printed as a summary or as JSON (`--summary json`).
 public struct RunReport: Codable, Sendable {
     public var workflow: String
     public var nodes: [NodeReport]
+    /// The batch's items that this run took (all of them, or this shard's), in order.
+    public var items: [ItemReport] = []
+    /// Items in the whole batch (before `--shard` chose some).
+    public var batchSize: Int?
+    /// `I/N` with `--shard`.
+    public var shard: String?
     public var seconds: Double
     /// Seeds drawn for `seed: random`, by node.
     public var seeds: [String: Int]
     public var warnings: [String]
     public var cancelled: Bool
+    /// Problems found before anything ran (two outputs writing one file): nothing was run.
+    public var refused: [String] = []
+
+    public init(workflow: String, seeds: [String: Int] = [:]) {
+        self.workflow = workflow
+        nodes = []
+        seconds = 0
+        self.seeds = seeds
+        warnings = []
+        cancelled = false
+    }
 
     /// True when nothing failed or was skipped.
     public var succeeded: Bool {
-        !cancelled && nodes.allSatisfy { ![.failed, .partial, .skipped, .cancelled].contains($0.status) }
+        refused.isEmpty && !cancelled && nodes.allSatisfy { ![.failed, .partial, .skipped, .cancelled].contains($0.status) }
     }
 
     /// The names of nodes that computed something in this run.
@@ -70,22 +121,38 @@ public protocol RunReporter: AnyObject {
     func nodeStarted(_ name: String, type: String, item: BatchItem?, itemCount: Int?)
     func nodeProgress(_ name: String, completed: Int, total: Int)
     func nodeFinished(_ report: NodeReport)
+    /// A batch item starts; `position` counts from 1 up to `count`, the items this run takes.
+    func itemStarted(_ item: BatchItem, position: Int, count: Int)
+    func itemFinished(_ report: ItemReport, position: Int, count: Int)
     func warning(_ message: String)
 }
 
-/// A stop request shared by the executor and the nodes (set by Ctrl-C).
+/// A stop request shared by the executor and the nodes (set by Ctrl-C and SIGTERM).
 public final class Cancellation: @unchecked Sendable {
-    private var flag = false
+    private var stopNow = false
+    private var stopAfterItem = false
+    private var batchRunning = false
     private let lock = NSLock()
 
     public init() {}
 
-    public var isCancelled: Bool {
+    private func locked<T>(_ body: () -> T) -> T {
         lock.lock(); defer { lock.unlock() }
-        return flag
+        return body()
     }
 
-    public func cancel() {
-        lock.lock(); flag = true; lock.unlock()
+    /// Stop as soon as possible (nodes check it between sampler steps).
+    public var isCancelled: Bool { locked { stopNow } }
+    public func cancel() { locked { stopNow = true } }
+
+    /// Stop once the current batch item is finished (its outputs written).
+    public var stopsAfterItem: Bool { locked { stopAfterItem || stopNow } }
+    public func cancelAfterItem() { locked { stopAfterItem = true } }
+
+    /// Set by the executor while a batch has items to go: then the first Ctrl-C waits for the
+    /// current item instead of dropping it.
+    public var isInBatch: Bool {
+        get { locked { batchRunning } }
+        set { locked { batchRunning = newValue } }
     }
 }

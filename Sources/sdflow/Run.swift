@@ -76,22 +76,33 @@ struct Run: ParsableCommand {
     @Option(help: "Threads for numeric work (default: all cores).")
     var threads: Int?
 
+    @Option(help: ArgumentHelp("Run only shard I of N of every batch (0 <= I < N): items are assigned by a hash of their file name, so N processes sharing the output and cache folders write every output once.",
+                               valueName: "I/N"))
+    var shard: String?
+
     @Flag(help: "Fast mode: Winograd F(4x4,3x3) convolutions and, with AVX-512 BF16, bfloat16 GEMMs (see README for its error).")
     var fast = false
 
     func run() throws {
         if let threads { Engine.setThreads(threads) }
         if fast { Engine.useFastMode() }
+        let shard: Shard?
+        do { shard = try self.shard.map(Shard.init(parsing:)) } catch { throw ValidationError("\(error)") }
         let registry = try Engine.registry(pluginFolders: options.plugins)
         let graph = try options.checkedGraph(registry: registry)
         let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))
         let reporter = TerminalReporter(quiet: quiet || summary == "-")
-        var execution = Executor.Options(cache: cache, explainOnly: dryRun, reporter: reporter)
+        var execution = Executor.Options(cache: cache, explainOnly: dryRun, reporter: reporter, shard: shard)
         execution.cancellation = Interrupts.install()
         for name in graph.unused where !quiet {
             reporter.warning("node '\(name)' is not needed by any output and will not run")
         }
         let report = Executor(graph: graph, options: execution).run()
+        if !report.refused.isEmpty {
+            // Found before anything ran (two outputs writing one file): like an invalid workflow.
+            for problem in report.refused { FileHandle.standardError.write(Data("error: \(options.workflow): \(problem)\n".utf8)) }
+            throw ExitCode(2)
+        }
         reporter.finish(report, explain: dryRun)
         if let summary {
             if summary == "-" { print(report.json()) } else { try report.json().write(toFile: summary, atomically: true, encoding: .utf8) }
@@ -131,8 +142,10 @@ struct Validate: ParsableCommand {
     }
 }
 
-/// Ctrl-C: the first asks the run to stop after the current step (outputs and cache entries
-/// are written atomically, so nothing half-written remains); a second one exits at once.
+/// Ctrl-C: the first asks the run to stop after the current batch item (or, outside a batch,
+/// after the current step), the second after the current step, the third exits at once.
+/// SIGTERM (kill, Slurm's scancel) stops after the current step. Outputs and cache entries are
+/// written atomically, so nothing half-written remains, and the next run resumes.
 enum Interrupts {
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
 
@@ -143,9 +156,15 @@ enum Interrupts {
         for number in [SIGINT, SIGTERM] {
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
+                func say(_ text: String) { FileHandle.standardError.write(Data("\n\(text)\n".utf8)) }
                 if cancellation.isCancelled { _exit(130) }
-                FileHandle.standardError.write(Data("\nstopping after the current step (Ctrl-C again to quit at once)\n".utf8))
-                cancellation.cancel()
+                if number == SIGINT && cancellation.isInBatch && !cancellation.stopsAfterItem {
+                    say("stopping after the current item (Ctrl-C again to stop after the current step)")
+                    cancellation.cancelAfterItem()
+                } else {
+                    say("stopping after the current step (Ctrl-C again to quit at once)")
+                    cancellation.cancel()
+                }
             }
             source.resume()
             sources.append(source)

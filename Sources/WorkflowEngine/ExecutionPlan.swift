@@ -1,0 +1,69 @@
+import NodeKit
+
+/// How a checked graph runs: which nodes run once and which once per item of the batch.
+///
+/// A node whose input is a list while its port takes one value runs once per item, and so does
+/// every node downstream of such a node. Everything else (models, a fixed prompt's encoding)
+/// runs once. The lists that the per-item nodes map over are the batch's sources; their items
+/// pair up by position (as two folders sorted by file name do), so they must be equally long.
+struct ExecutionPlan {
+    /// Nodes that run once, inputs first.
+    let once: [String]
+    /// Nodes that run once per batch item, inputs first.
+    let perItem: [String]
+    /// The list-producing nodes the batch maps over, in graph order; the first one names the
+    /// items (stem, source file, shard).
+    let sources: [String]
+    /// Sources that produce their items one at a time, when the batch reaches each item
+    /// (`StreamingListNode`); the others produce their whole list first.
+    let streamed: Set<String>
+    /// The output ports of each source that per-item nodes map over.
+    let mappedPorts: [String: Set<String>]
+
+    /// A graph the executor cannot run.
+    struct Unsupported: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(graph: Graph) throws {
+        var once: [String] = [], perItem: [String] = [], sources: [String] = []
+        var itemNodes = Set<String>(), wholeList = Set<String>()
+        var mappedPorts: [String: Set<String>] = [:]
+        for name in graph.order {
+            let node = graph.nodes[name]!
+            var runsPerItem = false
+            for (port, edge) in node.inputs.sorted(by: { $0.key < $1.key }) {
+                let takesList: Bool = if case .list = node.description.input(port)!.type { true } else { false }
+                let isList: Bool = if case .list = edge.type { true } else { false }
+                if itemNodes.contains(edge.node) {
+                    guard !takesList else {
+                        throw Unsupported(description: "input '\(port)' of '\(name)' takes a whole list, but '\(edge.node)' runs once per batch item; "
+                                          + "gathering a batch's results into one node is not supported")
+                    }
+                    runsPerItem = true
+                } else if isList {
+                    if takesList {
+                        wholeList.insert(edge.node)
+                    } else {
+                        runsPerItem = true
+                        if !sources.contains(edge.node) { sources.append(edge.node) }
+                        mappedPorts[edge.node, default: []].insert(edge.output)
+                    }
+                }
+            }
+            if runsPerItem {
+                perItem.append(name)
+                itemNodes.insert(name)
+            } else {
+                once.append(name)
+            }
+        }
+        self.once = once
+        self.perItem = perItem
+        self.sources = graph.order.filter { sources.contains($0) }
+        self.mappedPorts = mappedPorts
+        streamed = Set(self.sources.filter { graph.nodes[$0]!.entry.implementation.stream != nil && !wholeList.contains($0) })
+    }
+
+    var hasBatch: Bool { !perItem.isEmpty }
+}
