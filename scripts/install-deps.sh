@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages sdflow builds against (OpenBLAS, libpng, libjpeg-turbo),
-# only those that are missing. Uses sudo when not run as root.
+# Installs the Debian packages sdflow builds against (OpenBLAS, libpng, libjpeg-turbo) and the
+# single-node Slurm the tests start with scripts/slurm-local.sh (slurmctld, slurmd, slurm-client,
+# munge), only those that are missing. Uses sudo when not run as root.
 set -euo pipefail
-packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev pkg-config)
+packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev pkg-config
+          slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -303,7 +303,7 @@ public struct Graph {
     }
 
     /// `raw` made absolute against `base` (with `~` expanded).
-    static func resolve(_ raw: String, base: String) -> String {
+    public static func resolve(_ raw: String, base: String) -> String {
         let expanded = (raw as NSString).expandingTildeInPath
         if expanded.hasPrefix("/") { return URL(fileURLWithPath: expanded).standardizedFileURL.path }
         return URL(fileURLWithPath: base).appendingPathComponent(expanded).standardizedFileURL.path

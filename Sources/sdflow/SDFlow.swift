@@ -8,7 +8,7 @@ struct SDFlow: ParsableCommand {
         abstract: "Stable Diffusion 1.x image-editing workflows on the CPU.",
         discussion: "`sdflow FILE.yaml` runs a workflow (the same as `sdflow run FILE.yaml`).",
         subcommands: [Run.self, Validate.self, Explain.self, Nodes.self, GraphCommand.self, CacheCommand.self,
-                      Tokenize.self, Bench.self],
+                      Tokenize.self, Bench.self, SlurmCommand.self],
         defaultSubcommand: Run.self
     )
 }
