@@ -35,9 +35,10 @@ let package = Package(
         .target(name: "ImageIO", dependencies: ["TensorCore", "CImageCodecs"], swiftSettings: numericSettings),
 
         // MARK: - Models
+        // Its data files (Resources/: CLIP vocabulary, HTML entities) are found at run time by
+        // SDFlowData (checkout, PREFIX/share/sdflow or SDFLOW_DATA), not as a SwiftPM bundle.
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
-                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz"), .copy("Resources/html_entities.json")],
-                swiftSettings: numericSettings),
+                exclude: ["Resources"], swiftSettings: numericSettings),
         .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
         .target(name: "StableDiffusion", dependencies: ["TensorCore", "SafeTensors", "DiffusionModels", "Sampling"], swiftSettings: numericSettings),
 

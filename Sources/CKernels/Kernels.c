@@ -2,6 +2,9 @@
 #include "Dispatch.h"
 
 #include <math.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #if SDF_X86
@@ -207,4 +210,12 @@ void sdf_transpose(const float *src, long m, long n, long i0, long i1, float *ds
 #endif
     for (; i < i1; i++)
         for (long j = 0; j < n; j++) dst[j * m + i] = src[i * n + j];
+}
+
+const char *sdf_kernel_set(void) { return sdf_cpu_avx512() ? "avx512" : sdf_cpu_avx2() ? "avx2" : "baseline"; }
+
+void sdf_release_free_heap_pages(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

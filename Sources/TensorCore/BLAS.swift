@@ -36,6 +36,12 @@ public enum BLAS {
     /// The kernel set OpenBLAS chose when it loaded, e.g. "Zen", "Haswell", "SkylakeX".
     public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
+    /// The kernels in use on this CPU, in one line (`sdflow --version`, `bench ops`).
+    public static var kernelSummary: String {
+        "\(String(cString: sdf_kernel_set())) vector kernels, float32 GEMM \(float32Kernel.rawValue) (OpenBLAS \(openBLASCore) kernels), "
+            + "bfloat16 in hardware: \(GEMMPrecision.bfloat16InHardware ? "yes" : "no"), \(Parallel.threadCount) threads"
+    }
+
     /// Who multiplies float32 matrices (the bfloat16 fast mode aside). Defaults to our AVX-512
     /// kernel where the CPU has AVX-512 but OpenBLAS's loaded kernels do not use it (its core type
     /// pinned to AVX2 kernels by OPENBLAS_CORETYPE, or an OpenBLAS older than the CPU), else

@@ -1,3 +1,4 @@
+import CKernels
 import Synchronization
 
 /// The memory behind one or more `Tensor` views: either owned (64-byte aligned heap memory)
@@ -93,4 +94,12 @@ public enum BufferPool {
     }
 
     private static func rounded(_ bytes: Int) -> Int { (bytes + granularity - 1) / granularity * granularity }
+
+    /// Gives the C heap's free pages back to the system (glibc's `malloc_trim`). Memory freed on
+    /// one thread after being allocated on another stays in the allocating thread's arena, and
+    /// without this a long batch's resident size creeps up item after item (measured: VAE
+    /// round trips of 64x64 images on 2 threads, 84 MB after 50 items, 249 MB after 500).
+    public static func releaseFreeHeapPages() {
+        sdf_release_free_heap_pages()
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NodeKit
+import TensorCore
 
 /// The batch half of the executor: the items, the output plan, and each item taken through
 /// every per-item node before the next one starts.
@@ -143,6 +144,7 @@ extension Executor {
             options.cancellation.isInBatch = position + 1 < batch.entries.count
             options.reporter?.itemStarted(entry.item, position: position + 1, count: batch.entries.count)
             let itemReport = runItem(entry, plan: plan, counts: &counts)
+            BufferPool.releaseFreeHeapPages()  // the item's memory goes back, so the batch's does not grow
             report.items.append(itemReport)
             options.reporter?.itemFinished(itemReport, position: position + 1, count: batch.entries.count)
             if itemReport.status == .cancelled {

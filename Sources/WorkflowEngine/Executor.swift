@@ -70,6 +70,8 @@ public final class Executor {
     var listed: [String: [ListItem]] = [:]
     /// Files each output execution writes, by `fileKey(node, item)`, resolved before anything runs.
     var plannedFiles: [String: [String]] = [:]
+    /// `baseKey` by node name.
+    private var baseKeys: [String: String] = [:]
     /// Files written by this run, which it never replaces.
     var written = Set<String>()
 
@@ -327,8 +329,16 @@ public final class Executor {
 
     // MARK: - Keys
 
-    /// The part of a node's key that does not depend on its inputs.
+    /// The part of a node's key that does not depend on its inputs; computed once per run (it
+    /// fingerprints the files the node reads, and a batch asks for it once per item).
     func baseKey(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
+        if let known = baseKeys[node.name] { return known }
+        let key = try computeBaseKey(node, parameters: parameters)
+        baseKeys[node.name] = key
+        return key
+    }
+
+    private func computeBaseKey(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
         let d = node.description
         var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)",
                      "convolutions \(ConvolutionMode.current.rawValue)"]

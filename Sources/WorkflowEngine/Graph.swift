@@ -45,6 +45,7 @@ public struct Graph {
         var errors: [WorkflowError] = []
         let file = workflow.path
         let workflowFolder = URL(fileURLWithPath: workflow.path).deletingLastPathComponent().path
+        let outputFolder = workflow.outputFolder ?? workflowFolder
 
         // Top-level parameters, then overrides (typed like their defaults).
         var parameters: [String: (value: ParameterValue, fromCommandLine: Bool, location: SourceLocation)] = [:]
@@ -92,7 +93,8 @@ public struct Graph {
                         errors.append(WorkflowError(.wrongType, at: field.location, "'\(field.name)' of '\(node.name)' is a parameter, not an input",
                                                     hint: "give a value, or `!param NAME` for a workflow parameter"))
                     case .literal(let value):
-                        if let v = Graph.check(value, spec, node: node.name, at: field.location, base: workflowFolder, errors: &errors) { values[field.name] = v }
+                        if let v = Graph.check(value, spec, node: node.name, at: field.location, base: workflowFolder, outputBase: outputFolder,
+                                              errors: &errors) { values[field.name] = v }
                     case .parameter(let name):
                         guard let p = parameters[name] else {
                             errors.append(WorkflowError(.missingValue, at: field.location, "the workflow has no parameter '\(name)'",
@@ -101,7 +103,8 @@ public struct Graph {
                             continue
                         }
                         let base = p.fromCommandLine ? currentDirectory : workflowFolder
-                        guard let v = Graph.check(p.value, spec, node: node.name, at: field.location, base: base, errors: &errors) else { continue }
+                        guard let v = Graph.check(p.value, spec, node: node.name, at: field.location, base: base,
+                                                  outputBase: p.fromCommandLine ? currentDirectory : outputFolder, errors: &errors) else { continue }
                         values[field.name] = v
                         switch spec.kind {
                         case .inputPath, .outputPath: if p.fromCommandLine { recordedValues[name] = v.description }
@@ -250,9 +253,10 @@ public struct Graph {
         }
     }
 
-    /// Checks a value against a parameter's kind, converting where that is lossless, and resolves paths.
+    /// Checks a value against a parameter's kind, converting where that is lossless, and resolves
+    /// paths: input paths against `base`, output paths against `outputBase`.
     static func check(_ value: ParameterValue, _ spec: NodeDescription.Parameter, node: String, at location: SourceLocation,
-                      base: String, errors: inout [WorkflowError]) -> ParameterValue? {
+                      base: String, outputBase: String, errors: inout [WorkflowError]) -> ParameterValue? {
         func fail(_ kind: WorkflowError.Kind, _ message: String, hint: String? = nil) -> ParameterValue? {
             errors.append(WorkflowError(kind, at: location, "'\(spec.name)' of '\(node)': \(message)", hint: hint))
             return nil
@@ -298,7 +302,7 @@ public struct Graph {
             return .text(path)
         case .outputPath:
             guard case .text(let raw) = value, !raw.isEmpty else { return fail(.wrongType, "expected a path, got '\(value)'") }
-            return .text(resolve(raw, base: base))
+            return .text(resolve(raw, base: outputBase))
         }
     }
 

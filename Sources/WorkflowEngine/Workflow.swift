@@ -32,6 +32,10 @@ public struct Workflow: Sendable {
     public var recordedParameters: [String: String] = [:]
     /// The image this workflow was read from (absolute), or nil for a workflow file.
     public var sourceImage: String?
+    /// Where the workflow's relative output paths start, when not at its own folder: a bundled
+    /// workflow run by name (`sdflow run inpaint`) writes as if it were in `./workflows`, so
+    /// `../out/x.png` is `./out/x.png` in the current folder, not inside the installation.
+    public var outputFolder: String?
 
     /// A top-level parameter with its default.
     public struct Parameter: Sendable {

@@ -17,8 +17,16 @@ struct WorkflowOptions: ParsableArguments {
     @Option(help: "A folder of node-pack plugins to load (also SDFLOW_PLUGIN_PATH).")
     var plugins: [String] = []
 
-    /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow.
-    func load() throws -> Workflow { try Workflow.load(path: workflow) }
+    /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow; a
+    /// bare name that is no file (`inpaint`) is a bundled workflow (`sdflow workflows`).
+    func load() throws -> Workflow {
+        if let bundled = BundledWorkflows.path(named: workflow) {
+            var loaded = try Workflow.load(path: bundled)
+            loaded.outputFolder = FileManager.default.currentDirectoryPath + "/workflows"
+            return loaded
+        }
+        return try Workflow.load(path: workflow)
+    }
 
     /// `--set` pairs; for a PNG, its recorded parameters come first (so the same image results).
     func parameterOverrides(for workflow: Workflow) throws -> [String: String] {

@@ -7,8 +7,9 @@ struct SDFlow: ParsableCommand {
         commandName: "sdflow",
         abstract: "Stable Diffusion 1.x image-editing workflows on the CPU.",
         discussion: "`sdflow FILE.yaml` runs a workflow (the same as `sdflow run FILE.yaml`).",
+        version: SDFlowVersion.text,
         subcommands: [Run.self, Validate.self, Explain.self, Nodes.self, GraphCommand.self, CacheCommand.self,
-                      Tokenize.self, Bench.self, SlurmCommand.self],
+                      Tokenize.self, Bench.self, SlurmCommand.self, WorkflowsCommand.self, Manual.self],
         defaultSubcommand: Run.self
     )
 }

@@ -46,7 +46,9 @@ final class TerminalReporter: RunReporter {
     }
 
     func nodeFinished(_ report: NodeReport) {
-        for error in report.errors { write((interactive ? "\r\u{1B}[K" : "") + "error: \(report.name): \(error)\n") }
+        // A batch node's errors are per item, and were printed with their items.
+        let errors = report.items == nil ? report.errors : report.errors.isEmpty ? [] : ["\(report.errors.count) item(s) failed (see above)"]
+        for error in errors { write((interactive ? "\r\u{1B}[K" : "") + "error: \(report.name): \(error)\n") }
         guard !quiet else { return }
         let what: String
         switch report.status {

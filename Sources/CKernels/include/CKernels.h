@@ -81,4 +81,10 @@ int sdf_gemm_f32_available(void);
 int sdf_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                  long ldb, float beta, float *c, long ldc);
 
+// Gives the C heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere).
+void sdf_release_free_heap_pages(void);
+
+// The vector kernels this CPU runs: "avx512", "avx2" or "baseline" (Dispatch.h's run-time choice).
+const char *sdf_kernel_set(void);
+
 #endif

@@ -43,12 +43,11 @@ public struct BPEVocabulary: Sendable {
 
     // MARK: - Bundled vocabulary
 
-    /// The vocabulary bundled with sdflow (49408 tokens, 48894 merges).
+    /// The vocabulary that comes with sdflow (49408 tokens, 48894 merges; `SDFlowData`). The
+    /// HTML-entity table of the text normaliser comes with it and must be there too.
     public static func bundled() throws -> BPEVocabulary {
-        guard let url = Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz") else {
-            throw LoadError.unreadable(path: "bpe_simple_vocab_16e6.txt.gz", reason: "the resource is missing from the sdflow bundle")
-        }
-        return try fromOpenCLIPMerges(gzipPath: url.path)
+        _ = try SDFlowData.path(HTMLEntities.file)
+        return try fromOpenCLIPMerges(gzipPath: try SDFlowData.path("tokenizer/bpe_simple_vocab_16e6.txt.gz"))
     }
 
     /// Reads open_clip's gzip-compressed merges file and numbers the vocabulary as open_clip does:

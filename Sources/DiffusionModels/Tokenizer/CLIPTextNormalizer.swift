@@ -197,10 +197,12 @@ enum CLIPTextNormalizer {
 /// their upper-case forms), and numeric references as Python's `html.unescape` decodes them,
 /// except references that decode to ";" and ones html.unescape only partly decodes.
 enum HTMLEntities {
-    /// "&name;" -> replacement, from the bundled html_entities.json (written by tools/reference/make_html_entities.py).
+    /// The table's data file (`SDFlowData`), written by tools/reference/make_html_entities.py.
+    static let file = "tokenizer/html_entities.json"
+
+    /// "&name;" -> replacement. (`BPEVocabulary.bundled()` checks that the file is there.)
     static let table: [String: String] = {
-        guard let url = Bundle.module.url(forResource: "html_entities", withExtension: "json"),
-              let data = try? Data(contentsOf: url),
+        guard let path = try? SDFlowData.path(file), let data = FileManager.default.contents(atPath: path),
               let table = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return [:] }
         return table
     }()
