@@ -13,13 +13,19 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 "$root/scripts/install.sh" --prefix /usr --destdir "$stage"
 
-# Depends: the package of every shared library the binary loads (dpkg -S), with its version.
-depends=$(ldd "$stage/usr/bin/sdflow" | awk '/=> \// { print $3 }' | while read -r lib; do
-    real=$(readlink -f "$lib")
-    dpkg -S "$lib" 2>/dev/null || dpkg -S "$real" 2>/dev/null || true
+# Depends: the package of each library the binary links directly (readelf's NEEDED, found where
+# ldd resolves it, owner from dpkg -S), at least at the version built against. OpenBLAS is asked
+# for as libopenblas0, which any of its builds (pthread, openmp, serial) satisfies.
+binary="$stage/usr/bin/sdflow"
+depends=$(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | while read -r needed; do
+    lib=$(ldd "$binary" | awk -v n="$needed" '$1 == n { print $3 } $1 ~ ("/" n "$") { print $1 }')
+    [ -n "$lib" ] || { echo "cannot resolve $needed" >&2; exit 1; }
+    dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")"
 done | cut -d: -f1 | sort -u | while read -r package; do
-    echo "$package (>= $(dpkg-query -W -f='${Version}' "$package" | sed 's/-[^-]*$//'))"
-done | paste -sd, | sed 's/,/, /g')
+    version=$(dpkg-query -W -f='${Version}' "$package" | sed 's/-[^-]*$//')
+    case $package in libopenblas0-*) package=libopenblas0 ;; esac
+    echo "$package (>= $version)"
+done | sort -u | paste -sd, | sed 's/,/, /g')
 size=$(du -sk "$stage" | cut -f1)
 mkdir -p "$stage/DEBIAN"
 cat > "$stage/DEBIAN/control" <<CONTROL
