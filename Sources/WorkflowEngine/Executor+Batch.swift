@@ -190,9 +190,16 @@ extension Executor {
         let started = Date()
         var item = ItemReport(index: entry.item.index, stem: entry.item.stem, source: entry.source, status: .done, outputs: [], seconds: 0,
                               computed: 0, cacheHits: 0, errors: [])
-        let perItem = Set(plan.perItem), sources = Set(plan.sources)
         // This item's results: the per-item nodes' and the sources' values for it.
         var local: [String: [String: Produced]] = [:]
+        if itemIsUpToDate(entry, plan: plan, local: &local, item: &item, counts: &counts) {
+            for name in plan.perItem { counts[name, default: Counts()].hits += 1 }
+            item.cacheHits = plan.perItem.count
+            item.status = .cached
+            item.outputs = plan.perItem.flatMap { plannedFiles[fileKey($0, entry.item)] ?? [] }
+            item.seconds = Date().timeIntervalSince(started)
+            return item
+        }
 
         nodes: for name in plan.perItem {
             let node = graph.nodes[name]!
@@ -200,18 +207,7 @@ extension Executor {
             defer { counts[name, default: Counts()].seconds += Date().timeIntervalSince(nodeStarted) }
             var values: [String: Value] = [:], inputKeys: [String: String] = [:]
             for (port, edge) in node.inputs {
-                let input: Produced?
-                if perItem.contains(edge.node) {
-                    input = local[edge.node]?[edge.output]
-                } else if sources.contains(edge.node), plan.mappedPorts[edge.node]?.contains(edge.output) == true,
-                          !node.description.input(port)!.type.isList {
-                    if local[edge.node] == nil {
-                        local[edge.node] = sourceValues(edge.node, used: plan.mappedPorts[edge.node] ?? [], entry: entry, item: &item, counts: &counts)
-                    }
-                    input = local[edge.node]?[edge.output]
-                } else {
-                    input = results[edge.node]?[edge.output]
-                }
+                let input = itemInput(edge, port: port, of: node, plan: plan, entry: entry, local: &local, item: &item, counts: &counts)
                 guard let input, let value = input.value else {
                     // Reported where it failed; the item fails with it.
                     counts[name, default: Counts()].skipped += 1
@@ -267,6 +263,52 @@ extension Executor {
         }
         item.seconds = Date().timeIntervalSince(started)
         return item
+    }
+
+    /// What an input edge of a per-item node gives this item: another per-item node's result, the
+    /// item of a source list (read now from its file the first time), or a result computed once.
+    private func itemInput(_ edge: Graph.Edge, port: String, of node: Graph.Node, plan: ExecutionPlan, entry: Batch.Entry,
+                           local: inout [String: [String: Produced]], item: inout ItemReport, counts: inout [String: Counts]) -> Produced? {
+        if plan.perItem.contains(edge.node) { return local[edge.node]?[edge.output] }
+        if plan.mappedPorts[edge.node]?.contains(edge.output) == true, !node.description.input(port)!.type.isList {
+            if local[edge.node] == nil {
+                local[edge.node] = sourceValues(edge.node, used: plan.mappedPorts[edge.node] ?? [], entry: entry, item: &item, counts: &counts)
+            }
+            return local[edge.node]?[edge.output]
+        }
+        return results[edge.node]?[edge.output]
+    }
+
+    /// Whether every file this item's output nodes write already holds this item's result. The
+    /// keys follow from the inputs' keys alone, so nothing is computed or read from the cache (only
+    /// the item's source file and the outputs): a rerun or a resubmitted shard passes over finished
+    /// items quickly. A key that came out different would only make the item run as usual.
+    private func itemIsUpToDate(_ entry: Batch.Entry, plan: ExecutionPlan, local: inout [String: [String: Produced]],
+                                item: inout ItemReport, counts: inout [String: Counts]) -> Bool {
+        let sinks = plan.perItem.filter { graph.nodes[$0]!.description.isOutput }
+        guard !options.explainOnly, !sinks.isEmpty, sinks.allSatisfy({ graph.nodes[$0]!.entry.implementation.files != nil }) else { return false }
+        var keys: [String: String] = [:]
+        for name in plan.perItem {
+            let node = graph.nodes[name]!
+            var inputKeys: [String: String] = [:]
+            for (port, edge) in node.inputs {
+                if let upstream = keys[edge.node] {
+                    inputKeys[port] = Fingerprint.hash(upstream + "\n" + edge.output)  // as executeOnce keys each output
+                } else {
+                    guard let input = itemInput(edge, port: port, of: node, plan: plan, entry: entry, local: &local, item: &item, counts: &counts),
+                          input.value != nil else { return false }
+                    inputKeys[port] = input.key
+                }
+            }
+            guard let base = try? baseKey(node, parameters: resolvedParameters[name] ?? node.parameters) else { return false }
+            keys[name] = combine(base, inputKeys)
+        }
+        return sinks.allSatisfy { name in
+            let node = graph.nodes[name]!
+            let context = ExecutionContext(executor: self, node: node, parameters: resolvedParameters[name] ?? node.parameters, values: [:],
+                                           key: keys[name]!, item: entry.item)
+            return node.entry.implementation.files!.isUpToDate(context)
+        }
     }
 
     /// A source's values for one item: read now from its file (streamed sources), or taken

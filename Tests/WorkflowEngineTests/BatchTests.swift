@@ -116,6 +116,12 @@ import WorkflowEngine
         #expect(again.items.map(\.computed) == [0, 0, 0, 1], "only the missing output is written again (from the cached resize)")
         #expect(try FileManager.default.attributesOfItem(atPath: out + "/img_002.png")[.modificationDate] as? Date == modified)
         #expect(FileManager.default.fileExists(atPath: out + "/img_003.png"))
+
+        // Finished items are known from their outputs' keys alone: even without the cache nothing is computed again.
+        let withoutCache = try resize(input, out + "/{stem}.png", cache: try ResultCache(folder: folder.file("empty-cache")))
+        #expect(withoutCache.items.map(\.status) == [.cached, .cached, .cached, .cached])
+        #expect(withoutCache.items.map(\.computed) == [0, 0, 0, 0])
+        #expect(withoutCache.nodes.first { $0.name == "resized" }?.computed == 0)
     }
 
     @Test func aBadFileFailsItsItemAndTheOthersGoOn() throws {
