@@ -240,12 +240,11 @@ extension Executor {
                     item.computed += 1
                 default: break
                 }
+            case .cancelled:
+                counts[name, default: Counts()].cancelled = true
+                item.status = .cancelled
+                break nodes
             case .failure(let message):
-                if message == "cancelled" {
-                    counts[name, default: Counts()].cancelled = true
-                    item.status = .cancelled
-                    break nodes
-                }
                 counts[name, default: Counts()].failures += 1
                 counts[name, default: Counts()].errors.append("\(entry.item.stem): \(message)")
                 item.errors.append("\(name): \(message)")

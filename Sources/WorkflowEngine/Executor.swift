@@ -212,8 +212,10 @@ public final class Executor {
                 nodeReport.errors.append(contentsOf: Array(Set(itemErrors)).sorted())
             }
         case .failure(let message):
-            nodeReport.status = message == "cancelled" ? .cancelled : .failed
+            nodeReport.status = .failed
             nodeReport.errors.append(message)
+        case .cancelled:
+            nodeReport.status = .cancelled
         }
         return nodeReport
     }
@@ -235,9 +237,12 @@ public final class Executor {
         return nodeReport
     }
 
+    /// How one execution ended.
     enum Result {
         case success([String: Produced], NodeReport.Status)
         case failure(String)
+        /// The node stopped because the run was stopped (`NodeError.cancelled`).
+        case cancelled
     }
 
     /// One execution: from memory (`remember`: for nodes that run once), from disk, or by
@@ -290,7 +295,7 @@ public final class Executor {
         do {
             outputs = try node.entry.implementation.run(context)
         } catch NodeError.cancelled {
-            return .failure("cancelled")
+            return .cancelled
         } catch {
             return .failure("\(error)")
         }

@@ -57,12 +57,8 @@ struct WorkflowOptions: ParsableArguments {
     }
 }
 
-/// `sdflow run FILE` (also `sdflow FILE`).
-struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a workflow (the default command).")
-
-    @OptionGroup var options: WorkflowOptions
-
+/// How to run a workflow: the options `run` and `explain` share.
+struct RunOptions: ParsableArguments {
     @Option(help: "The cache folder (default: $XDG_CACHE_HOME/sdflow or ~/.cache/sdflow).")
     var cacheDir: String?
 
@@ -72,13 +68,10 @@ struct Run: ParsableCommand {
     @Option(help: "Cache size budget in GB; least recently used results are evicted past it.")
     var cacheSize: Double = 20
 
-    @Flag(help: "Say per node whether it would be a cache hit, without running anything.")
-    var dryRun = false
-
     @Flag(name: .shortAndLong, help: "Print only errors.")
     var quiet = false
 
-    @Option(help: "Write a JSON summary (per-node time, cache hits, errors) to this file, or - for standard output.")
+    @Option(help: "Write a JSON summary (per-node time, cache hits, errors; per batch item its status, outputs and time) to this file, or - for standard output.")
     var summary: String?
 
     @Option(help: "Threads for numeric work (default: all cores).")
@@ -91,16 +84,17 @@ struct Run: ParsableCommand {
     @Flag(help: "Fast mode: Winograd F(4x4,3x3) convolutions and, with AVX-512 BF16, bfloat16 GEMMs (see README for its error).")
     var fast = false
 
-    func run() throws {
-        if let threads { Engine.setThreads(threads) }
-        if fast { Engine.useFastMode() }
+    /// Runs (or with `explainOnly`, explains) the workflow and exits with the run's status.
+    func execute(_ workflow: WorkflowOptions, explainOnly: Bool) throws {
         let shard: Shard?
         do { shard = try self.shard.map(Shard.init(parsing:)) } catch { throw ValidationError("\(error)") }
-        let registry = try Engine.registry(pluginFolders: options.plugins)
-        let graph = try options.checkedGraph(registry: registry)
+        if let threads { Engine.setThreads(threads) }
+        if fast { Engine.useFastMode() }
+        let registry = try Engine.registry(pluginFolders: workflow.plugins)
+        let graph = try workflow.checkedGraph(registry: registry)
         let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))
         let reporter = TerminalReporter(quiet: quiet || summary == "-")
-        var execution = Executor.Options(cache: cache, explainOnly: dryRun, reporter: reporter, shard: shard)
+        var execution = Executor.Options(cache: cache, explainOnly: explainOnly, reporter: reporter, shard: shard)
         execution.cancellation = Interrupts.install()
         for name in graph.unused where !quiet {
             reporter.warning("node '\(name)' is not needed by any output and will not run")
@@ -108,10 +102,10 @@ struct Run: ParsableCommand {
         let report = Executor(graph: graph, options: execution).run()
         if !report.refused.isEmpty {
             // Found before anything ran (two outputs writing one file): like an invalid workflow.
-            for problem in report.refused { FileHandle.standardError.write(Data("error: \(options.workflow): \(problem)\n".utf8)) }
+            for problem in report.refused { FileHandle.standardError.write(Data("error: \(workflow.workflow): \(problem)\n".utf8)) }
             throw ExitCode(2)
         }
-        reporter.finish(report, explain: dryRun)
+        reporter.finish(report, explain: explainOnly)
         if let summary {
             if summary == "-" { print(report.json()) } else { try report.json().write(toFile: summary, atomically: true, encoding: .utf8) }
         }
@@ -120,21 +114,27 @@ struct Run: ParsableCommand {
     }
 }
 
-/// `sdflow explain FILE`: the same as `run --dry-run`.
+/// `sdflow run FILE` (also `sdflow FILE`).
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a workflow (the default command).")
+
+    @OptionGroup var options: WorkflowOptions
+    @OptionGroup var settings: RunOptions
+
+    @Flag(help: "Say per node whether it would be a cache hit, without running anything.")
+    var dryRun = false
+
+    func run() throws { try settings.execute(options, explainOnly: dryRun) }
+}
+
+/// `sdflow explain FILE`: the same as `run --dry-run`, with the same options.
 struct Explain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Say per node whether a run would hit the cache, and why not.")
 
     @OptionGroup var options: WorkflowOptions
+    @OptionGroup var settings: RunOptions
 
-    @Option(help: "The cache folder.")
-    var cacheDir: String?
-
-    func run() throws {
-        var run = try Run.parse([options.workflow, "--dry-run"] + options.overrides.flatMap { ["--set", $0] }
-                                    + options.plugins.flatMap { ["--plugins", $0] })
-        run.cacheDir = cacheDir
-        try run.run()
-    }
+    func run() throws { try settings.execute(options, explainOnly: true) }
 }
 
 /// `sdflow validate FILE`.
