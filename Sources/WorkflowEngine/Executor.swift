@@ -362,7 +362,9 @@ public final class Executor {
 
     private func canonical(_ value: ParameterValue) -> String {
         switch value {
-        case .integer(let i): return "number \(Double(i))"
+        // As a number where a Double holds it exactly (keys stay those of earlier versions), else
+        // exactly: seeds above 2^53 would otherwise share keys.
+        case .integer(let i): return abs(i) <= 1 << 53 ? "number \(Double(i))" : "integer \(i)"
         case .number(let d): return "number \(d)"
         case .text(let s): return "text \(s.debugDescription)"
         case .boolean(let b): return "boolean \(b)"

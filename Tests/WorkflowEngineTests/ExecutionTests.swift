@@ -97,6 +97,17 @@ import WorkflowEngine
         #expect(report.nodes.first { $0.name == "generated" }?.status == .ran)
     }
 
+    @Test func seedsAbove2To53HaveTheirOwnCacheKeys() throws {
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let seed = 1 << 60  // seed + 1 is the same Double
+        var first = tinyOverrides(["seed": String(seed), "output": folder.file("out/a.png"), "width": "32", "height": "32"])
+        first["steps"] = "1"
+        #expect(try run("txt2img.yaml", first, cache: cache).succeeded)
+        let second = first.merging(["seed": String(seed + 1), "output": folder.file("out/b.png")]) { $1 }
+        let report = try run("txt2img.yaml", second, cache: cache)
+        #expect(report.nodes.first { $0.name == "generated" }?.status == .ran, "seed + 1 was served seed's cached result")
+    }
+
     @Test func batchWithACorruptFile() throws {
         let (_, _, photos) = try makeInputs()
         let cache = try ResultCache(folder: folder.file("cache"))
