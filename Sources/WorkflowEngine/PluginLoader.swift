@@ -64,10 +64,8 @@ public enum PluginLoader {
             throw LoadError(path: path, message: "the pack has no name")
         }
         let version = pack.pointee.version.map { String(cString: $0) } ?? "0"
-        var nodes: [NodeImplementation] = []
-        for i in 0..<Int(pack.pointee.node_count) {
-            nodes.append(try implementation(pack.pointee.nodes[i], path: path))
-        }
+        let nodeList = try list(pack.pointee.nodes, count: pack.pointee.node_count, of: "nodes", in: path)
+        let nodes = try nodeList.map { try implementation($0, path: path) }
         return NodePack(name: name, version: version, implementations: nodes, origin: path)
     }
 
@@ -77,20 +75,26 @@ public enum PluginLoader {
         guard let cName = node.name, let run = node.run else { throw LoadError(path: path, message: "a node has no name or run function") }
         let name = String(cString: cName)
         func fail(_ message: String) -> LoadError { LoadError(path: path, message: "node '\(name)': \(message)") }
-        func ports(_ list: UnsafePointer<sdf_port>?, _ count: Int32) throws -> [NodeDescription.Port] {
-            try (0..<Int(count)).map { i in
-                let p = list![i]
-                guard let portName = p.name, let type = valueType(p.type) else { throw fail("port \(i) has no name or an unknown type") }
+        func ports(_ pointer: UnsafePointer<sdf_port>?, _ count: Int32, _ what: String) throws -> [NodeDescription.Port] {
+            try list(pointer, count: count, of: "node '\(name)': \(what)", in: path).enumerated().map { i, p in
+                guard let portName = p.name, let type = valueType(p.type) else { throw fail("\(what) port \(i) has no name or an unknown type") }
                 return NodeDescription.Port(String(cString: portName), type, optional: p.optional != 0, help: p.help.map { String(cString: $0) } ?? "")
             }
         }
-        let parameters = try (0..<Int(node.parameter_count)).map { i -> NodeDescription.Parameter in
-            let p = node.parameters[i]
+        let parameterList = try list(node.parameters, count: node.parameter_count, of: "node '\(name)': parameters", in: path)
+        let parameters = try parameterList.enumerated().map { i, p -> NodeDescription.Parameter in
             guard let parameterName = p.name.map({ String(cString: $0) }) else { throw fail("parameter \(i) has no name") }
+            let hasRange = p.minimum <= p.maximum  // false for "no range", and for NaN
             let kind: ParameterKind
             switch p.kind {
-            case SDF_PARAMETER_INTEGER: kind = .integer(p.minimum <= p.maximum ? Int(p.minimum)...Int(p.maximum) : nil)
-            case SDF_PARAMETER_NUMBER: kind = .number(p.minimum <= p.maximum ? p.minimum...p.maximum : nil)
+            case SDF_PARAMETER_INTEGER:
+                // Int(x) traps on infinities and on values past Int's range: only whole numbers a Double holds exactly.
+                let exact = -Double(1 << 53)...Double(1 << 53)
+                if hasRange, !(exact.contains(p.minimum) && exact.contains(p.maximum) && p.minimum.rounded() == p.minimum && p.maximum.rounded() == p.maximum) {
+                    throw fail("integer parameter '\(parameterName)' has the range \(p.minimum)...\(p.maximum); its ends must be whole numbers within ±2^53")
+                }
+                kind = .integer(hasRange ? Int(p.minimum)...Int(p.maximum) : nil)
+            case SDF_PARAMETER_NUMBER: kind = .number(hasRange ? p.minimum...p.maximum : nil)
             case SDF_PARAMETER_TEXT: kind = .text
             case SDF_PARAMETER_BOOLEAN: kind = .boolean
             case SDF_PARAMETER_CHOICE:
@@ -107,7 +111,7 @@ public enum PluginLoader {
         }
         let description = NodeDescription(
             name: name, summary: node.summary.map { String(cString: $0) } ?? "", version: Int(node.version),
-            inputs: try ports(node.inputs, node.input_count), outputs: try ports(node.outputs, node.output_count),
+            inputs: try ports(node.inputs, node.input_count, "input"), outputs: try ports(node.outputs, node.output_count, "output"),
             parameters: parameters, isOutput: node.is_output != 0, alwaysRuns: node.is_output != 0)
         let data = node.node_data
         return NodeImplementation(description: description) { context in
@@ -127,6 +131,14 @@ public enum PluginLoader {
             if let problem = call.problem { throw NodeError.failed("plugin \(path): \(problem)") }
             return call.outputs
         }
+    }
+
+    /// A plugin's C array as Swift values, after checking its count (0...4096) and that the
+    /// pointer is there when the count says there are elements.
+    static func list<T>(_ pointer: UnsafePointer<T>?, count: Int32, of what: String, in path: String) throws -> [T] {
+        guard (0...4096).contains(count) else { throw LoadError(path: path, message: "\(what): count \(count) is out of range (0...4096)") }
+        guard count == 0 || pointer != nil else { throw LoadError(path: path, message: "\(what): count \(count) but no array (NULL)") }
+        return (0..<Int(count)).map { pointer![$0] }
     }
 
     static func valueType(_ type: sdf_value_type) -> ValueType? {

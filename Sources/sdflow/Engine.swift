@@ -1,3 +1,4 @@
+import Foundation
 import DiffusionNodes
 import ImageNodes
 import NodeKit
@@ -10,12 +11,19 @@ enum Engine {
     static let builtinPacks: [NodePack] = [ImageNodes.pack, DiffusionNodes.pack]
 
     /// A registry with the built-in packs and the plugins found in `pluginFolders`,
-    /// `SDFLOW_PLUGIN_PATH` and the user plugin folder.
+    /// `SDFLOW_PLUGIN_PATH` and the user plugin folder. A plugin given with `--plugins` that cannot
+    /// be loaded is an error; one found in the automatic folders is skipped with a warning (a stale
+    /// library there must not stop every command), and a workflow that uses its nodes then fails
+    /// on their unknown type after that warning.
     static func registry(pluginFolders: [String]) throws -> NodeRegistry {
         let registry = NodeRegistry()
         for pack in builtinPacks { try registry.register(pack) }
-        for library in PluginLoader.libraries(in: PluginLoader.folders(explicit: pluginFolders)) {
-            try registry.register(try PluginLoader.load(library))
+        let explicit = PluginLoader.libraries(in: pluginFolders)
+        for library in explicit { try registry.register(try PluginLoader.load(library)) }
+        for library in PluginLoader.libraries(in: PluginLoader.folders(explicit: [])) where !explicit.contains(library) {
+            do { try registry.register(try PluginLoader.load(library)) } catch {
+                FileHandle.standardError.write(Data("warning: skipping \(error)\n".utf8))
+            }
         }
         return registry
     }

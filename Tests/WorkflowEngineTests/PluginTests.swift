@@ -118,6 +118,70 @@ import WorkflowEngine
         }
     }
 
+    /// Descriptions that crashed sdflow (SIGILL) are refused with the file and the field named.
+    @Test func malformedDescriptionsAreRefusedNotCrashed() throws {
+        let cases: [(name: String, body: String, says: String)] = [
+            ("negative", """
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "negative", "1", 0, -1};
+                """, "count -1 is out of range"),
+            ("nullinputs", """
+                static const sdf_node nodes[] = {{"null_inputs", "", 1, 0, 1, 0, 0, 0, 0, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "nullinputs", "1", nodes, 1};
+                """, "count 1 but no array"),
+            ("nullnodes", """
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "nullnodes", "1", 0, 3};
+                """, "count 3 but no array"),
+            ("infinite", """
+                static const sdf_parameter parameters[] = {{"steps", SDF_PARAMETER_INTEGER, 0, INFINITY, 0, "1", "steps"}};
+                static const sdf_node nodes[] = {{"infinite_range", "", 1, 0, 0, 0, 0, parameters, 1, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "infinite", "1", nodes, 1};
+                """, "integer parameter 'steps' has the range 0.0...inf"),
+            ("fraction", """
+                static const sdf_parameter parameters[] = {{"count", SDF_PARAMETER_INTEGER, 0.5, 1e300, 0, "1", "count"}};
+                static const sdf_node nodes[] = {{"fraction_range", "", 1, 0, 0, 0, 0, parameters, 1, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "fraction", "1", nodes, 1};
+                """, "whole numbers"),
+        ]
+        for test in cases {
+            let library = try compile("""
+                #include "sdflow_plugin.h"
+                #include <math.h>
+                static int run(void *data, const sdf_host *host, sdf_context *context, char *error, size_t size) { return 0; }
+                \(test.body)
+                const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
+                """, name: test.name)
+            do { _ = try PluginLoader.load(library); Issue.record("loaded the malformed plugin \(test.name)") }
+            catch let e as PluginLoader.LoadError { #expect(e.description.contains(library) && e.message.contains(test.says), "\(e)") }
+        }
+    }
+
+    /// A stale library in the automatic plugin folder does not stop every command.
+    @Test func aBrokenLibraryInThePluginFolderIsSkippedWithAWarning() throws {
+        let library = try compile("""
+            #include "sdflow_plugin.h"
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION + 1, "stale", "1", 0, 0};
+            const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
+            """, name: "stale")
+        let folder = URL(fileURLWithPath: library).deletingLastPathComponent().path
+        func validate(_ arguments: [String]) throws -> (status: Int32, errors: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
+            process.arguments = ["validate", ExecutionTests.workflows + "/resize-folder.yaml"] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(["SDFLOW_PLUGIN_PATH": folder]) { $1 }
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let automatic = try validate([])
+        #expect(automatic.status == 0 && automatic.errors.contains("warning: skipping plugin \(library)"), "\(automatic)")
+        let explicit = try validate(["--plugins", folder])
+        #expect(explicit.status != 0 && explicit.errors.contains(library), "\(explicit)")
+    }
+
     @Test func cPluginReportsErrorsAndWorks() throws {
         // A plugin written in C: `invert` on images, failing on request.
         let library = try compile("""
