@@ -3,6 +3,7 @@
 #include <stdio.h>  // before jpeglib.h, which uses FILE
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,17 @@ static void jpeg_error_exit(j_common_ptr info) {
 }
 
 static void jpeg_silence(j_common_ptr info) { (void)info; }
+
+// Warnings stay silent, except the one for a file that ends before its image data does:
+// libjpeg would pad the rest with grey and go on, Pillow refuses the file, and so do we.
+static void jpeg_warning(j_common_ptr info, int level) {
+    if (level < 0 && info->err->msg_code == JWRN_JPEG_EOF) {
+        jpeg_error *e = (jpeg_error *)info->err;
+        snprintf(e->error, SDF_ERROR_SIZE, "truncated JPEG: the file ends before its image data does");
+        longjmp(e->jump, 1);
+    }
+    if (level < 0) info->err->num_warnings++;
+}
 
 // The EXIF orientation (tag 0x0112 of IFD0) in an APP1 "Exif" segment, or 1.
 static int exif_orientation(const uint8_t *d, unsigned length) {
@@ -69,6 +81,7 @@ int sdf_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdf_i
     info.err = jpeg_std_error(&e.manager);
     e.manager.error_exit = jpeg_error_exit;
     e.manager.output_message = jpeg_silence;
+    e.manager.emit_message = jpeg_warning;
     uint8_t *volatile pixels = NULL;
     uint8_t *volatile row = NULL;
     if (setjmp(e.jump)) {
