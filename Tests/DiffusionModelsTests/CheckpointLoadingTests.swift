@@ -144,6 +144,30 @@ import Testing
         #expect(xlReason.contains("SDXL"))
     }
 
+    @Test func otherModelFamiliesAreNamedInDiffusersFolders() throws {
+        // Each case: a copy of the tiny SD 1.x folder with one config edited as in SD 2.x, SDXL or a v-prediction model.
+        let cases: [(file: String, key: String, value: Any, says: String)] = [
+            ("unet/config.json", "use_linear_projection", true, "SD 2.x UNet"),
+            ("unet/config.json", "cross_attention_dim", 1024, "SD 2.x UNet"),
+            ("text_encoder/config.json", "hidden_size", 1024, "SD 2.x text encoder"),
+            ("model_index.json", "_class_name", "StableDiffusionXLPipeline", "SDXL"),
+            ("scheduler/scheduler_config.json", "prediction_type", "v_prediction", "v_prediction-prediction"),
+        ]
+        for (index, test) in cases.enumerated() {
+            let folder = temporary.file("family-\(index)")
+            try TinyModel.copyFolder(to: folder, edit: { _, _ in })
+            let file = folder + "/" + test.file
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            var config = (FileManager.default.contents(atPath: file).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) ?? [:]
+            config[test.key] = test.value
+            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: file))
+            guard case .unsupportedModel(let path, let reason)? = error({ _ = try Checkpoint(path: folder) }) else {
+                Issue.record("\(test.file) with \(test.key) = \(test.value) loaded as SD 1.x"); continue
+            }
+            #expect(path == file && reason.contains(test.says), "\(path): \(reason)")
+        }
+    }
+
     @Test func componentMissingFromSingleFile() throws {
         let path = temporary.file("no-vae.safetensors")
         try TinyModel.writeSingleFile(to: path) { tensors in

@@ -17,6 +17,7 @@ struct DiffusersFolder {
         for part in ["unet", "vae", "text_encoder"] where !manager.fileExists(atPath: path + "/" + part + "/config.json") {
             throw CheckpointError.notACheckpoint(path: path, reason: "a diffusers folder needs \(part)/config.json")
         }
+        try DiffusersFolder.refuseOtherFamilies(path)
         let unetConfig = try UNet.Config.diffusers(configPath: path + "/unet/config.json")
         let vaeConfig = try AutoencoderKL.Config.diffusers(configPath: path + "/vae/config.json")
         unet = try DiffusersFolder.store("UNet", folder: path + "/unet", weights: "diffusion_pytorch_model",
@@ -27,6 +28,33 @@ struct DiffusersFolder {
                                                 map: .textEncoder, ignoring: Checkpoint.ignoredTextKeys)
         let tokenizer = path + "/tokenizer"
         tokenizerFolder = BPEVocabulary.isTokenizerFolder(tokenizer) ? tokenizer : nil
+    }
+
+    /// SDXL, SD 2.x and v-prediction folders are refused by name: their weights have the same
+    /// names as SD 1.x's and would otherwise load (SD 2.x's 1024-wide context, linear projections).
+    static func refuseOtherFamilies(_ path: String) throws {
+        func json(_ file: String) -> [String: Any] {
+            FileManager.default.contents(atPath: path + "/" + file)
+                .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        }
+        func refuse(_ file: String, _ what: String) -> CheckpointError {
+            .unsupportedModel(path: path + "/" + file, reason: what + "; sdflow runs SD 1.x (epsilon prediction)")
+        }
+        let pipeline = json("model_index.json")["_class_name"] as? String ?? ""
+        let unet = json("unet/config.json")
+        let context = unet["cross_attention_dim"] as? Int
+        if pipeline.contains("XL") || unet["addition_embed_type"] as? String == "text_time" || context == 2048 {
+            throw refuse(pipeline.contains("XL") ? "model_index.json" : "unet/config.json", "an SDXL model")
+        }
+        if context == 1024 || unet["use_linear_projection"] as? Bool == true {
+            throw refuse("unet/config.json", "an SD 2.x UNet (" + (context == 1024 ? "1024-wide text context" : "linear attention projections") + ")")
+        }
+        if json("text_encoder/config.json")["hidden_size"] as? Int == 1024 {
+            throw refuse("text_encoder/config.json", "an SD 2.x text encoder (OpenCLIP ViT-H, 1024 wide)")
+        }
+        if let prediction = json("scheduler/scheduler_config.json")["prediction_type"] as? String, prediction != "epsilon" {
+            throw refuse("scheduler/scheduler_config.json", "a \(prediction)-prediction model")
+        }
     }
 
     func configs() throws -> Checkpoint.Configs {
