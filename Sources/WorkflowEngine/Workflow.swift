@@ -87,11 +87,17 @@ public struct Workflow: Sendable {
             guard let text = image.metadata[ImageMetadataKey.workflow] else {
                 throw WorkflowError(.syntax, at: nil, "\(path): the image has no sdflow workflow in its metadata")
             }
-            var workflow = try parse(text, path: image.metadata[ImageMetadataKey.workflowPath].flatMap { $0.isEmpty ? nil : $0 } ?? path)
+            var workflow: Workflow
+            do {
+                workflow = try parse(text, path: image.metadata[ImageMetadataKey.workflowPath].flatMap { $0.isEmpty ? nil : $0 } ?? path)
+            } catch {
+                // The text came from the image, so that is what the error names (not the recorded workflow file).
+                throw WorkflowError(.syntax, at: nil, "\(path): its \(ImageMetadataKey.workflow) chunk is not a valid workflow: \(error)")
+            }
             // Values equal to the workflow's defaults are left out: a relative path among them is relative to
             // the workflow's folder, not to the folder sdflow runs in, and stays so only as a default.
             let defaults = Dictionary(workflow.parameters.map { ($0.name, $0.value.description) }, uniquingKeysWith: { a, _ in a })
-            let recorded = RecordedRun(json: image.metadata[ImageMetadataKey.parameters])
+            let recorded = try RecordedRun(json: image.metadata[ImageMetadataKey.parameters], image: path)
             workflow.recordedParameters = recorded.parameters(replayingSeedsOf: workflow.nodes).filter { defaults[$0.key] != $0.value }
             workflow.nodes = workflow.nodes.map(recorded.replayingSeeds)
             workflow.sourceImage = URL(fileURLWithPath: path).standardizedFileURL.path
@@ -277,10 +283,21 @@ private struct RecordedRun {
     /// Node name -> field name -> value.
     var nodeValues: [String: [String: String]] = [:]
 
-    init(json: String?) {
-        guard let data = json?.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
-        parameters = object["parameters"] as? [String: String] ?? [:]
-        for (name, node) in object["nodes"] as? [String: Any] ?? [:] {
+    /// The parameters recorded in the `sdflow:parameters` chunk of `image`. A missing or damaged
+    /// chunk is an error: running the workflow with its defaults would quietly make another image.
+    init(json: String?, image: String) throws {
+        let chunk = ImageMetadataKey.parameters
+        guard let json else {
+            throw WorkflowError(.syntax, at: nil, "\(image): it has a workflow but no \(chunk) chunk, so its run cannot be repeated",
+                                hint: "run the workflow file itself with --set for its parameters")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
+              let parameters = object["parameters"] as? [String: String], let nodes = object["nodes"] as? [String: Any] else {
+            throw WorkflowError(.syntax, at: nil, "\(image): its \(chunk) chunk is not what sdflow writes "
+                                + "(JSON with \"parameters\" as text values and \"nodes\"): \(json.prefix(80))")
+        }
+        self.parameters = parameters
+        for (name, node) in nodes {
             nodeValues[name] = (node as? [String: Any])?["parameters"] as? [String: String]
         }
     }

@@ -200,6 +200,28 @@ extension ExecutionTests {
         #expect(try ImageFile.read(output).metadata["parameters"]?.contains("Seed: 7") == true)
     }
 
+    @Test func rerunFromAPNGWithADamagedRecordIsRefused() throws {
+        let output = folder.file("out/r.png")
+        #expect(try run("txt2img.yaml", tinyOverrides(["output": output, "width": "32", "height": "32", "steps": "1"]), cache: nil).succeeded)
+        let image = try ImageFile.read(output)
+        let workflowText = try #require(image.metadata[ImageMetadataKey.workflow])
+        let parameters = try #require(image.metadata[ImageMetadataKey.parameters])
+        func message(_ text: [(key: String, value: String)], _ name: String) throws -> String {
+            let path = folder.file(name)
+            try ImageFile.write(image, to: path, text: text)
+            do { _ = try Workflow.load(path: path); return "loaded" } catch { return "\(error)" }
+        }
+        // Without its parameters (or with damaged ones) the rerun would quietly use the defaults: another image.
+        let missing = try message([(ImageMetadataKey.workflow, workflowText)], "no-parameters.png")
+        #expect(missing.contains("no-parameters.png") && missing.contains("no sdflow:parameters chunk"), "\(missing)")
+        let bogus = try message([(ImageMetadataKey.workflow, workflowText), (ImageMetadataKey.parameters, "{not json")], "bogus.png")
+        #expect(bogus.contains("bogus.png") && bogus.contains("sdflow:parameters chunk is not what sdflow writes"), "\(bogus)")
+        // A damaged workflow chunk is reported at the image, not at the workflow file it was once read from.
+        let badWorkflow = try message([(ImageMetadataKey.workflow, "version: [1"), (ImageMetadataKey.parameters, parameters)], "bad-workflow.png")
+        #expect(badWorkflow.contains("bad-workflow.png") && badWorkflow.contains("sdflow:workflow chunk"), "\(badWorkflow)")
+        #expect(!badWorkflow.contains("txt2img.yaml"), "\(badWorkflow)")
+    }
+
     @Test func rerunFromAPNGReplaysTheDrawnSeed() throws {
         // `seed: random` draws a seed; running the PNG again must use that seed, not draw another.
         let output = folder.file("random/img.png")
