@@ -3,7 +3,7 @@
 public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
     case cannotOpen(path: String, reason: String)
     case truncatedHeader(path: String, size: Int)
-    case headerTooLarge(path: String, headerLength: Int, fileSize: Int)
+    case headerTooLarge(path: String, headerLength: UInt64, fileSize: Int)
     case invalidHeader(path: String, reason: String)
     case unknownDType(path: String, tensor: String, dtype: String)
     case invalidEntry(path: String, tensor: String, reason: String)

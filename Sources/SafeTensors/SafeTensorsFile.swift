@@ -53,10 +53,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard file.size >= 8, let bytes = file.bytes else {
             throw SafeTensorsError.truncatedHeader(path: path, size: file.size)
         }
-        let headerLength = Int(UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self)).clamped(to: 0...UInt64(Int.max / 2)))
-        guard headerLength <= file.size - 8 else {
-            throw SafeTensorsError.headerTooLarge(path: path, headerLength: headerLength, fileSize: file.size)
+        let storedLength = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        guard storedLength <= UInt64(file.size - 8) else {
+            throw SafeTensorsError.headerTooLarge(path: path, headerLength: storedLength, fileSize: file.size)
         }
+        let headerLength = Int(storedLength)
         dataStart = 8 + headerLength
         let headerData = Data(bytes: bytes + 8, count: headerLength)
         let json: Any

@@ -106,7 +106,9 @@ extension Executor {
                 }
                 let who = entry.map { "'\(name)' for \($0.source)" } ?? "'\(name)'"
                 for file in files {
-                    if let other = writer[file] {
+                    if let why = Executor.unwritable(file) {
+                        problems.append("\(who) cannot write \(file): \(why)")
+                    } else if let other = writer[file] {
                         problems.append("\(other) and \(who) would both write \(file); give each its own file (e.g. {stem} or {index} in the path)")
                     } else {
                         writer[file] = who
@@ -117,6 +119,21 @@ extension Executor {
         }
         if problems.count > 10 { problems = Array(problems.prefix(10)) + ["... and \(problems.count - 10) more"] }
         return problems
+    }
+
+    /// Why `file` cannot be written, when a path on its way is taken: the file is a folder, or a
+    /// folder it would go in is a file.
+    static func unwritable(_ file: String) -> String? {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: file, isDirectory: &isFolder), isFolder.boolValue { return "it is a folder" }
+        var parent = URL(fileURLWithPath: file).deletingLastPathComponent()
+        while parent.path != "/" {
+            if FileManager.default.fileExists(atPath: parent.path, isDirectory: &isFolder) {
+                return isFolder.boolValue ? nil : "\(parent.path) is a file, not a folder"
+            }
+            parent = parent.deletingLastPathComponent()
+        }
+        return nil
     }
 
     func fileKey(_ node: String, _ item: BatchItem?) -> String { item.map { "\(node)#\($0.index)" } ?? node }

@@ -113,6 +113,9 @@ import Testing
     @Test func headerLargerThanFile() {
         let path = make(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, dataBytes: 4, headerLength: 1 << 40)
         guard case .headerTooLarge? = error(opening: path) else { Issue.record("header length not checked"); return }
+        // All ones: the message gives the stored number, not a clamped one.
+        let ones = make(#"{}"#, dataBytes: 0, headerLength: UInt64.max)
+        #expect(error(opening: ones)?.description.contains("header claims 18446744073709551615 bytes") == true, "\(String(describing: error(opening: ones)))")
     }
 
     @Test func invalidJSON() {

@@ -77,6 +77,15 @@ import WorkflowEngine
         #expect(try FileManager.default.contentsOfDirectory(atPath: out).count == 4)
     }
 
+    @Test func anOutputFolderThatIsAFileIsRefusedBeforeAnythingRuns() throws {
+        let input = try makeFolder(count: 2)
+        let blocker = folder.file("out")
+        try Data("a file, not a folder".utf8).write(to: URL(fileURLWithPath: blocker))
+        let report = try resize(input, blocker + "/sub/{stem}.png", cache: nil)
+        #expect(report.refused.count == 2 && report.refused.allSatisfy { $0.contains("\(blocker) is a file, not a folder") }, "\(report.refused)")
+        #expect(report.items.isEmpty)
+    }
+
     @Test func shardsSplitTheBatchAndTogetherWriteWhatOneRunWrites() throws {
         let input = try makeFolder(count: 12)
         // One process, then three shards sharing the same output pattern (recorded in the PNGs) and a cache.
