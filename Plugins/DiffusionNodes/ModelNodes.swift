@@ -98,7 +98,9 @@ struct CLIPEncode: Node {
         guard skip < encoder.config.layers else {
             throw NodeError.invalidInput("clip_skip \(skip + 1) is more than the text encoder's \(encoder.config.layers) layers")
         }
-        return ["conditioning": .conditioning(encoder.encode([encoding.ids], skippedLayers: skip))]
+        let conditioning = encoder.encode([encoding.ids], skippedLayers: skip)
+        try requireFinite(conditioning, "the text encoder's output (conditioning)", weights: "text encoder")
+        return ["conditioning": .conditioning(conditioning)]
     }
 }
 
@@ -132,7 +134,9 @@ struct VAEEncode: Node {
             let shape = [1, vae.config.latentChannels, image.height / factor, image.width / factor]
             noise = TorchGenerator(seed: UInt64(try context.int("seed"))).randn(shape)
         }
-        return ["latent": .latent(vae.encode(input, noise: noise))]
+        let latent = vae.encode(input, noise: noise)
+        try requireFinite(latent, "the VAE encoder's latents", weights: "VAE encoder")
+        return ["latent": .latent(latent)]
     }
 }
 
@@ -150,7 +154,16 @@ struct VAEDecode: Node {
             throw NodeError.invalidInput("the latent has shape \(latent.shape); this VAE decodes (N, \(vae.config.latentChannels), h, w)")
         }
         let decoded = vae.decode(latent.slice(0..<1))
+        try requireFinite(decoded, "the VAE decoder's image", weights: "VAE decoder (or the latents given to it)")
         return ["image": .image(Image(modelOutput: decoded))]
+    }
+}
+
+/// NaN or infinite values out of a model are an error naming it: they would silently give a
+/// black image (A1111 stops the same way).
+func requireFinite(_ tensor: Tensor, _ what: String, weights: String) throws {
+    if tensor.hasNonFinite {
+        throw NodeError.failed("\(what) has NaN or infinite values: the \(weights) weights are damaged")
     }
 }
 

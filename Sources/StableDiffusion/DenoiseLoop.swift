@@ -107,6 +107,10 @@ public enum DenoiseLoop {
         for i in start..<end {
             if isCancelled() { throw DenoiseError.cancelled }
             let eps = denoiser.noisePrediction(sampler.modelInput(x, step: i), timestep: timesteps[i])
+            if eps.hasNonFinite {
+                throw DenoiseError.invalid("the UNet's noise prediction has NaN or infinite values at step \(i - start + 1) of \(end - start) "
+                                           + "(timestep \(timesteps[i])): the UNet weights (or the conditioning or latents fed to it) are damaged")
+            }
             x = sampler.step(eps, at: i, sample: x, noise: stepNoise)
             if let blend {
                 let proper = i < timesteps.count - 1 ? sampler.addNoise(blend.original, noise: noise, step: i + 1) : blend.original

@@ -161,6 +161,16 @@ extension Tensor {
 
 extension Tensor {
     /// The largest absolute element, 0 for an empty tensor.
+    /// Whether any element is NaN or infinite (a damaged model or input gives such values, and
+    /// they would silently turn into a black image).
+    public var hasNonFinite: Bool {
+        withUnsafeBufferPointer { values in
+            var bad = 0
+            for v in values where !v.isFinite { bad += 1 }
+            return bad > 0
+        }
+    }
+
     public var maxMagnitude: Float { withUnsafeBufferPointer { $0.reduce(0) { Swift.max($0, abs($1)) } } }
 
     /// The largest absolute difference from another tensor of the same shape.

@@ -200,6 +200,24 @@ extension ExecutionTests {
         #expect(try ImageFile.read(output).metadata["parameters"]?.contains("Seed: 7") == true)
     }
 
+    @Test func nanWeightsAreAnErrorNamingTheModelPartAndStep() throws {
+        for (component, node, says) in [("unet", "generated", "UNet's noise prediction has NaN or infinite values at step 1"),
+                                         ("vae", "image", "VAE decoder's image has NaN or infinite values")] {
+            let model = folder.file("nan-\(component)")
+            try TinyModel.copyFolder(to: model, edit: { part, tensors in
+                guard part == component else { return }
+                // Every weight of the part's last layers: the output is then NaN wherever the input was.
+                for key in tensors.keys.sorted().suffix(4) { tensors[key] = tensors[key]!.map { _ in .nan } }
+            })
+            let report = try run("txt2img.yaml", tinyOverrides(["checkpoint": model, "output": folder.file("out/nan-\(component).png"),
+                                                                "width": "32", "height": "32", "steps": "2"]), cache: nil)
+            #expect(!report.succeeded)
+            let failed = report.nodes.first { $0.name == node }
+            #expect(failed?.status == .failed && failed?.errors.first?.contains(says) == true, "\(report.nodes.map { ($0.name, $0.status, $0.errors) })")
+            #expect(!FileManager.default.fileExists(atPath: folder.file("out/nan-\(component).png")))
+        }
+    }
+
     @Test func rerunFromAPNGWithADamagedRecordIsRefused() throws {
         let output = folder.file("out/r.png")
         #expect(try run("txt2img.yaml", tinyOverrides(["output": output, "width": "32", "height": "32", "steps": "1"]), cache: nil).succeeded)
