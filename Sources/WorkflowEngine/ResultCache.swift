@@ -10,8 +10,10 @@ import TensorCore
 ///
 /// - Images, masks, latents, conditioning, tensors, numbers and text are stored (images as
 ///   float32 pixels, so a cached result is bit-identical to a fresh one); models are not.
-/// - Each file carries a SHA-256 of its tensors and is verified when read; a damaged or
-///   truncated entry is deleted and the result recomputed, never trusted.
+/// - Each file records its own key and carries a SHA-256 over that key, its stored values and
+///   metadata and its tensors, verified when read: a damaged, truncated, edited or misplaced
+///   entry is deleted and the result recomputed, never trusted. (Entries of sdflow versions that
+///   did not record their key are quietly dropped.)
 /// - Files are written atomically (temporary file + rename), so a killed run or a second
 ///   sdflow process sharing the folder never sees half an entry.
 /// - Past the size budget the least recently used entries are deleted (hits refresh an
@@ -57,7 +59,15 @@ public final class ResultCache: @unchecked Sendable {
         let file = path(key)
         guard FileManager.default.fileExists(atPath: file) else { return .miss }
         do {
-            let value = try ResultCache.decode(SafeTensorsFile(path: file))
+            let entry = try SafeTensorsFile(path: file)
+            if entry.metadata[ResultCache.keyField] == nil {
+                try? FileManager.default.removeItem(atPath: file)  // written by an older sdflow: recompute quietly
+                return .miss
+            }
+            guard entry.metadata[ResultCache.keyField] == key else {
+                throw DecodeError(description: "the entry records another key (\(entry.metadata[ResultCache.keyField]!.prefix(12))…)")
+            }
+            let value = try ResultCache.decode(entry)
             // Refresh the modification time: eviction removes the least recently used first.
             _ = utimes(file, nil)
             return .hit(value)
@@ -74,7 +84,8 @@ public final class ResultCache: @unchecked Sendable {
         let file = path(key)
         try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var withChecksum = metadata
-        withChecksum["sdflow.checksum"] = ResultCache.checksum(tensors)
+        withChecksum[ResultCache.keyField] = key
+        withChecksum[ResultCache.checksumField] = ResultCache.entryChecksum(tensors, metadata: withChecksum)
         try SafeTensorsWriter.write(tensors, metadata: withChecksum, to: file)
         return true
     }
@@ -105,7 +116,9 @@ public final class ResultCache: @unchecked Sendable {
     static func decode(_ file: SafeTensorsFile) throws -> Value {
         var tensors: [String: Tensor] = [:]
         for name in file.names { tensors[name] = try file.tensor(name).copied() }
-        guard file.metadata["sdflow.checksum"] == checksum(tensors) else { throw DecodeError(description: "checksum mismatch") }
+        guard file.metadata[checksumField] == entryChecksum(tensors, metadata: file.metadata) else {
+            throw DecodeError(description: "checksum mismatch")
+        }
         let value = tensors["value"]
         switch file.metadata["sdflow.type"] {
         case "image", "mask":
@@ -124,6 +137,16 @@ public final class ResultCache: @unchecked Sendable {
         default: break
         }
         throw DecodeError(description: "unknown or incomplete entry")
+    }
+
+    /// The metadata fields of an entry's own key and of its checksum.
+    static let keyField = "sdflow.key", checksumField = "sdflow.checksum"
+
+    /// SHA-256 over an entry's metadata (its key and stored values included; not the checksum
+    /// field itself), in name order, and its tensors.
+    static func entryChecksum(_ tensors: [String: Tensor], metadata: [String: String]) -> String {
+        let fields = metadata.filter { $0.key != checksumField }.sorted { $0.key < $1.key }
+        return Fingerprint.hash("entry\n" + fields.map { "\($0.key)=\($0.value.debugDescription)" }.joined(separator: "\n") + "\n" + checksum(tensors))
     }
 
     /// SHA-256 over the tensors' names, shapes and bytes, in name order.
