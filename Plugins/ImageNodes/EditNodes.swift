@@ -19,6 +19,7 @@ struct ResizeImage: Node {
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let image = try context.image("image")
+        try requireSize(width: try context.int("width"), height: try context.int("height"))
         let resized = image.resized(toWidth: try context.int("width"), height: try context.int("height"),
                                     mode: ResizeMode(rawValue: try context.string("mode"))!,
                                     filter: ResampleFilter(rawValue: try context.string("filter"))!)
@@ -41,6 +42,7 @@ struct CropImage: Node {
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let rect = PixelRect(x: try context.int("x"), y: try context.int("y"), width: try context.int("width"), height: try context.int("height"))
+        try requireSize(width: rect.width, height: rect.height)
         return ["image": .image(try context.image("image").cropped(rect))]
     }
 }
@@ -67,7 +69,10 @@ struct PadImage: Node {
         case "constant": mode = .constant(Float(try context.double("value")))
         default: mode = .edge
         }
-        let padded = try context.image("image").padded(top: try context.int("top"), bottom: try context.int("bottom"),
+        let source = try context.image("image")
+        try requireSize(width: source.width + (try context.int("left")) + (try context.int("right")),
+                        height: source.height + (try context.int("top")) + (try context.int("bottom")))
+        let padded = source.padded(top: try context.int("top"), bottom: try context.int("bottom"),
                                                        left: try context.int("left"), right: try context.int("right"), mode: mode)
         return ["image": .image(padded)]
     }
@@ -179,4 +184,10 @@ struct MaskBlend: Node {
         let mask = try Composite.maskMatched(try context.mask("mask"), to: original, feather: try context.double("feather"))
         return ["image": .image(generated.composited(over: original, mask: mask))]
     }
+}
+
+/// Refuses to make an image larger than sdflow can write and read back (`ImageFile.sizeProblem`),
+/// before its memory is allocated.
+func requireSize(width: Int, height: Int) throws {
+    if let problem = ImageFile.sizeProblem(width: width, height: height) { throw NodeError.invalidInput(problem) }
 }

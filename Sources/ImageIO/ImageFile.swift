@@ -8,8 +8,16 @@ import TensorCore
 /// still loads (and a file that is neither gets a clear error). Every failure names the file.
 public enum ImageFile {
     /// The largest image decoded, in pixels (Pillow's limit): larger files are refused before
-    /// anything is allocated, as decompression bombs.
+    /// anything is allocated, as decompression bombs. The same limit holds for writing, and for
+    /// the image nodes that make larger images, so sdflow never writes an image it cannot read.
     public static let defaultMaximumPixels = 178_956_970
+
+    /// Why a `width` x `height` image is too large to make or write, or nil.
+    public static func sizeProblem(width: Int, height: Int) -> String? {
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard overflow || pixels > defaultMaximumPixels else { return nil }
+        return "\(width)x\(height) is more than the \(defaultMaximumPixels) pixels sdflow reads (and so writes)"
+    }
 
     /// The supported file formats.
     public enum Format: String, Sendable {
@@ -173,6 +181,7 @@ public enum ImageFile {
         guard let format = Format(pathExtension: ext) else {
             throw Error(path: path, reason: "unknown image extension '.\(ext)' (use .png, .jpg or .jpeg)")
         }
+        if let problem = sizeProblem(width: image.width, height: image.height) { throw Error(path: path, reason: problem) }
         let data: Data
         do {
             data = format == .png ? try encodePNG(image, bitDepth: image.bitDepth, text: text) : try encodeJPEG(image, quality: quality)

@@ -86,6 +86,25 @@ import WorkflowEngine
         #expect(report.items.isEmpty)
     }
 
+    @Test func imagesTooLargeToReadBackAreNeitherMadeNorWritten() throws {
+        #expect(ImageFile.sizeProblem(width: 13377, height: 13377) == nil)  // 178,944,129 pixels: within Pillow's limit
+        #expect(ImageFile.sizeProblem(width: 16384, height: 16384)?.contains("178956970") == true)
+        #expect(ImageFile.sizeProblem(width: Int.max, height: 2) != nil)
+        let input = try makeFolder(count: 1)
+        let cache = try ResultCache(folder: folder.file("cache"))
+        // resize-folder fits into the box; exact mode asks for all 16384x16384 pixels.
+        let bundled = try Workflow.load(path: ExecutionTests.workflows + "/resize-folder.yaml")
+        let workflow = try Workflow.parse(bundled.text.replacingOccurrences(of: "mode: fit", with: "mode: exact"), path: bundled.path)
+        let exact = try Graph(workflow: workflow, registry: ValidationTests.registry(),
+                              overrides: ["input": input, "output": folder.file("out/{stem}.png"), "width": "16384", "height": "16384"],
+                              currentDirectory: folder.path)
+        let report = Executor(graph: exact, options: .init(cache: cache)).run()
+        #expect(report.items.first?.status == .failed)
+        #expect(report.items.first?.errors.first?.contains("16384x16384 is more than the 178956970 pixels") == true, "\(report.items)")
+        #expect(cache.entries().isEmpty, "an entry of the too-large image was written")
+        #expect(!FileManager.default.fileExists(atPath: folder.file("out")))
+    }
+
     @Test func shardsSplitTheBatchAndTogetherWriteWhatOneRunWrites() throws {
         let input = try makeFolder(count: 12)
         // One process, then three shards sharing the same output pattern (recorded in the PNGs) and a cache.
