@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Synchronization
 
@@ -16,6 +17,11 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Address and size of every live mapping, for `releaseResidentPages`.
     private static let live = Mutex<[ObjectIdentifier: (address: Int, size: Int)]>([:])
+
+    /// A file truncated or replaced while mapped makes reading it fail with SIGBUS: the handler
+    /// (MappedFiles.c) names the file and exits with status 1 instead of crashing. Outputs and
+    /// cache entries are written atomically, so what was written before stays whole.
+    private static let sigbusHandler: Void = sdf_install_sigbus_handler()
 
     /// Drops the pages of every mapped file from this process's resident memory (madvise
     /// MADV_DONTNEED). The read-only mappings stay valid: later reads fault the pages back in from
@@ -53,12 +59,19 @@ public final class MappedFile: @unchecked Sendable {
         }
         bytes = UnsafeRawPointer(mapped)
         let entry = (address: Int(bitPattern: mapped), size: size)
-        MappedFile.live.withLock { $0[ObjectIdentifier(self)] = entry }
+        MappedFile.sigbusHandler
+        MappedFile.live.withLock {
+            $0[ObjectIdentifier(self)] = entry
+            sdf_mapping_register(mapped, UInt(size), path)
+        }
     }
 
     deinit {
         guard let bytes else { return }
-        MappedFile.live.withLock { $0[ObjectIdentifier(self)] = nil }
+        MappedFile.live.withLock {
+            $0[ObjectIdentifier(self)] = nil
+            sdf_mapping_unregister(bytes)
+        }
         munmap(UnsafeMutableRawPointer(mutating: bytes), size)
     }
 }

@@ -53,6 +53,34 @@ import WorkflowEngine
         }
     }
 
+    /// A checkpoint truncated while the run has it mapped: a clear error naming the file (it was
+    /// SIGBUS, exit 135), and nothing partial left behind.
+    @Test func checkpointTruncatedWhileMappedIsAnErrorNamingIt() throws {
+        let model = folder.file("model")
+        try TinyModel.copyFolder(to: model)
+        let weights = model + "/" + TinyModel.weightFiles["unet"]!
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
+        process.arguments = [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + model,
+                             "--set", "steps=300", "--set", "output=" + folder.file("out/t.png"), "--cache-dir", folder.file("cache")]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var log = ""
+        let deadline = Date().addingTimeInterval(120)
+        while !log.contains("generated: step") && Date() < deadline && process.isRunning {
+            log += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(log.contains("generated: step"), "the run did not reach the sampler: \(log)")
+        #expect(truncate(weights, 0) == 0)
+        log += String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1, "exit \(process.terminationStatus)")
+        #expect(log.contains("error: \(weights): the file changed while sdflow was reading it"), "\(log.suffix(400))")
+        try expectNothingPartial()
+    }
+
     @Test func ctrlCStopsCleanly() throws {
         let status = try interruptedRun(signal: SIGINT)
         #expect(status == 130)
