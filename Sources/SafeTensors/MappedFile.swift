@@ -19,7 +19,7 @@ public final class MappedFile: @unchecked Sendable {
     private static let live = Mutex<[ObjectIdentifier: (address: Int, size: Int)]>([:])
 
     /// A file truncated or replaced while mapped makes reading it fail with SIGBUS: the handler
-    /// (MappedFiles.c) names the file and exits with status 1 instead of crashing. Outputs and
+    /// (Files.c) names the file and exits with status 1 instead of crashing. Outputs and
     /// cache entries are written atomically, so what was written before stays whole.
     private static let sigbusHandler: Void = sdf_install_sigbus_handler()
 

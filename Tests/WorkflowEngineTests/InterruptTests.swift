@@ -1,4 +1,5 @@
 import Foundation
+import ImageIO
 import SafeTensors
 import TestSupport
 import Testing
@@ -79,6 +80,37 @@ import WorkflowEngine
         #expect(process.terminationStatus == 1, "exit \(process.terminationStatus)")
         #expect(log.contains("error: \(weights): the file changed while sdflow was reading it"), "\(log.suffix(400))")
         try expectNothingPartial()
+    }
+
+    /// kill -9 while cache entries and outputs are being written (each write pauses before the
+    /// file gets its name, so the kills land inside writes): no temporary file, no damaged entry,
+    /// no partial output.
+    @Test func killedDuringWritesLeavesNothingPartial() throws {
+        let photos = folder.file("photos")
+        try FileManager.default.createDirectory(atPath: photos, withIntermediateDirectories: true)
+        for i in 0..<6 { try ImageFile.write(Image(width: 32, height: 32, channels: 3, value: Float(i) / 6), to: photos + "/p\(i).png") }
+        for delay in [0.5, 1.3] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
+            process.arguments = [ExecutionTests.workflows + "/resize-folder.yaml", "--set", "input=" + photos, "--set", "output=" + folder.file("out/{stem}.png"),
+                                 "--set", "width=16", "--set", "height=16", "--cache-dir", folder.file("cache"), "--quiet"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["SDFLOW_TEST_WRITE_PAUSE": "0.4"]) { $1 }
+            try process.run()
+            Thread.sleep(forTimeInterval: delay)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let cache = try ResultCache(folder: folder.file("cache"))
+            var files: [String] = []
+            for shard in (try? FileManager.default.contentsOfDirectory(atPath: folder.file("cache/v1"))) ?? [] {
+                files += ((try? FileManager.default.contentsOfDirectory(atPath: folder.file("cache/v1/" + shard))) ?? []).map { "cache/\(shard)/\($0)" }
+            }
+            let outputs = (try? FileManager.default.contentsOfDirectory(atPath: folder.file("out"))) ?? []
+            #expect((files + outputs).filter { $0.split(separator: "/").last!.hasPrefix(".") }.isEmpty, "left behind: \(files + outputs)")
+            for entry in cache.entries() {
+                guard case .hit = cache.read(entry.key) else { Issue.record("entry \(entry.key) does not check out"); continue }
+            }
+            for name in outputs { #expect((try? ImageFile.read(folder.file("out/" + name))) != nil, "\(name) is not whole") }
+        }
     }
 
     @Test func ctrlCStopsCleanly() throws {

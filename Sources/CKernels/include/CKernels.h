@@ -81,11 +81,14 @@ int sdf_gemm_f32_available(void);
 int sdf_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                  long ldb, float beta, float *c, long ldc);
 
-// Memory-mapped files (MappedFiles.c): registered mappings name the file when reading one fails
+// Memory-mapped files (Files.c): registered mappings name the file when reading one fails
 // with SIGBUS (it was truncated or replaced while mapped); the handler prints that and exits 1.
 void sdf_mapping_register(const void *start, unsigned long size, const char *path);
 void sdf_mapping_unregister(const void *start);
 void sdf_install_sigbus_handler(void);
+// An unnamed file in `folder` (O_TMPFILE), for AtomicFile: a process killed while writing it
+// leaves nothing behind. -1 where the file system cannot (then AtomicFile names it at once).
+int sdf_open_anonymous_file(const char *folder);
 
 // Gives the C heap's free pages back to the system (glibc's malloc_trim; nothing elsewhere).
 void sdf_release_free_heap_pages(void);

@@ -1,9 +1,13 @@
-// SIGBUS while reading a memory-mapped file (it was truncated or replaced while sdflow had it
-// mapped) becomes a clear error naming the file instead of a crash. The table of mappings is
-// written by MappedFile (under its own lock) and only read by the signal handler, which uses
-// nothing but write(2) and _exit(2), both safe in a handler.
+// Files, where only C can do it safely:
+// - SIGBUS while reading a memory-mapped file (it was truncated or replaced while sdflow had it
+//   mapped) becomes a clear error naming the file instead of a crash. The table of mappings is
+//   written by MappedFile (under its own lock) and only read by the signal handler, which uses
+//   nothing but write(2) and _exit(2), both safe in a handler.
+// - Unnamed new files (O_TMPFILE) for AtomicFile.
+#define _GNU_SOURCE  // O_TMPFILE
 #include "CKernels.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -68,4 +72,13 @@ void sdf_install_sigbus_handler(void) {
     action.sa_flags = SA_SIGINFO;
     sigemptyset(&action.sa_mask);
     sigaction(SIGBUS, &action, NULL);
+}
+
+int sdf_open_anonymous_file(const char *folder) {
+#ifdef O_TMPFILE
+    return open(folder, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+#else
+    (void)folder;
+    return -1;
+#endif
 }
