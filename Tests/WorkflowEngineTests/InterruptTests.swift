@@ -19,13 +19,13 @@ import WorkflowEngine
         return dir.appendingPathComponent("sdflow").path
     }
 
-    /// Starts a long text-to-image run, waits until the denoise loop is running, sends `signal`,
-    /// and returns the exit status.
-    func interruptedRun(signal: Int32) throws -> Int32 {
+    /// Starts a long text-to-image run on `checkpoint`, waits until the denoise loop is running,
+    /// calls `act` with the process, and returns the exit status and everything it printed.
+    func runUntilSampling(checkpoint: String = TinyModel.folder, output: String, _ act: (Process) -> Void) throws -> (status: Int32, log: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
-        process.arguments = [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + TinyModel.folder,
-                             "--set", "steps=300", "--set", "output=" + folder.file("out/k.png"), "--cache-dir", folder.file("cache")]
+        process.arguments = [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + checkpoint,
+                             "--set", "steps=300", "--set", "output=" + folder.file(output), "--cache-dir", folder.file("cache")]
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -37,9 +37,15 @@ import WorkflowEngine
             log += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
         }
         #expect(log.contains("generated: step"), "the run did not reach the sampler: \(log)")
-        kill(process.processIdentifier, signal)
+        act(process)
+        log += String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return process.terminationStatus
+        return (process.terminationStatus, log)
+    }
+
+    /// A long text-to-image run sent `signal` while it samples; its exit status.
+    func interruptedRun(signal: Int32) throws -> Int32 {
+        try runUntilSampling(output: "out/k.png") { kill($0.processIdentifier, signal) }.status
     }
 
     func expectNothingPartial() throws {
@@ -60,24 +66,8 @@ import WorkflowEngine
         let model = folder.file("model")
         try TinyModel.copyFolder(to: model)
         let weights = model + "/" + TinyModel.weightFiles["unet"]!
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
-        process.arguments = [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + model,
-                             "--set", "steps=300", "--set", "output=" + folder.file("out/t.png"), "--cache-dir", folder.file("cache")]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        var log = ""
-        let deadline = Date().addingTimeInterval(120)
-        while !log.contains("generated: step") && Date() < deadline && process.isRunning {
-            log += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
-        }
-        #expect(log.contains("generated: step"), "the run did not reach the sampler: \(log)")
-        #expect(truncate(weights, 0) == 0)
-        log += String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 1, "exit \(process.terminationStatus)")
+        let (status, log) = try runUntilSampling(checkpoint: model, output: "out/t.png") { _ in #expect(truncate(weights, 0) == 0) }
+        #expect(status == 1, "exit \(status)")
         #expect(log.contains("error: \(weights): the file changed while sdflow was reading it"), "\(log.suffix(400))")
         try expectNothingPartial()
     }
