@@ -1,8 +1,11 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Hot numeric targets are built with -Ounchecked in release builds.
-let numericSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// Only the tensor kernels are built with -Ounchecked in release builds: their indices come from
+// tensor shapes, whose element counts `Tensor` checks on construction. Everything that parses a
+// file or takes numbers from a file, a workflow or a plugin keeps Swift's bounds checks (see README,
+// "Bounds checks").
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "sdflow",
@@ -28,19 +31,19 @@ let package = Package(
         // MARK: - Numeric core
         // Vectorised C kernels (AVX-512 / AVX2 / baseline, chosen at run time), always optimised.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: numericSettings),
-        .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"], swiftSettings: numericSettings),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: kernelSettings),
+        .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"]),
 
         // MARK: - Images
-        .target(name: "ImageIO", dependencies: ["TensorCore", "CImageCodecs"], swiftSettings: numericSettings),
+        .target(name: "ImageIO", dependencies: ["TensorCore", "CImageCodecs"]),
 
         // MARK: - Models
         // Its data files (Resources/: CLIP vocabulary, HTML entities) are found at run time by
         // SDFlowData (checkout, PREFIX/share/sdflow or SDFLOW_DATA), not as a SwiftPM bundle.
         .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
-                exclude: ["Resources"], swiftSettings: numericSettings),
-        .target(name: "Sampling", dependencies: ["TensorCore"], swiftSettings: numericSettings),
-        .target(name: "StableDiffusion", dependencies: ["TensorCore", "SafeTensors", "DiffusionModels", "Sampling"], swiftSettings: numericSettings),
+                exclude: ["Resources"]),
+        .target(name: "Sampling", dependencies: ["TensorCore"]),
+        .target(name: "StableDiffusion", dependencies: ["TensorCore", "SafeTensors", "DiffusionModels", "Sampling"]),
 
         // MARK: - Plugin API and workflow engine
         .target(name: "NodeKit", dependencies: ["TensorCore", "ImageIO"]),
@@ -77,3 +80,12 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// MARK: - Fuzzing (scripts/fuzz.sh): libFuzzer harnesses, only in a package built with SDFLOW_FUZZ=1
+// and `--sanitize fuzzer --sanitize address` (libFuzzer supplies the binary's main).
+if Context.environment["SDFLOW_FUZZ"] == "1" {
+    package.products.append(.executable(name: "sdflow-fuzz", targets: ["SDFlowFuzz"]))
+    package.targets.append(.executableTarget(name: "SDFlowFuzz", dependencies: [
+        "DiffusionModels", "DiffusionNodes", "ImageIO", "ImageNodes", "NodeKit", "SafeTensors", "SDFlowPluginABI", "TensorCore", "WorkflowEngine",
+    ], path: "Fuzz/Harnesses", swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

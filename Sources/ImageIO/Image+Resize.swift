@@ -96,43 +96,49 @@ extension Image {
         let scale = Double(n) / Double(m)
         let filterScale = Swift.max(scale, 1)
         let support = filter.support * filterScale
-        var starts = [Int](repeating: 0, count: m)
-        var weights: [[Float]] = []
-        weights.reserveCapacity(m)
+        // Each output position i reads counts[i] inputs from starts[i], with weights at i * stride.
+        // All are computed here from n and m, so the loops below index raw memory without checks.
+        let stride = Swift.max(1, Int((support * 2).rounded(.up)) + 2)
+        var starts = [Int](repeating: 0, count: m), counts = [Int](repeating: 0, count: m)
+        var weights = [Float](repeating: 0, count: m * stride)
         for i in 0..<m {
             let center = (Double(i) + 0.5) * scale
             let lo = Swift.max(Int(center - support + 0.5), 0)
-            let hi = Swift.min(Int(center + support + 0.5), n)
-            var k = (lo..<hi).map { filter.weight((Double($0) - center + 0.5) / filterScale) }
+            let hi = Swift.min(Swift.min(Int(center + support + 0.5), n), lo + stride)
+            let k = (lo..<Swift.max(lo, hi)).map { filter.weight((Double($0) - center + 0.5) / filterScale) }
             let total = k.reduce(0, +)
-            if total != 0 { k = k.map { $0 / total } }
             starts[i] = lo
-            weights.append(k.map(Float.init))
+            counts[i] = k.count
+            for (j, value) in k.enumerated() { weights[i * stride + j] = Float(total != 0 ? value / total : value) }
         }
         let (c, h, w) = (input.shape[0], input.shape[1], input.shape[2])
         let (oh, ow) = horizontal ? (h, m) : (m, w)
         var out = Tensor(uninitialized: [c, oh, ow])
         let src = input.pointer, dst = out.mutablePointer()
-        Parallel.forEach(c * oh, minimumPerThread: 8) { row in
-            let ch = row / oh, y = row % oh
-            let outRow = dst + row * ow
-            if horizontal {
-                let inRow = src + (ch * h + y) * w
-                for x in 0..<ow {
-                    var acc: Float = 0
-                    for (j, wt) in weights[x].enumerated() { acc += inRow[starts[x] + j] * wt }
-                    outRow[x] = Swift.min(Swift.max(acc, 0), 1)
+        starts.withUnsafeBufferPointer { starts in counts.withUnsafeBufferPointer { counts in weights.withUnsafeBufferPointer { weights in
+            let wp = weights.baseAddress!
+            Parallel.forEach(c * oh, minimumPerThread: 8) { row in
+                let ch = row / oh, y = row % oh
+                let outRow = dst + row * ow
+                if horizontal {
+                    let inRow = src + (ch * h + y) * w
+                    for x in 0..<ow {
+                        let inputs = inRow + starts[x], k = wp + x * stride
+                        var acc: Float = 0
+                        for j in 0..<counts[x] { acc += inputs[j] * k[j] }
+                        outRow[x] = Swift.min(Swift.max(acc, 0), 1)
+                    }
+                } else {
+                    let plane = src + ch * h * w
+                    for x in 0..<ow { outRow[x] = 0 }
+                    for j in 0..<counts[y] {
+                        let inRow = plane + (starts[y] + j) * w, wt = wp[y * stride + j]
+                        for x in 0..<ow { outRow[x] += inRow[x] * wt }
+                    }
+                    for x in 0..<ow { outRow[x] = Swift.min(Swift.max(outRow[x], 0), 1) }
                 }
-            } else {
-                let plane = src + ch * h * w
-                for x in 0..<ow { outRow[x] = 0 }
-                for (j, wt) in weights[y].enumerated() {
-                    let inRow = plane + (starts[y] + j) * w
-                    for x in 0..<ow { outRow[x] += inRow[x] * wt }
-                }
-                for x in 0..<ow { outRow[x] = Swift.min(Swift.max(outRow[x], 0), 1) }
             }
-        }
+        } } }
         return out
     }
 

@@ -57,6 +57,11 @@ public enum PluginLoader {
         }
         let entry = unsafeBitCast(symbol, to: sdf_pack_function.self)
         guard let pack = entry() else { throw LoadError(path: path, message: "\(SDFLOW_PLUGIN_ENTRY_POINT)() returned no pack") }
+        return try read(pack, path: path)
+    }
+
+    /// The pack a plugin's entry point returned, checked field by field (`path` names the plugin in errors).
+    public static func read(_ pack: UnsafePointer<sdf_pack>, path: String) throws -> NodePack {
         guard pack.pointee.abi_version == SDFLOW_PLUGIN_ABI_VERSION else {
             throw LoadError(path: path, message: "built for plugin ABI version \(pack.pointee.abi_version); this sdflow supports version \(SDFLOW_PLUGIN_ABI_VERSION)")
         }
