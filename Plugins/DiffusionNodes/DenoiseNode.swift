@@ -45,7 +45,8 @@ struct Denoise: Node {
             throw NodeError.invalidInput("input 'latent' has shape \(latent.shape); expected (1, 4, h, w)")
         }
         let positive = try context.conditioning("positive"), negative = try context.conditioning("negative")
-        guard positive.shape.last == unet.config.contextDimension, negative.shape == positive.shape else {
+        guard positive.rank == 3, negative.rank == 3, positive.shape[0] == negative.shape[0],
+              positive.shape[2] == unet.config.contextDimension, negative.shape[2] == unet.config.contextDimension else {
             throw NodeError.invalidInput("the conditioning \(positive.shape) / \(negative.shape) does not fit this UNet (width \(unet.config.contextDimension))")
         }
 

@@ -12,14 +12,24 @@ final class CheckpointPart: @unchecked Sendable {
 
     let checkpoint: Checkpoint
     let part: Part
+    /// The LoRAs applied so far (load_lora), in order, as "path@strength", and their deltas.
+    let loras: [String]
+    let patches: WeightPatches
 
-    init(checkpoint: Checkpoint, part: Part) {
+    init(checkpoint: Checkpoint, part: Part, loras: [String] = [], patches: WeightPatches = [:]) {
         self.checkpoint = checkpoint
         self.part = part
+        self.loras = loras
+        self.patches = patches
+    }
+
+    /// This part with another LoRA's deltas added after the ones it has.
+    func adding(_ lora: String, _ more: WeightPatches) -> CheckpointPart {
+        CheckpointPart(checkpoint: checkpoint, part: part, loras: loras + [lora], patches: patches.merging(more, uniquingKeysWith: +))
     }
 
     /// The cache key of the loaded weights in the run's model cache.
-    var key: String { "\(checkpoint.path)#\(part.rawValue)" }
+    var key: String { "\(checkpoint.path)#\(part.rawValue)" + loras.map { "+lora:" + $0 }.joined() }
 }
 
 extension NodeContext {
@@ -33,7 +43,7 @@ extension NodeContext {
 
     func loadedUNet(_ input: String) throws -> UNet {
         let part = try checkpointPart(input, .unet)
-        return try models.model(part.key) { try part.checkpoint.loadUNet() }
+        return try models.model(part.key) { try part.checkpoint.loadUNet(patches: part.patches) }
     }
 
     func loadedVAE(_ input: String) throws -> AutoencoderKL {
@@ -43,8 +53,8 @@ extension NodeContext {
 
     func loadedTextEncoder(_ input: String) throws -> (CLIPTextEncoder, CLIPTokenizer) {
         let part = try checkpointPart(input, .clip)
-        let encoder = try models.model(part.key) { try part.checkpoint.loadTextEncoder() }
-        let tokenizer = try models.model(part.key + "#tokenizer") { try part.checkpoint.loadTokenizer() }
+        let encoder = try models.model(part.key) { try part.checkpoint.loadTextEncoder(patches: part.patches) }
+        let tokenizer = try models.model(part.checkpoint.path + "#tokenizer") { try part.checkpoint.loadTokenizer() }
         return (encoder, tokenizer)
     }
 }
@@ -76,32 +86,70 @@ struct LoadCheckpoint: Node {
     }
 }
 
+/// `load_lora`: a LoRA's deltas added to the UNet and the text encoder (ComfyUI's LoraLoader).
+struct LoadLoRA: Node {
+    static let description = NodeDescription(
+        name: "load_lora", summary: "Apply a LoRA (kohya/A1111, diffusers/peft or LoCon .safetensors) to the UNet and the text encoder.",
+        inputs: [.init("unet", .unet, help: "the UNet (from load_checkpoint or another load_lora)"),
+                 .init("clip", .clip, help: "the text encoder")],
+        outputs: [.init("unet", .unet, help: "the UNet with the LoRA"), .init("clip", .clip, help: "the text encoder with the LoRA")],
+        parameters: [
+            .init("path", .inputPath(.file), help: "the LoRA file (.safetensors)"),
+            .init("strength_model", .number(-10...10), default: .number(1), help: "how much of the LoRA goes into the UNet"),
+            .init("strength_clip", .number(-10...10), default: .number(1), help: "how much of the LoRA goes into the text encoder"),
+        ])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let unet = try context.checkpointPart("unet", .unet), clip = try context.checkpointPart("clip", .clip)
+        guard unet.checkpoint === clip.checkpoint else {
+            throw NodeError.invalidInput("'unet' and 'clip' come from different checkpoints")
+        }
+        let path = try context.string("path")
+        let (unetStrength, clipStrength) = (Float(try context.double("strength_model")), Float(try context.double("strength_clip")))
+        let lora = try LoRA(path: path)
+        let (unetPatches, clipPatches) = try unet.checkpoint.patches(lora, unetStrength: unetStrength, textStrength: clipStrength)
+        func handle(_ part: CheckpointPart, _ patches: WeightPatches, _ strength: Float, _ type: ValueType) -> Value {
+            let patched = part.adding("\(path)@\(strength)", patches)
+            return .model(ModelHandle(type: type, identity: patched.key, payload: patched))
+        }
+        return ["unet": handle(unet, unetPatches, unetStrength, .unet), "clip": handle(clip, clipPatches, clipStrength, .clip)]
+    }
+}
+
 /// `clip_encode`: a prompt to conditioning.
 struct CLIPEncode: Node {
     static let description = NodeDescription(
-        name: "clip_encode", summary: "Encode a prompt with the text encoder (77 tokens; longer prompts are cut with a warning).",
+        name: "clip_encode", summary: "Encode a prompt with the text encoder (weighted, any length: 75 tokens per chunk).",
+        version: 2,
         inputs: [.init("clip", .clip, help: "the text encoder")],
-        outputs: [.init("conditioning", .conditioning, help: "(1, 77, width) text embedding")],
+        outputs: [.init("conditioning", .conditioning, help: "(1, 77 x chunks, width) text embedding")],
         parameters: [
-            .init("text", .text, help: "the prompt (an empty text is the unconditional prompt)"),
+            .init("text", .text, help: "the prompt (an empty text is the unconditional prompt); (word:1.2), [word] and BREAK as in A1111"),
             .init("clip_skip", .integer(1...12), default: .integer(1),
                   help: "use the output of this layer from the end (1: last, as diffusers; 2: penultimate, as many anime models)"),
+            .init("weighting", .choice(PromptWeighting.allCases.map(\.rawValue)), default: .text(PromptWeighting.a1111.rawValue),
+                  help: "a1111: (x) x1.1, [x] /1.1, (x:w), BREAK, mean restored; comfy: ComfyUI's weights; none: brackets are text"),
         ])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let (encoder, tokenizer) = try context.loadedTextEncoder("clip")
-        let encoding = tokenizer.encode(try context.string("text"))
-        if encoding.droppedTokenCount > 0 {
-            context.warn("the prompt is longer than 75 tokens; \(encoding.droppedTokenCount) tokens were cut, from \"\(encoding.droppedText)\"")
+        let weighting = PromptWeighting(rawValue: try context.string("weighting")) ?? .a1111
+        let chunks = tokenizer.chunks(try context.string("text"), weighting: weighting)
+        guard chunks.ids.count <= maximumChunks else {
+            throw NodeError.invalidInput("the prompt has \(chunks.tokenCount) tokens, \(chunks.ids.count) chunks of 75; at most \(maximumChunks) chunks are encoded")
         }
         let skip = try context.int("clip_skip") - 1
         guard skip < encoder.config.layers else {
             throw NodeError.invalidInput("clip_skip \(skip + 1) is more than the text encoder's \(encoder.config.layers) layers")
         }
-        let conditioning = encoder.encode([encoding.ids], skippedLayers: skip)
+        let conditioning = encoder.encode(chunks, weighting: weighting, emptyIDs: tokenizer.encode("").ids, skippedLayers: skip)
         try requireFinite(conditioning, "the text encoder's output (conditioning)", weights: "text encoder")
         return ["conditioning": .conditioning(conditioning)]
     }
+
+    /// A bound on prompt length (64 chunks, 4800 tokens): each chunk adds 77 keys to every
+    /// cross-attention of every UNet step.
+    static let maximumChunks = 64
 }
 
 /// `vae_encode`: an image to scaled latents.

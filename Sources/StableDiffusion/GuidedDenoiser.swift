@@ -7,7 +7,8 @@ import TensorCore
 /// 1 or less, only the conditional pass runs.
 public struct GuidedDenoiser {
     public let unet: UNet
-    /// Text conditioning (1, 77, C) of the prompt and of the negative prompt.
+    /// Text conditioning (1, 77 x chunks, C) of the prompt and of the negative prompt, repeated to
+    /// the same number of tokens.
     public let positive: Tensor, negative: Tensor
     public let guidanceScale: Float
     /// For 9-channel inpainting UNets: the latent-size mask (1, 1, h, w) and the latents of the
@@ -17,10 +18,27 @@ public struct GuidedDenoiser {
     public init(unet: UNet, positive: Tensor, negative: Tensor, guidanceScale: Float,
                 inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)? = nil) {
         self.unet = unet
-        self.positive = positive
-        self.negative = negative
+        (self.positive, self.negative) = GuidedDenoiser.sameLength(positive, negative)
         self.guidanceScale = guidanceScale
         self.inpaintingInputs = inpaintingInputs
+    }
+
+    /// Prompts of different lengths (chunk counts) share one batched UNet call once each is
+    /// repeated along the token axis to their least common multiple (ComfyUI's rule). This is exact:
+    /// attention over keys repeated k times gives the same output as over the keys once, so each
+    /// prediction equals that of its prompt alone (A1111 runs such prompts in separate calls).
+    /// When that multiple is more than 4 times the longer prompt, they stay as they are and
+    /// `noisePrediction` runs one call for each.
+    static func sameLength(_ a: Tensor, _ b: Tensor) -> (Tensor, Tensor) {
+        let (m, n) = (a.shape[1], b.shape[1])
+        guard m != n, m > 0, n > 0 else { return (a, b) }
+        func gcd(_ x: Int, _ y: Int) -> Int { y == 0 ? x : gcd(y, x % y) }
+        let lcm = m / gcd(m, n) * n
+        guard lcm <= 4 * max(m, n) else { return (a, b) }
+        func repeated(_ t: Tensor, _ times: Int) -> Tensor {
+            times == 1 ? t : Tensor.concatenate(Array(repeating: t, count: times), axis: 1)  // (1, T, C) -> (1, T x times, C)
+        }
+        return (repeated(a, lcm / m), repeated(b, lcm / n))
     }
 
     /// Whether the unconditional pass runs.
@@ -36,8 +54,16 @@ public struct GuidedDenoiser {
             // [latents, mask, masked-image latents] -> (2N, 9, h, w)
             input = Tensor.concatenate([input, repeated(extra.mask, copies), repeated(extra.maskedImageLatents, copies)], axis: 1)
         }
-        let context = usesGuidance ? Tensor.concatenate([uncond, cond], axis: 0) : cond
-        let eps = unet(input, timesteps: Array(repeating: timestep, count: input.shape[0]), context: context)
+        let eps: Tensor
+        if !usesGuidance {
+            eps = unet(input, timesteps: Array(repeating: timestep, count: n), context: cond)
+        } else if uncond.shape[1] == cond.shape[1] {
+            eps = unet(input, timesteps: Array(repeating: timestep, count: 2 * n), context: Tensor.concatenate([uncond, cond], axis: 0))
+        } else {  // prompts of lengths with no small common multiple: one call each
+            let times = Array(repeating: timestep, count: n)
+            eps = Tensor.concatenate([unet(input.slice(0..<n), timesteps: times, context: uncond),
+                                      unet(input.slice(n..<(2 * n)), timesteps: times, context: cond)], axis: 0)
+        }
         guard usesGuidance else { return eps }
         let scale = guidanceScale
         return eps.slice(0..<n).broadcast(eps.slice(n..<(2 * n))) { u, c in u + scale * (c - u) }

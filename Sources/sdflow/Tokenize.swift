@@ -2,14 +2,16 @@ import ArgumentParser
 import DiffusionModels
 import Foundation
 
-/// `sdflow tokenize`: a prompt's 77 CLIP token ids, as the text encoder sees them.
+/// `sdflow tokenize`: a prompt's CLIP token ids as the text encoder sees them, or its parsed weights.
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the 77 CLIP token ids of a prompt as a JSON array.",
+        abstract: "Print the CLIP token ids of a prompt as a JSON array, or its weights with --weights.",
         discussion: """
-            Prompts longer than 75 tokens are cut (the start and end tokens take the other two);
-            a warning on standard error says where. With --jsonl, reads one JSON string per line
-            from standard input and prints one array per line.
+            The prompt is parsed as clip_encode parses it (--weighting, default a1111) and cut into
+            chunks of 75 tokens, each between the start and end tokens and padded to 77: the array
+            holds 77 ids per chunk. With --weights, prints the parsed pieces and each chunk's tokens
+            with their weights instead. With --jsonl, reads one JSON string per line from standard
+            input and prints one array per line.
             """)
 
     @Argument(help: "The prompt.")
@@ -21,6 +23,12 @@ struct Tokenize: ParsableCommand {
     @Option(help: "A diffusers folder whose tokenizer/ to use instead of the bundled CLIP vocabulary.")
     var model: String?
 
+    @Option(help: "How emphasis is read: a1111, comfy or none (as clip_encode's weighting).")
+    var weighting: PromptWeighting = .a1111
+
+    @Flag(help: "Show the parsed pieces and every token's weight, chunk by chunk.")
+    var weights = false
+
     func validate() throws {
         if jsonl == (text != nil) { throw ValidationError("give either a prompt or --jsonl") }
     }
@@ -28,7 +36,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         let tokenizer = try model.map { try CLIPTokenizer(folder: $0 + "/tokenizer") } ?? CLIPTokenizer.bundled()
         if let text {
-            print(try encode(text, tokenizer: tokenizer, line: nil))
+            print(describe(text, tokenizer: tokenizer))
             return
         }
         var lineNumber = 0
@@ -40,17 +48,24 @@ struct Tokenize: ParsableCommand {
                   let prompt = value as? String else {
                 throw ValidationError("standard input line \(lineNumber): not a JSON string")
             }
-            print(try encode(prompt, tokenizer: tokenizer, line: lineNumber))
+            print(describe(prompt, tokenizer: tokenizer))
         }
     }
 
-    private func encode(_ prompt: String, tokenizer: CLIPTokenizer, line: Int?) throws -> String {
-        let encoding = tokenizer.encode(prompt)
-        if encoding.droppedTokenCount > 0 {
-            let place = line.map { "line \($0): " } ?? ""
-            FileHandle.standardError.write(Data(
-                "warning: \(place)prompt is longer than 75 tokens; \(encoding.droppedTokenCount) tokens were cut, from \"\(encoding.droppedText)\"\n".utf8))
+    private func describe(_ prompt: String, tokenizer: CLIPTokenizer) -> String {
+        let chunks = tokenizer.chunks(prompt, weighting: weighting)
+        guard weights else { return "[" + chunks.ids.joined().map(String.init).joined(separator: ", ") + "]" }
+        let names = Dictionary(tokenizer.vocabulary.ids.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
+        var lines = ["pieces (\(weighting.rawValue)): " + PromptParser.parse(prompt, style: weighting).map(\.description).joined(separator: ", ")]
+        for (k, (ids, w)) in zip(chunks.ids, chunks.weights).enumerated() {
+            lines.append("chunk \(k + 1) of \(chunks.ids.count): \(chunks.lengths[k]) of \(CLIPTokenizer.chunkLength) tokens")
+            lines += zip(ids, w).dropFirst().prefix(chunks.lengths[k]).map { id, weight in
+                "  \(String(format: "%6d", id))  \((names[id] ?? "?").replacingOccurrences(of: "</w>", with: " "))"
+                    + (weight == 1 ? "" : "  x\(weight)")
+            }
         }
-        return "[" + encoding.ids.map(String.init).joined(separator: ", ") + "]"
+        return lines.joined(separator: "\n")
     }
 }
+
+extension PromptWeighting: ExpressibleByArgument {}

@@ -91,11 +91,12 @@ public final class Checkpoint: @unchecked Sendable {
 
     // MARK: - Components
 
-    /// Builds the UNet and checks that every UNet tensor was used.
-    public func loadUNet() throws -> UNet {
+    /// Builds the UNet, with `patches` (LoRA deltas) added, and checks that every UNet tensor was used.
+    public func loadUNet(patches: WeightPatches = [:]) throws -> UNet {
         try requirePresent(unetStore, prefix: layout == .singleFile ? "model.diffusion_model." : "unet/")
-        let unet = try UNet(config: configs.unet, parameters: unetStore.scope(""))
-        try unetStore.checkAllUsed()
+        let store = patches.isEmpty ? unetStore : unetStore.patched(patches)
+        let unet = try UNet(config: configs.unet, parameters: store.scope(""))
+        try store.checkAllUsed()
         return unet
     }
 
@@ -107,11 +108,12 @@ public final class Checkpoint: @unchecked Sendable {
         return vae
     }
 
-    /// Builds the text encoder and checks that every text-encoder tensor was used.
-    public func loadTextEncoder() throws -> CLIPTextEncoder {
+    /// Builds the text encoder, with `patches` (LoRA deltas) added, and checks that every text-encoder tensor was used.
+    public func loadTextEncoder(patches: WeightPatches = [:]) throws -> CLIPTextEncoder {
         try requirePresent(textStore, prefix: layout == .singleFile ? "cond_stage_model.transformer." : "text_encoder/")
-        let encoder = try CLIPTextEncoder(config: configs.textEncoder, parameters: textStore.scope("text_model"))
-        try textStore.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
+        let store = patches.isEmpty ? textStore : textStore.patched(patches)
+        let encoder = try CLIPTextEncoder(config: configs.textEncoder, parameters: store.scope("text_model"))
+        try store.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
         return encoder
     }
 

@@ -25,13 +25,28 @@ public final class ParameterStore: @unchecked Sendable {
     /// (about half the memory of float32 weights, for a few percent of speed).
     public var keepsHalfPrecision = false
     private let locations: [String: Location]
+    /// LoRA deltas added to some weights (resident float32 once patched); the others stay mapped.
+    private let patches: WeightPatches
     private var used: Set<String> = []
     private let lock = NSLock()
 
     /// A store over `locations` (canonical name -> location).
-    public init(component: String, locations: [String: Location]) {
+    public init(component: String, locations: [String: Location], patches: WeightPatches = [:]) {
         self.component = component
         self.locations = locations
+        self.patches = patches
+    }
+
+    /// A store over the same tensors with `patches` added to their weights (a fresh usage record).
+    public func patched(_ patches: WeightPatches) -> ParameterStore {
+        let store = ParameterStore(component: component, locations: locations, patches: patches)
+        store.keepsHalfPrecision = keepsHalfPrecision
+        return store
+    }
+
+    /// `t` with the deltas of `name`, if any.
+    private func patch(_ t: Tensor, _ name: String) -> Tensor {
+        patches[name]?.reduce(t) { $1.applied(to: $0) } ?? t
     }
 
     /// All canonical names.
@@ -51,7 +66,7 @@ public final class ParameterStore: @unchecked Sendable {
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let (location, _) = try claim(name, shape: shape)
         let t = try location.file.tensor(location.key)
-        return t.shape == shape ? t : t.reshaped(shape)
+        return patch(t.shape == shape ? t : t.reshaped(shape), name)
     }
 
     /// The location and stored entry of `name`, checked against `shape` and marked as used.
@@ -82,9 +97,9 @@ public final class ParameterStore: @unchecked Sendable {
     /// file) left in the memory-mapped file and widened each time it is used.
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
         let (location, entry) = try claim(name, shape: shape)
-        guard keepsHalfPrecision, entry.dtype == .f16 || entry.dtype == .bf16 else {
+        guard keepsHalfPrecision, entry.dtype == .f16 || entry.dtype == .bf16, patches[name] == nil else {
             let t = try location.file.tensor(location.key)
-            return Weight(resident: t.shape == shape ? t : t.reshaped(shape))
+            return Weight(resident: patch(t.shape == shape ? t : t.reshaped(shape), name))
         }
         return Weight(file: location.file, key: location.key, shape: shape)
     }
