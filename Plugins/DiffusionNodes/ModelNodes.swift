@@ -129,12 +129,20 @@ struct CLIPEncode: Node {
                   help: "use the output of this layer from the end (1: last, as diffusers; 2: penultimate, as many anime models)"),
             .init("weighting", .choice(PromptWeighting.allCases.map(\.rawValue)), default: .text(PromptWeighting.a1111.rawValue),
                   help: "a1111: (x) x1.1, [x] /1.1, (x:w), BREAK, mean restored; comfy: ComfyUI's weights; none: brackets are text"),
+            .init("embeddings", .inputPath(.folder), default: .text(""),
+                  help: "a folder of textual-inversion embeddings (.safetensors), used as embedding:NAME or by their bare name"),
         ])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let (encoder, tokenizer) = try context.loadedTextEncoder("clip")
         let weighting = PromptWeighting(rawValue: try context.string("weighting")) ?? .a1111
-        let chunks = tokenizer.chunks(try context.string("text"), weighting: weighting)
+        let folder = try context.string("embeddings")
+        let library = try folder.isEmpty ? EmbeddingLibrary() : EmbeddingLibrary(folder: folder)
+        let chunks = try tokenizer.chunks(try context.string("text"), weighting: weighting, embeddings: library)
+        if let vector = chunks.vectors.first(where: { $0.count != encoder.config.width }) {
+            throw NodeError.invalidInput("an embedding in the prompt has \(vector.count)-wide vectors; this text encoder's are \(encoder.config.width) wide"
+                                         + (vector.count == 1024 ? " (an SD 2.x embedding?)" : ""))
+        }
         guard chunks.ids.count <= maximumChunks else {
             throw NodeError.invalidInput("the prompt has \(chunks.tokenCount) tokens, \(chunks.ids.count) chunks of 75; at most \(maximumChunks) chunks are encoded")
         }

@@ -39,7 +39,10 @@ public struct Graph {
     /// Checks `workflow`; `overrides` are `--set name=value` pairs, whose relative paths are
     /// taken from `currentDirectory`. Paths in the file are relative to the file's folder.
     /// Throws `WorkflowErrors` with everything wrong at once.
+    /// `nodeDefaults` give node parameters of those names that a node leaves unset a value from the
+    /// command line (`--embeddings DIR` sets every clip_encode's `embeddings`).
     public init(workflow: Workflow, registry: NodeRegistry, overrides: [String: String] = [:],
+                nodeDefaults: [String: String] = [:],
                 currentDirectory: String = FileManager.default.currentDirectoryPath) throws {
         self.workflow = workflow
         var errors: [WorkflowError] = []
@@ -119,7 +122,11 @@ public struct Graph {
                 }
             }
             for spec in d.parameters where values[spec.name] == nil {
-                if let value = spec.defaultValue {
+                if let raw = nodeDefaults[spec.name], !node.fields.contains(where: { $0.name == spec.name }),
+                   let value = Graph.parse(raw, like: spec.defaultValue ?? .text(raw)) {
+                    if let v = Graph.check(value, spec, node: node.name, at: node.location, base: currentDirectory,
+                                           outputBase: currentDirectory, errors: &errors) { values[spec.name] = v }
+                } else if let value = spec.defaultValue {
                     values[spec.name] = value
                 } else if !node.fields.contains(where: { $0.name == spec.name }) {
                     errors.append(WorkflowError(.missingValue, at: node.location, "node '\(node.name)' (\(d.name)) needs parameter '\(spec.name)'",

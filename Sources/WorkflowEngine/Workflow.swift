@@ -79,13 +79,16 @@ public struct Workflow: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw WorkflowError(.missingFile, at: nil, "\(path): no such workflow file")
         }
-        if ImageFile.format(of: data) != nil {
+        if ImageFile.format(of: data) != nil || ExifText.userComment(data) != nil {
             let image: Image
             do { image = try ImageFile.decode(data, name: path) } catch {
+                // A WebP (which sdflow does not decode) may still carry A1111 parameters.
+                if let imported = try importedA1111(ExifText.userComment(data), path: path) { return imported }
                 throw WorkflowError(.syntax, at: nil, "\(error)")
             }
             guard let text = image.metadata[ImageMetadataKey.workflow] else {
-                throw WorkflowError(.syntax, at: nil, "\(path): the image has no sdflow workflow in its metadata")
+                if let imported = try importedA1111(image.metadata["parameters"] ?? ExifText.userComment(data), path: path) { return imported }
+                throw WorkflowError(.syntax, at: nil, "\(path): the image has no sdflow workflow or AUTOMATIC1111 parameters in its metadata")
             }
             var workflow: Workflow
             do {
@@ -107,6 +110,21 @@ public struct Workflow: Sendable {
             throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
         }
         return try parse(text, path: path)
+    }
+
+    /// The workflow `sdflow import` makes of an image's AUTOMATIC1111 parameters (its notes go to
+    /// standard error), or nil when `text` is not such parameters.
+    static func importedA1111(_ text: String?, path: String) throws -> Workflow? {
+        guard let text, let parameters = A1111Parameters(text: text) else { return nil }
+        let imported = A1111Import(parameters, source: URL(fileURLWithPath: path).lastPathComponent)
+        FileHandle.standardError.write(Data(imported.notes.map { "note: \($0)\n" }.joined().utf8))
+        do {
+            var workflow = try parse(imported.yaml, path: path)
+            workflow.sourceImage = URL(fileURLWithPath: path).standardizedFileURL.path
+            return workflow
+        } catch {
+            throw WorkflowError(.syntax, at: nil, "\(path): the workflow made of its AUTOMATIC1111 parameters is invalid: \(error)")
+        }
     }
 
     /// Parses workflow text; `path` names it in errors.

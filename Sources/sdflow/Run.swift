@@ -17,6 +17,9 @@ struct WorkflowOptions: ParsableArguments {
     @Option(help: "A folder of node-pack plugins to load (also SDFLOW_PLUGIN_PATH).")
     var plugins: [String] = []
 
+    @Option(help: "A folder of textual-inversion embeddings for every clip_encode that names none.")
+    var embeddings: String?
+
     /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow; a
     /// bare name that is no file (`inpaint`) is a bundled workflow (`sdflow workflows`).
     func load() throws -> Workflow {
@@ -40,7 +43,8 @@ struct WorkflowOptions: ParsableArguments {
 
     func graph(registry: NodeRegistry) throws -> Graph {
         let workflow = try load()
-        return try Graph(workflow: workflow, registry: registry, overrides: try parameterOverrides(for: workflow))
+        return try Graph(workflow: workflow, registry: registry, overrides: try parameterOverrides(for: workflow),
+                         nodeDefaults: embeddings.map { ["embeddings": $0] } ?? [:])
     }
 
     /// The checked graph; workflow errors are printed (all of them, with positions) and exit with status 2.

@@ -29,14 +29,18 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Show the parsed pieces and every token's weight, chunk by chunk.")
     var weights = false
 
+    @Option(help: "A folder of textual-inversion embeddings (their vectors show as ids from 1073741824).")
+    var embeddings: String?
+
     func validate() throws {
         if jsonl == (text != nil) { throw ValidationError("give either a prompt or --jsonl") }
     }
 
     func run() throws {
         let tokenizer = try model.map { try CLIPTokenizer(folder: $0 + "/tokenizer") } ?? CLIPTokenizer.bundled()
+        let library = try embeddings.map { try EmbeddingLibrary(folder: $0) } ?? EmbeddingLibrary()
         if let text {
-            print(describe(text, tokenizer: tokenizer))
+            print(try describe(text, tokenizer: tokenizer, library: library))
             return
         }
         var lineNumber = 0
@@ -48,19 +52,19 @@ struct Tokenize: ParsableCommand {
                   let prompt = value as? String else {
                 throw ValidationError("standard input line \(lineNumber): not a JSON string")
             }
-            print(describe(prompt, tokenizer: tokenizer))
+            print(try describe(prompt, tokenizer: tokenizer, library: library))
         }
     }
 
-    private func describe(_ prompt: String, tokenizer: CLIPTokenizer) -> String {
-        let chunks = tokenizer.chunks(prompt, weighting: weighting)
+    private func describe(_ prompt: String, tokenizer: CLIPTokenizer, library: EmbeddingLibrary) throws -> String {
+        let chunks = try tokenizer.chunks(prompt, weighting: weighting, embeddings: library)
         guard weights else { return "[" + chunks.ids.joined().map(String.init).joined(separator: ", ") + "]" }
         let names = Dictionary(tokenizer.vocabulary.ids.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
         var lines = ["pieces (\(weighting.rawValue)): " + PromptParser.parse(prompt, style: weighting).map(\.description).joined(separator: ", ")]
         for (k, (ids, w)) in zip(chunks.ids, chunks.weights).enumerated() {
             lines.append("chunk \(k + 1) of \(chunks.ids.count): \(chunks.lengths[k]) of \(CLIPTokenizer.chunkLength) tokens")
             lines += zip(ids, w).dropFirst().prefix(chunks.lengths[k]).map { id, weight in
-                "  \(String(format: "%6d", id))  \((names[id] ?? "?").replacingOccurrences(of: "</w>", with: " "))"
+                "  \(String(format: "%6d", id))  \((names[id] ?? "(embedding vector)").replacingOccurrences(of: "</w>", with: " "))"
                     + (weight == 1 ? "" : "  x\(weight)")
             }
         }

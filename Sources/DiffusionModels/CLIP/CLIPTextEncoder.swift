@@ -79,7 +79,9 @@ public struct CLIPTextEncoder: Sendable {
 
     /// The hidden states after the embeddings and after every layer (layers + 1 tensors of
     /// (N, T, C)), as transformers' `hidden_states`, without the final layer norm.
-    public func hiddenStates(_ ids: [[Int]], stoppingAfter lastLayer: Int? = nil) -> [Tensor] {
+    /// Ids from `PromptChunks.embeddingBase` on stand for the rows of `vectors` (textual inversion),
+    /// which replace the token embedding at their position.
+    public func hiddenStates(_ ids: [[Int]], vectors: [[Float]] = [], stoppingAfter lastLayer: Int? = nil) -> [Tensor] {
         let n = ids.count, t = ids.first?.count ?? 0, c = config.width
         precondition(t <= config.maxPositions && ids.allSatisfy { $0.count == t },
                      "text encoder: token sequences must have equal length <= \(config.maxPositions)")
@@ -87,10 +89,16 @@ public struct CLIPTextEncoder: Sendable {
         let dst = x.mutablePointer()
         for (b, row) in ids.enumerated() {
             for (i, id) in row.enumerated() {
-                precondition(id >= 0 && id < config.vocabularySize, "token id \(id) outside the vocabulary of \(config.vocabularySize)")
-                let out = dst + (b * t + i) * c
-                let token = tokenEmbedding.pointer + id * c, position = positionEmbedding.pointer + i * c
-                for j in 0..<c { out[j] = token[j] + position[j] }
+                let out = dst + (b * t + i) * c, position = positionEmbedding.pointer + i * c
+                if id >= PromptChunks.embeddingBase {
+                    let vector = vectors[id - PromptChunks.embeddingBase]
+                    precondition(vector.count == c, "an embedding of width \(vector.count) for a \(c)-wide text encoder")
+                    for j in 0..<c { out[j] = vector[j] + position[j] }
+                } else {
+                    precondition(id >= 0 && id < config.vocabularySize, "token id \(id) outside the vocabulary of \(config.vocabularySize)")
+                    let token = tokenEmbedding.pointer + id * c
+                    for j in 0..<c { out[j] = token[j] + position[j] }
+                }
             }
         }
         var states = [x]
@@ -111,9 +119,9 @@ public struct CLIPTextEncoder: Sendable {
     /// The conditioning for the UNet: the output of layer `layers - skippedLayers`, with the
     /// final layer norm applied (skippedLayers 0 is `last_hidden_state`; 1 is "clip skip 2"
     /// in A1111/ComfyUI terms and diffusers' `clip_skip=1`). ids (N, T) -> (N, T, C)
-    public func encode(_ ids: [[Int]], skippedLayers: Int = 0) -> Tensor {
+    public func encode(_ ids: [[Int]], vectors: [[Float]] = [], skippedLayers: Int = 0) -> Tensor {
         precondition(skippedLayers >= 0 && skippedLayers < config.layers, "cannot skip \(skippedLayers) of \(config.layers) layers")
-        let states = hiddenStates(ids, stoppingAfter: config.layers - skippedLayers)
+        let states = hiddenStates(ids, vectors: vectors, stoppingAfter: config.layers - skippedLayers)
         return finalNorm(states[states.count - 1])
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import TensorCore
 
 /// A prompt cut into CLIP chunks as AUTOMATIC1111 does: 75 tokens each, between BOS and EOS, with
@@ -9,6 +10,11 @@ public struct PromptChunks: Equatable, Sendable {
     public var weights: [[Float]]
     /// The number of the prompt's own tokens in each chunk (without BOS, EOS and padding).
     public var lengths: [Int]
+    /// Textual-inversion vectors; the id `embeddingBase + i` in `ids` stands for row i.
+    public var vectors: [[Float]] = []
+
+    /// The first id that stands for an embedding vector rather than a vocabulary token.
+    public static let embeddingBase = 1 << 30
 
     /// The prompt's own tokens in all chunks.
     public var tokenCount: Int { lengths.reduce(0, +) }
@@ -27,7 +33,10 @@ extension CLIPTokenizer {
     /// `prompt` parsed with `weighting` and cut into chunks by A1111's rule (`tokenize_line` in
     /// modules/sd_hijack_clip.py): each parsed piece is tokenized on its own; a full chunk starts
     /// the next one, at the last comma if it is within `commaBacktrack` tokens; BREAK ends a chunk.
-    public func chunks(_ prompt: String, weighting: PromptWeighting) -> PromptChunks {
+    /// Embeddings from `embeddings` replace their name (A1111: the bare name as a word; ComfyUI:
+    /// `embedding:name`) with their vectors, moved whole to the next chunk when they do not fit.
+    /// Throws when `embedding:name` names no embedding, or one that could not be read.
+    public func chunks(_ prompt: String, weighting: PromptWeighting, embeddings: EmbeddingLibrary = EmbeddingLibrary()) throws -> PromptChunks {
         let comma = vocabulary.ids[",</w>"]
         var result = PromptChunks(ids: [], weights: [], lengths: [])
         var tokens: [Int] = [], weights: [Float] = []
@@ -41,30 +50,107 @@ extension CLIPTokenizer {
             weights = []
             lastComma = -1
         }
+        /// The ids of an embedding's vectors (added to `result.vectors` on first use).
+        var embeddingIDs: [String: [Int]] = [:]
+        func ids(of embedding: TextualInversion) -> [Int] {
+            if let known = embeddingIDs[embedding.name] { return known }
+            let rows = (0..<embedding.vectors.shape[0]).map { r in
+                Array(UnsafeBufferPointer(start: embedding.vectors.pointer + r * embedding.vectors.shape[1], count: embedding.vectors.shape[1]))
+            }
+            let new = (0..<rows.count).map { PromptChunks.embeddingBase + result.vectors.count + $0 }
+            result.vectors += rows
+            embeddingIDs[embedding.name] = new
+            return new
+        }
+        // A1111 finds embeddings by their names' tokens in the token stream (longest name first).
+        let named = embeddings.embeddings.values.map { (tokens: self.tokens($0.name), embedding: $0) }
+            .filter { !$0.tokens.isEmpty }.sorted { $0.tokens.count > $1.tokens.count }
+
+        func add(_ token: Int, weight: Float) {
+            if token == comma {
+                lastComma = tokens.count
+            } else if tokens.count == CLIPTokenizer.chunkLength && lastComma != -1
+                        && tokens.count - lastComma <= CLIPTokenizer.commaBacktrack {
+                let moved = (tokens: Array(tokens[(lastComma + 1)...]), weights: Array(weights[(lastComma + 1)...]))
+                tokens.removeSubrange((lastComma + 1)...)
+                weights.removeSubrange((lastComma + 1)...)
+                closeChunk()
+                (tokens, weights) = moved
+            }
+            if tokens.count == CLIPTokenizer.chunkLength { closeChunk() }
+        }
+        func addEmbedding(_ embedding: TextualInversion, weight: Float) {
+            let vectorIDs = ids(of: embedding)
+            if tokens.count + vectorIDs.count > CLIPTokenizer.chunkLength { closeChunk() }
+            tokens += vectorIDs
+            weights += Array(repeating: weight, count: vectorIDs.count)
+        }
         for piece in PromptParser.parse(prompt, style: weighting) {
             if piece.isBreak {
                 closeChunk()
                 continue
             }
-            for token in self.tokens(piece.text) {
-                if token == comma {
-                    lastComma = tokens.count
-                } else if tokens.count == CLIPTokenizer.chunkLength && lastComma != -1
-                            && tokens.count - lastComma <= CLIPTokenizer.commaBacktrack {
-                    let moved = (tokens: Array(tokens[(lastComma + 1)...]), weights: Array(weights[(lastComma + 1)...]))
-                    tokens.removeSubrange((lastComma + 1)...)
-                    weights.removeSubrange((lastComma + 1)...)
-                    closeChunk()
-                    (tokens, weights) = moved
+            let weight = Float(piece.weight)
+            for segment in try CLIPTokenizer.embeddingSyntax(piece.text, embeddings) {
+                switch segment {
+                case .embedding(let embedding):
+                    add(-1, weight: weight)  // the checks A1111 makes before every token
+                    addEmbedding(embedding, weight: weight)
+                case .text(let text):
+                    let pieceTokens = self.tokens(text)
+                    var position = 0
+                    while position < pieceTokens.count {
+                        add(pieceTokens[position], weight: weight)
+                        if let match = named.first(where: { pieceTokens[position...].starts(with: $0.tokens) }) {
+                            addEmbedding(match.embedding, weight: weight)
+                            position += match.tokens.count
+                        } else {
+                            tokens.append(pieceTokens[position])
+                            weights.append(weight)
+                            position += 1
+                        }
+                    }
                 }
-                if tokens.count == CLIPTokenizer.chunkLength { closeChunk() }
-                tokens.append(token)
-                weights.append(Float(piece.weight))
             }
         }
         if !tokens.isEmpty || result.ids.isEmpty { closeChunk() }
         return result
     }
+
+    /// Text, or a ComfyUI-style `embedding:name` reference.
+    enum PromptSegment { case text(String), embedding(TextualInversion) }
+
+    /// `text` cut at `embedding:name` references (name up to a space, comma or bracket; a
+    /// `.safetensors` extension is allowed).
+    static func embeddingSyntax(_ text: String, _ library: EmbeddingLibrary) throws -> [PromptSegment] {
+        guard text.contains("embedding:") else { return [.text(text)] }
+        let pattern = try! NSRegularExpression(pattern: "embedding:([^\\s,()\\[\\]]+)")
+        let ns = text as NSString
+        var segments: [PromptSegment] = []
+        var start = 0
+        for match in pattern.matches(in: text, range: NSRange(location: 0, length: ns.length)) {
+            var name = ns.substring(with: match.range(at: 1))
+            for ext in [".safetensors", ".pt", ".bin"] where name.hasSuffix(ext) { name = String(name.dropLast(ext.count)) }
+            guard let embedding = library.embeddings[name] else {
+                if let problem = library.unreadable[name] { throw PromptError(message: problem) }
+                let known = library.embeddings.keys.sorted()
+                throw PromptError(message: "the prompt uses embedding:\(name), but " + (library.isEmpty
+                    ? "no embeddings folder is given (--embeddings DIR or clip_encode's embeddings)"
+                    : "the embeddings folder has no '\(name)' (it has: \(known.prefix(10).joined(separator: ", ")))"))
+            }
+            segments.append(.text(ns.substring(with: NSRange(location: start, length: match.range.location - start))))
+            segments.append(.embedding(embedding))
+            start = match.range.location + match.range.length
+        }
+        segments.append(.text(ns.substring(from: start)))
+        return segments
+    }
+}
+
+/// A prompt that cannot be encoded, with the reason.
+public struct PromptError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
 }
 
 extension CLIPTextEncoder {
@@ -77,7 +163,7 @@ extension CLIPTextEncoder {
     public func encode(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int], skippedLayers: Int = 0) -> Tensor {
         let weighted = weighting != .none && prompt.isWeighted
         let rows = prompt.ids + (weighted && weighting == .comfy ? [emptyIDs] : [])
-        let z = encode(rows, skippedLayers: skippedLayers)  // (rows, 77, C)
+        let z = encode(rows, vectors: prompt.vectors, skippedLayers: skippedLayers)  // (rows, 77, C)
         let (t, c) = (z.shape[1], z.shape[2])
         let chunkCount = prompt.ids.count
         var out = Tensor(uninitialized: [1, chunkCount * t, c])

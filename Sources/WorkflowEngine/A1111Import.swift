@@ -1,0 +1,120 @@
+import Foundation
+
+/// An sdflow workflow equivalent to an AUTOMATIC1111 recipe (`sdflow import`, and `sdflow run`
+/// of an A1111 image): txt2img, or img2img when the recipe has a denoising strength (without
+/// hires fix), with one `load_lora` per `<lora:name:w>` tag.
+public struct A1111Import {
+    /// The workflow as YAML text.
+    public let yaml: String
+    /// Settings that could not be mapped, or that need the user (the checkpoint, LoRA files).
+    public let notes: [String]
+
+    /// A1111 sampler names -> (sdflow sampler, Karras schedule).
+    static let samplers: [String: (String, Bool)] = [
+        "Euler a": ("euler_a", false), "Euler": ("euler", false), "DDIM": ("ddim", false), "DDPM": ("ddpm", false),
+        "DPM++ 2M": ("dpmpp_2m", false), "DPM++ 2M Karras": ("dpmpp_2m", true), "Euler Karras": ("euler", true),
+    ]
+
+    /// Settings this import uses (every other one is listed in the notes as not mapped).
+    static let mapped: Set<String> = ["Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Denoising strength",
+                                      "Clip skip", "Model", "Model hash", "Lora hashes", "Version", "RNG", "Eta", "Emphasis"]
+
+    public init(_ p: A1111Parameters, source: String) {
+        var notes: [String] = []
+        func number(_ key: String) -> Double? { p[key].flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
+
+        var sampler = "euler_a", karras = false
+        if let name = p["Sampler"] {
+            if let known = A1111Import.samplers[name] { (sampler, karras) = known } else {
+                notes.append("sampler '\(name)' has no sdflow equivalent; using euler_a (sdflow has euler_a, euler, ddim, ddpm, dpmpp_2m)")
+            }
+        }
+        if let schedule = p["Schedule type"] {
+            if schedule == "Karras", sampler == "euler" || sampler == "dpmpp_2m" { karras = true }
+            else if schedule != "Automatic" { notes.append("schedule type '\(schedule)' not mapped; using the sampler's default") }
+        }
+        var width = 512, height = 512
+        if let size = p["Size"] {
+            let parts = size.split(separator: "x").compactMap { Int($0) }
+            if parts.count == 2 { (width, height) = (parts[0], parts[1]) } else { notes.append("size '\(size)' not understood; using 512x512") }
+        }
+        let hires = p.settings.contains { $0.key.hasPrefix("Hires") }
+        let strength = hires ? nil : number("Denoising strength")
+        if hires { notes.append("hires fix (" + p.settings.filter { $0.key.hasPrefix("Hires") || $0.key == "Denoising strength" }
+            .map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ") not mapped: the workflow makes the first pass only") }
+        let model = [p["Model"].map { "'\($0)'" }, p["Model hash"].map { "hash \($0)" }].compactMap { $0 }.joined(separator: ", ")
+        notes.append("checkpoint: give the model file with --set checkpoint=PATH" + (model.isEmpty ? "" : " (the image was made with \(model))"))
+        if p["RNG"] != "CPU" {
+            notes.append("A1111 drew this image's noise on the GPU (its default RNG); sdflow draws torch's CPU noise, so the same seed gives another image")
+        }
+        if p["Emphasis"] == "No norm" { notes.append("emphasis 'No norm' not available; using A1111's original (mean restored)") }
+        let unmapped = p.settings.filter { !A1111Import.mapped.contains($0.key) && !$0.key.hasPrefix("Hires") }
+        if !unmapped.isEmpty {
+            notes.append("not mapped: " + unmapped.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
+        }
+
+        // Parameters, then nodes.
+        var parameters: [(String, String)] = [("checkpoint", "\"\""), ("prompt", yamlString(p.promptWithoutTags)),
+                                                ("negative", yamlString(p.negativePrompt))]
+        if strength != nil { parameters.append(("image", "\"\"")) }
+        var nodes = ["  model: {type: load_checkpoint, path: !param checkpoint}"]
+        var unet = "model.unet", clip = "model.clip"
+        var loraNames: [String: Int] = [:]
+        for (i, lora) in p.loras.enumerated() {
+            var name = "lora_" + lora.name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+            loraNames[name, default: 0] += 1
+            if loraNames[name]! > 1 { name += "_\(loraNames[name]!)" }
+            parameters.append((name, "\"\""))
+            parameters.append((name + "_strength", format(lora.weight)))
+            nodes.append("  \(name): {type: load_lora, unet: !ref \(unet), clip: !ref \(clip), path: !param \(name), "
+                         + "strength_model: !param \(name)_strength, strength_clip: !param \(name)_strength}")
+            (unet, clip) = ("\(name).unet", "\(name).clip")
+            notes.append("LoRA '\(lora.name)' (weight \(format(lora.weight))): give its file with --set \(name)=PATH" + (i == 0 && p["Lora hashes"] != nil ? " (Lora hashes: \(p["Lora hashes"]!))" : ""))
+        }
+        let clipSkip = Int(number("Clip skip") ?? 1)
+        parameters += [("sampler", sampler), ("steps", String(Int(number("Steps") ?? 20))), ("cfg", format(number("CFG scale") ?? 7)),
+                       ("seed", String(Int(number("Seed") ?? 0))), ("width", String(width)), ("height", String(height)),
+                       ("clip_skip", String(clipSkip))]
+        if let strength { parameters.append(("strength", format(strength))) }
+        parameters.append(("output", "out/{stem}-{seed}.png"))
+
+        let encode = "clip: !ref \(clip), clip_skip: !param clip_skip"
+        nodes.append("  positive: {type: clip_encode, \(encode), text: !param prompt}")
+        nodes.append("  negative: {type: clip_encode, \(encode), text: !param negative}")
+        if strength != nil {
+            nodes.append("  photo: {type: load_image, path: !param image}")
+            nodes.append("  sized: {type: resize_image, image: !ref photo, width: !param width, height: !param height, mode: fill}")
+            nodes.append("  start: {type: vae_encode, vae: !ref model.vae, image: !ref sized}")
+            notes.append("img2img: give the source image with --set image=PATH")
+        } else {
+            nodes.append("  start: {type: empty_latent, vae: !ref model.vae, width: !param width, height: !param height}")
+        }
+        var denoise = ["    type: denoise", "    unet: !ref \(unet)", "    positive: !ref positive", "    negative: !ref negative",
+                       "    latent: !ref start", "    sampler: !param sampler", "    steps: !param steps", "    cfg: !param cfg",
+                       "    seed: !param seed"]
+        if karras { denoise.append("    schedule: karras") }
+        if strength != nil { denoise.append("    strength: !param strength") }
+        if let eta = number("Eta"), sampler == "ddim" { denoise.append("    eta: \(format(eta))") }
+        nodes.append("  generated:\n" + denoise.joined(separator: "\n"))
+        nodes.append("  image: {type: vae_decode, vae: !ref model.vae, latent: !ref generated}")
+        nodes.append("  save: {type: save_image, image: !ref image, path: !param output}")
+
+        var lines = ["version: 1", "description: \(yamlString("Imported from the AUTOMATIC1111 parameters of " + source))"]
+        lines += notes.map { "# note: " + $0.replacingOccurrences(of: "\n", with: " ") }
+        lines.append("parameters:")
+        lines += parameters.map { "  \($0.0): \($0.1)" }
+        lines.append("nodes:")
+        lines += nodes
+        yaml = lines.joined(separator: "\n") + "\n"
+        self.notes = notes
+    }
+}
+
+/// A YAML double-quoted string (JSON's escapes are valid YAML).
+private func yamlString(_ s: String) -> String {
+    let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+    return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
+}
+
+/// A number without a needless ".0".
+private func format(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }

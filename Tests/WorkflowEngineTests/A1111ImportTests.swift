@@ -1,0 +1,70 @@
+import Foundation
+import ImageIO
+import TestSupport
+import Testing
+import WorkflowEngine
+
+/// AUTOMATIC1111 recipes (Tests/Fixtures/a1111, written by tools/reference/fixtures_a1111.py with
+/// Pillow and piexif as A1111 writes them): the text read back from PNG, JPEG and WebP, parsed as
+/// A1111's own parser does, and the imported workflow run on the tiny model.
+@Suite struct A1111ImportTests {
+    struct Expected: Decodable {
+        let text: String, prompt: String, negative: String
+        let settings: [[String]]
+    }
+
+    let expected: [String: Expected]
+    let folder = TemporaryFolder()
+
+    init() throws {
+        expected = try JSONDecoder().decode([String: Expected].self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("a1111/expected.json"))))
+    }
+
+    /// The parameters text an image carries (PNG text chunk or EXIF UserComment).
+    func text(of name: String) throws -> String? {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("a1111/" + name)))
+        return ExifText.userComment(data) ?? (try? ImageFile.decode(data, name: name))?.metadata["parameters"]
+    }
+
+    @Test(arguments: ["txt2img.png", "img2img.jpg", "hires.webp"])
+    func readsAndParsesLikeA1111(name: String) throws {
+        let reference = try #require(expected[name])
+        #expect(try text(of: name) == reference.text)
+        let parsed = try #require(A1111Parameters(text: reference.text))
+        #expect(parsed.prompt == reference.prompt)
+        #expect(parsed.negativePrompt == reference.negative)
+        #expect(parsed.settings.map { [$0.key, $0.value] } == reference.settings)
+    }
+
+    @Test func mapsSettingsAndSaysWhatItCannot() throws {
+        let txt2img = A1111Import(try #require(A1111Parameters(text: expected["txt2img.png"]!.text)), source: "txt2img.png")
+        for line in ["sampler: dpmpp_2m", "steps: 25", "cfg: 7.5", "seed: 1234567890", "width: 512", "height: 768", "clip_skip: 2",
+                     "schedule: karras", "lora_detail_tweaker_strength: 0.6", "type: load_lora"] {
+            #expect(txt2img.yaml.contains(line), "missing '\(line)'")
+        }
+        #expect(!txt2img.yaml.contains("<lora:"))
+        #expect(txt2img.notes.contains { $0.contains("ENSD: 31337") })
+        #expect(txt2img.notes.contains { $0.contains("GPU") })
+
+        let img2img = A1111Import(try #require(A1111Parameters(text: expected["img2img.jpg"]!.text)), source: "img2img.jpg")
+        #expect(img2img.yaml.contains("strength: 0.45") && img2img.yaml.contains("type: vae_encode"))
+        #expect(img2img.yaml.contains("lora_style_a") && img2img.yaml.contains("lora_style_b_strength: 1"))
+        #expect(!img2img.notes.contains { $0.contains("GPU") })  // RNG: CPU
+
+        let hires = A1111Import(try #require(A1111Parameters(text: expected["hires.webp"]!.text)), source: "hires.webp")
+        #expect(hires.notes.contains { $0.contains("DPM++ SDE") } && hires.notes.contains { $0.contains("hires fix") })
+        #expect(hires.yaml.contains("type: empty_latent"))  // the first pass of a hires fix is txt2img
+    }
+
+    @Test func runsAnA1111ImageWithTheModelAndLoRAGiven() throws {
+        // Workflow.load reads the recipe from the PNG; --set gives the files and a small, short run.
+        let workflow = try Workflow.load(path: Fixtures.path("a1111/txt2img.png"))
+        let overrides = ["checkpoint": TinyModel.folder, "lora_detail_tweaker": Fixtures.path("lora/kohya.safetensors"),
+                         "steps": "2", "width": "64", "height": "64", "output": folder.file("out.png")]
+        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: overrides, currentDirectory: folder.path)
+        let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+        let image = try ImageFile.read(folder.file("out.png"))
+        #expect(image.width == 64 && image.height == 64)
+    }
+}
