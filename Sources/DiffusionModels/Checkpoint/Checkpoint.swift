@@ -33,9 +33,11 @@ public final class Checkpoint: @unchecked Sendable {
     public let path: String
     public let layout: Layout
     public let configs: Configs
-    let unetStore: ParameterStore
-    let vaeStore: ParameterStore
-    let textStore: ParameterStore
+    /// The parameters of each part by canonical name (LDM names for the UNet and VAE,
+    /// transformers names for the text encoder).
+    public let unetStore: ParameterStore
+    public let vaeStore: ParameterStore
+    public let textStore: ParameterStore
     let tokenizerFolder: String?
 
     /// Keys of single-file checkpoints that are not model weights (prefixes).

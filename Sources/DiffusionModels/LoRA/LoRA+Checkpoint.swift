@@ -52,12 +52,12 @@ struct LoRANames {
 
     init(checkpoint: Checkpoint) {
         // UNet: canonical names are LDM names; diffusers names come from the reverse of the key map.
-        let ldmToDiffusers = Dictionary(DiffusersKeyMap.unet(checkpoint.configs.unet).modules.map { ($0.value, $0.key) },
-                                        uniquingKeysWith: { a, b in min(a, b) })
+        let ldmToDiffusers = DiffusersKeyMap(modules: Dictionary(DiffusersKeyMap.unet(checkpoint.configs.unet).modules.map { ($0.value, $0.key) },
+                                                                 uniquingKeysWith: { a, b in min(a, b) }))
         for name in checkpoint.unetStore.names where name.hasSuffix(".weight") {
             let ldm = String(name.dropLast(".weight".count))
             byName["lora_unet_" + LoRANames.underscored(ldm)] = name
-            if let diffusers = LoRANames.translate(ldm, ldmToDiffusers) {
+            if let diffusers = ldmToDiffusers.ldmName(ldm) {  // (a reversed map: its "LDM name" is the diffusers name)
                 byName["lora_unet_" + LoRANames.underscored(diffusers)] = name
                 byName["unet." + diffusers] = name
             }
@@ -86,15 +86,4 @@ struct LoRANames {
     }
 
     static func underscored(_ module: String) -> String { module.replacingOccurrences(of: ".", with: "_") }
-
-    /// `module` with its longest mapped prefix replaced by the map's value.
-    static func translate(_ module: String, _ map: [String: String]) -> String? {
-        var prefix = Substring(module), rest = ""
-        while true {
-            if let mapped = map[String(prefix)] { return rest.isEmpty ? mapped : mapped + "." + rest }
-            guard let dot = prefix.lastIndex(of: ".") else { return nil }
-            rest = rest.isEmpty ? String(prefix[prefix.index(after: dot)...]) : prefix[prefix.index(after: dot)...] + "." + rest
-            prefix = prefix[..<dot]
-        }
-    }
 }
