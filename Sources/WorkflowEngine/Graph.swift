@@ -239,7 +239,9 @@ public struct Graph {
     /// A literal parsed like another value of the same kind (for `--set`).
     static func parse(_ raw: String, like example: ParameterValue) -> ParameterValue? {
         switch example {
-        case .integer: return Int(raw).map(ParameterValue.integer) ?? (raw == "random" ? .text(raw) : nil)
+        // A default written `1` may stand for a number: 0.5 is accepted here, and the nodes that
+        // take the parameter say whether they need an integer.
+        case .integer: return Int(raw).map(ParameterValue.integer) ?? Double(raw).map(ParameterValue.number) ?? (raw == "random" ? .text(raw) : nil)
         case .number: return Double(raw).map(ParameterValue.number)
         case .boolean:
             switch raw.lowercased() {

@@ -148,6 +148,9 @@ import WorkflowEngine
         #expect(unknown.count == 1 && unknown[0].kind == .badOverride && unknown[0].hint?.contains("size") == true)
         let typed = try errors(ValidationTests.valid, overrides: ["size": "big"])
         #expect(typed.count == 1 && typed[0].kind == .badOverride)
+        // A default written as an integer takes a fraction; a node that needs an integer says so.
+        let fraction = try errors(ValidationTests.valid, overrides: ["size": "64.5"])
+        #expect(fraction.count == 1 && fraction[0].kind == .wrongType && fraction[0].message.contains("'width' of 'small'"), "\(fraction)")
     }
 
     @Test func noOutputs() throws {
