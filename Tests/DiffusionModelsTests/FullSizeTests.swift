@@ -52,6 +52,42 @@ struct FullSizeTests {
         print("VAE round trip 256 (\(variant)): \(String(format: "%.2f", Date().timeIntervalSince(t))) s")
     }
 
+    /// A kohya LoRA (rank 8, alpha 4, strength 0.8) on the full-size model against diffusers'
+    /// load_lora_weights + fuse_lora, and a two-chunk weighted prompt (A1111 weighting) through the
+    /// text encoder and the UNet (154 context tokens).
+    @Test(arguments: ["sd15-f16.safetensors", "diffusers-f32"])
+    func loraAndLongPromptMatchDiffusers(variant: String) throws {
+        let folder = FullSizeModel.folder!
+        let reference = try SafeTensorsFile(path: folder + "/reference.safetensors")
+        let checkpoint = try Checkpoint(path: folder + "/" + variant)
+        let ids = try reference.tensor("clip.ids").scalars.map { Int($0) }
+        let batch = [Array(ids[0..<77]), Array(ids[77..<154])]
+        let sample = try reference.tensor("unet.sample"), timesteps = try reference.tensor("unet.timesteps").scalars
+
+        // The prompt of fixtures_prompts.WEIGHTED_LONG, as the tiny fixtures hold it.
+        let prompts = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("prompts.json")))) as! [String: Any]
+        let long = try #require((prompts["chunks"] as! [[String: Any]]).lazy.compactMap { $0["prompt"] as? String }
+            .first { $0.hasPrefix("(masterpiece:1.2), ((best quality)), a portrait") })
+        let tokenizer = try checkpoint.loadTokenizer()
+        let chunks = try tokenizer.chunks(long, weighting: .a1111)
+        #expect(chunks.ids.count == 2)
+        let plainEncoder = try checkpoint.loadTextEncoder(), plainUNet = try checkpoint.loadUNet()
+        let cond = plainEncoder.encode(chunks, weighting: .a1111, emptyIDs: tokenizer.encode("").ids)
+        check("SD1.5 long weighted prompt (\(variant))", cond, try reference.tensor("long.cond"))
+        let context = Tensor.concatenate([cond, cond], axis: 0)  // (2, 154, 768)
+        check("SD1.5 UNet, 154 context tokens (\(variant))", plainUNet(sample, timesteps: timesteps, context: context),
+              try reference.tensor("long.unet.output"))
+
+        let start = Date()
+        let patches = try checkpoint.patches(LoRA(path: folder + "/lora-kohya.safetensors"), unetStrength: 0.8, textStrength: 0.8)
+        let encoder = try checkpoint.loadTextEncoder(patches: patches.textEncoder), unet = try checkpoint.loadUNet(patches: patches.unet)
+        print("LoRA load and patch (\(variant)): \(String(format: "%.2f", Date().timeIntervalSince(start))) s, "
+              + "\(patches.unet.count) UNet and \(patches.textEncoder.count) text-encoder weights")
+        let loraCond = encoder.encode(batch)
+        check("SD1.5 LoRA CLIP (\(variant))", loraCond, try reference.tensor("lora.clip"))
+        check("SD1.5 LoRA UNet 32x32 (\(variant))", unet(sample, timesteps: timesteps, context: loraCond), try reference.tensor("lora.unet.output"))
+    }
+
     /// The fast mode's error against diffusers (Winograd F(4,3), and bfloat16 GEMMs where the CPU has
     /// AVX-512 BF16): reported (largest and mean error, relative to the reference's largest and mean
     /// magnitude), and bounded above what it measures so that a broken kernel still fails.

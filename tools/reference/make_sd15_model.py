@@ -9,6 +9,9 @@ OUT_DIR/diffusers-f16/          diffusers folder, *.fp16.safetensors (float16)
 OUT_DIR/sd15-f32.safetensors    single-file LDM layout, float32
 OUT_DIR/sd15-f16.safetensors    single-file LDM layout, float16
 OUT_DIR/reference.safetensors   inputs and diffusers/transformers outputs (float32)
+OUT_DIR/lora-kohya.safetensors  a random rank-8 kohya LoRA (float16) on every attention, feed-forward and
+                                projection layer, a few convolutions and the text encoder's layers
+                                (reference.safetensors: lora.* with it fused by diffusers at strength 0.8)
 
 Weights are rounded to float16 precision first, so all four variants hold the same values and
 one set of reference outputs serves them all. Then `SDFLOW_SD15=OUT_DIR swift test -c release`
@@ -74,8 +77,60 @@ def main(out):
         ref["vae.image"] = image
         ref["vae.latents"] = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
         ref["vae.decoded"] = vae.decode(ref["vae.latents"] / vae.config.scaling_factor).sample
+        long_prompt(ref, clip, unet, tok, sample, timesteps)
+    lora_reference(ref, out, unet, vae, clip, tok, ids, sample, timesteps)
     save_file({k: v.clone().contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"))
     print("wrote reference.safetensors", flush=True)
+
+
+def long_prompt(ref, clip, unet, tok, sample, timesteps):
+    """long.cond: fixtures_prompts.WEIGHTED_LONG (two chunks) with A1111 weighting; long.unet.output: the
+    UNet on it (154 context tokens); the metadata-free prompt text is fixtures_prompts' own."""
+    import fixtures_prompts as fp
+    comma = tok.convert_tokens_to_ids(",</w>")
+    ids, weights = fp.tokenize_line(tok, comma, fp.WEIGHTED_LONG, "a1111")
+    ref["long.cond"] = fp.conditioning(clip, ids, weights, "a1111", 1)
+    context = ref["long.cond"].expand(2, -1, -1)
+    ref["long.unet.output"] = unet(sample, timesteps, encoder_hidden_states=context).sample
+
+
+LORA_RANK, LORA_ALPHA, LORA_STRENGTH = 8, 4.0, 0.8
+
+
+def lora_reference(ref, out, unet, vae, clip, tok, ids, sample, timesteps):
+    """Writes lora-kohya.safetensors and, with diffusers' load_lora_weights + fuse_lora at
+    LORA_STRENGTH: lora.clip (last_hidden_state of PROMPTS) and lora.unet.output (the UNet on
+    unet.sample at unet.timesteps with lora.clip as context). Changes the models: run last."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    g = torch.Generator().manual_seed(88)
+    convs = ["down_blocks.0.resnets.0.conv1", "mid_block.resnets.0.conv2", "up_blocks.1.upsamplers.0.conv"]
+    tensors = {}
+    targets = [("unet", n, m) for n, m in unet.named_modules()
+               if (".attentions." in n and n.endswith((".to_q", ".to_k", ".to_v", ".to_out.0", ".ff.net.0.proj", ".ff.net.2",
+                                                          ".proj_in", ".proj_out"))) or n in convs]
+    targets += [("text_encoder", n, m) for n, m in clip.named_modules()
+                if n.endswith((".q_proj", ".k_proj", ".v_proj", ".out_proj", ".fc1", ".fc2"))]
+    for component, name, m in targets:
+        if isinstance(m, torch.nn.Linear):
+            down_shape, up_shape, fan_in = (LORA_RANK, m.in_features), (m.out_features, LORA_RANK), m.in_features
+        else:
+            down_shape, up_shape = (LORA_RANK, m.in_channels, *m.kernel_size), (m.out_channels, LORA_RANK, 1, 1)
+            fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+        key = "lora_unet_" + name.replace(".", "_") if component == "unet" else \
+            "lora_te_" + (name if name.startswith("text_model.") else "text_model." + name).replace(".", "_")
+        tensors[key + ".lora_down.weight"] = (torch.randn(down_shape, generator=g) / fan_in ** 0.5).half()
+        tensors[key + ".lora_up.weight"] = (torch.randn(up_shape, generator=g) * 0.05).half()
+        tensors[key + ".alpha"] = torch.tensor(LORA_ALPHA, dtype=torch.float16)
+    path = os.path.join(out, "lora-kohya.safetensors")
+    save_file(tensors, path)
+    print("wrote lora-kohya.safetensors", len(tensors) // 3, "modules", flush=True)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=clip, tokenizer=tok, unet=unet, scheduler=EulerDiscreteScheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.load_lora_weights(path)
+    pipe.fuse_lora(lora_scale=LORA_STRENGTH)
+    with torch.no_grad():
+        ref["lora.clip"] = clip(ids).last_hidden_state
+        ref["lora.unet.output"] = unet(sample, timesteps, encoder_hidden_states=ref["lora.clip"]).sample
 
 
 if __name__ == "__main__":
