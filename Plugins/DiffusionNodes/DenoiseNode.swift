@@ -31,7 +31,7 @@ struct Denoise: Node {
             .init("seed", .seed, default: .integer(0), help: "seed of the noise (the same as torch.Generator().manual_seed)"),
             .init("strength", .number(0...1), default: .number(1),
                   help: "how much of the schedule to run on the latent: 1 starts from pure noise, less keeps more of the image"),
-            .init("eta", .number(0...1), default: .number(0), help: "DDIM's eta (0: deterministic)"),
+            .init("eta", .number(0...1), default: .number(0), help: "DDIM's eta, TCD's gamma (0: deterministic; TCD's authors use 0.3)"),
             .init("end_at_step", .integer(0...1000), default: .integer(0), help: "stop after this step of the schedule (0: run to the end), for chained passes"),
             .init("add_noise", .boolean, default: .boolean(true), help: "noise the latent to the starting level first (off for a latent left noisy by a previous pass)"),
             .init("mask_grow", .integer(-256...256), default: .integer(0), help: "pixels to grow (negative: shrink) the mask"),
@@ -53,6 +53,8 @@ struct Denoise: Node {
         var request = DenoiseRequest(sampler: SamplerKind(rawValue: try context.string("sampler"))!, steps: try context.int("steps"))
         switch try context.string("schedule") {
         case "default": break
+        case let other where request.sampler.schedulesStrength:
+            throw NodeError.invalidInput("\(request.sampler.rawValue) has its own schedule; schedule '\(other)' does not apply (use default)")
         case "karras":
             guard request.sampler.supportsKarras else {
                 throw NodeError.invalidInput("Karras sigmas are available for euler and dpmpp_2m, not \(request.sampler.rawValue)")
@@ -139,9 +141,11 @@ struct AddNoise: Node {
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let latent = try context.latent("latent")
         let kind = SamplerKind(rawValue: try context.string("sampler"))!
-        let sampler = kind.make(steps: try context.int("steps"))
-        let start = DenoiseLoop.startStep(steps: sampler.timesteps.count, strength: try context.double("strength"))
-        guard start < sampler.timesteps.count else { throw NodeError.invalidInput("strength 0 adds no noise") }
+        let strength = try context.double("strength")
+        // LCM and TCD shorten their schedule by the strength and start at its first step.
+        let sampler = kind.make(steps: try context.int("steps"), strength: strength)
+        let start = kind.schedulesStrength ? 0 : DenoiseLoop.startStep(steps: sampler.timesteps.count, strength: strength)
+        guard strength > 0, start < sampler.timesteps.count else { throw NodeError.invalidInput("strength 0 adds no noise") }
         let seed = UInt64(try context.int("seed"))
         let noise = context.input("noise")?.tensorValue?.reshaped(latent.shape) ?? TorchGenerator(seed: seed).randn(latent.shape)
         return ["latent": .latent(sampler.addNoise(latent, noise: noise, step: start))]

@@ -4,7 +4,7 @@ import NodeKit
 /// tensors. Uses NodeKit and the model libraries, not the workflow engine.
 public enum DiffusionNodes {
     public static let pack = NodePack(name: "diffusion", version: "1", nodes: [
-        LoadCheckpoint.self, LoadLoRA.self, CLIPEncode.self, VAEEncode.self, VAEDecode.self, EmptyLatent.self,
+        LoadCheckpoint.self, LoadLoRA.self, LoadVAE.self, CLIPEncode.self, VAEEncode.self, VAEDecode.self, EmptyLatent.self,
         Denoise.self, AddNoise.self, LoadTensor.self, SaveTensor.self, EraseMasked.self,
     ])
 }

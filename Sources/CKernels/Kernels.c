@@ -54,6 +54,11 @@ SDF_INLINE void sdf_silu_body(const float *x, float *y, long n) {
 }
 SDF_MULTIVERSION(sdf_silu, (const float *x, float *y, long n), (x, y, n))
 
+SDF_INLINE void sdf_relu_body(const float *x, float *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];  // NaN stays NaN, as torch.relu
+}
+SDF_MULTIVERSION(sdf_relu, (const float *x, float *y, long n), (x, y, n))
+
 SDF_INLINE void sdf_quick_gelu_body(const float *x, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = x[i] / (1.0f + sdf_expf(-1.702f * x[i]));
 }

@@ -47,21 +47,28 @@ public enum SamplerKind: String, Sendable, CaseIterable {
     case ddpm, ddim, euler
     case eulerAncestral = "euler_a"
     case dpmPlusPlus2M = "dpmpp_2m"
+    /// Few-step samplers for consistency-distilled models (LCM-LoRA, TCD-LoRA, LCM checkpoints).
+    case lcm, tcd
 
     /// The spacing diffusers uses for SD 1.5 when its config names none.
     public var defaultSpacing: TimestepSpacing {
         switch self {
         case .ddpm, .ddim: return .leading
-        case .euler, .eulerAncestral, .dpmPlusPlus2M: return .linspace
+        case .euler, .eulerAncestral, .dpmPlusPlus2M, .lcm, .tcd: return .linspace
         }
     }
+
+    /// Whether the sampler has its own fixed schedule, which img2img's strength shortens instead of
+    /// skipping steps (LCM and TCD: every requested step runs); spacing and Karras do not apply.
+    public var schedulesStrength: Bool { self == .lcm || self == .tcd }
 
     /// Whether diffusers offers Karras sigmas for this sampler.
     public var supportsKarras: Bool { self == .euler || self == .dpmPlusPlus2M }
 
-    /// A sampler for `steps` steps.
+    /// A sampler for `steps` steps; `eta` is DDIM's eta and TCD's gamma; `strength` is img2img's
+    /// for the samplers that schedule it (`schedulesStrength`), and ignored by the others.
     public func make(steps: Int, spacing: TimestepSpacing? = nil, karras: Bool = false, eta: Float = 0,
-                     schedule: NoiseSchedule = .sd15) -> Sampler {
+                     strength: Double = 1, schedule: NoiseSchedule = .sd15) -> Sampler {
         let spacing = spacing ?? defaultSpacing
         switch self {
         case .ddpm: return DDPMSampler(schedule: schedule, steps: steps, spacing: spacing)
@@ -69,6 +76,8 @@ public enum SamplerKind: String, Sendable, CaseIterable {
         case .euler: return EulerSampler(schedule: schedule, steps: steps, spacing: spacing, karras: karras)
         case .eulerAncestral: return EulerAncestralSampler(schedule: schedule, steps: steps, spacing: spacing)
         case .dpmPlusPlus2M: return DPMSolverPlusPlus2MSampler(schedule: schedule, steps: steps, spacing: spacing, karras: karras)
+        case .lcm: return LCMSampler(schedule: schedule, steps: steps, strength: strength)
+        case .tcd: return TCDSampler(schedule: schedule, steps: steps, gamma: eta, strength: strength)
         }
     }
 }

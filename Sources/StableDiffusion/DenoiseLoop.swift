@@ -8,7 +8,7 @@ public struct DenoiseRequest {
     public var steps: Int
     public var spacing: TimestepSpacing?
     public var karras = false
-    /// DDIM's eta (0 = deterministic).
+    /// DDIM's eta and TCD's gamma (0 = deterministic).
     public var eta: Float = 0
     /// How much of the schedule runs on a given latent: 1 starts from noise, 0.6 keeps more of
     /// the image (diffusers' img2img `strength`). Ignored without a source latent.
@@ -74,9 +74,18 @@ public enum DenoiseLoop {
                            stepNoise: NoiseSource, blend: LatentBlend? = nil,
                            progress: (Int, Int) -> Void = { _, _ in }, isCancelled: () -> Bool = { false }) throws -> Tensor {
         guard request.steps >= 1 else { throw DenoiseError.invalid("steps must be at least 1") }
-        var sampler = request.sampler.make(steps: request.steps, spacing: request.spacing, karras: request.karras, eta: request.eta)
+        let strength = source == nil ? 1 : request.strength
+        if request.sampler.schedulesStrength {
+            let most = consistencyMaximumSteps(strength: strength)
+            guard request.steps <= most else {
+                throw DenoiseError.invalid("\(request.sampler.rawValue) runs at most \(most) steps at strength \(strength) "
+                                           + "(its schedule has 50 x strength timesteps)")
+            }
+        }
+        var sampler = request.sampler.make(steps: request.steps, spacing: request.spacing, karras: request.karras, eta: request.eta,
+                                           strength: strength)
         let timesteps = sampler.timesteps
-        let start = source == nil ? 0 : startStep(steps: timesteps.count, strength: request.strength)
+        let start = source == nil || request.sampler.schedulesStrength ? 0 : startStep(steps: timesteps.count, strength: strength)
         let end = Swift.min(request.endStep ?? timesteps.count, timesteps.count)
         guard start < end else {
             throw DenoiseError.invalid("nothing to do: strength \(request.strength) with \(request.steps) steps runs no step")

@@ -37,6 +37,9 @@ extension Tensor {
         return result
     }
 
+    /// ReLU: max(x, 0) (NaN stays NaN).
+    public func relu() -> Tensor { mapKernel { sdf_relu($0, $1, $2) } }
+
     /// SiLU (swish): x * sigmoid(x).
     public func silu() -> Tensor { mapKernel { sdf_silu($0, $1, $2) } }
 
