@@ -36,6 +36,12 @@ struct Denoise: Node {
             .init("add_noise", .boolean, default: .boolean(true), help: "noise the latent to the starting level first (off for a latent left noisy by a previous pass)"),
             .init("mask_grow", .integer(-256...256), default: .integer(0), help: "pixels to grow (negative: shrink) the mask"),
             .init("mask_feather", .number(0...128), default: .number(0), help: "Gaussian blur (pixels) of the mask edge for the latent blend"),
+            .init("preview", .text, default: .text(""), help: "a folder for a live preview PNG of the predicted image (also --preview; relative to the current folder)",
+                  affectsResult: false),
+            .init("preview_every", .integer(1...1000), default: .integer(1), help: "steps between previews (the last step always gets one)",
+                  affectsResult: false),
+            .init("preview_taesd", .text, default: .text(""), help: "TAESD (see load_vae) for full-size previews instead of the linear latent-to-RGB projection",
+                  affectsResult: false),
         ])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
@@ -100,9 +106,19 @@ struct Denoise: Node {
                                       guidanceScale: Float(try context.double("cfg")), inpaintingInputs: inpaintingInputs)
         // Strength 1 (and text-to-image) starts from pure noise; below 1 the latent is noised to the start step.
         let source: Tensor? = request.strength >= 1 && blend == nil && inpaintingInputs == nil ? nil : latent
+        let preview = try LatentPreview(context)
+        var previewError: Error?
+        let observe: ((Int, Int, Tensor) -> Void)? = preview.map { preview in
+            { completed, total, denoised in
+                guard previewError == nil, preview.wants(completed, of: total) else { return }
+                do { try preview.write(denoised) } catch { previewError = error }
+            }
+        }
         do {
             let result = try DenoiseLoop.run(request, denoiser: denoiser, source: source, noise: noise, stepNoise: generator, blend: blend,
-                                             progress: { context.progress(completed: $0, total: $1) }, isCancelled: { context.isCancelled })
+                                             progress: { context.progress(completed: $0, total: $1, note: preview.map { "preview: \($0.path)" }) },
+                                             isCancelled: { context.isCancelled }, observe: observe)
+            if let previewError { context.warn("the live preview could not be written: \(previewError)") }
             return ["latent": .latent(result)]
         } catch DenoiseError.cancelled {
             throw NodeError.cancelled

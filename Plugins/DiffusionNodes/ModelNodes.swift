@@ -96,7 +96,7 @@ struct LoadLoRA: Node {
                  .init("clip", .clip, help: "the text encoder")],
         outputs: [.init("unet", .unet, help: "the UNet with the LoRA"), .init("clip", .clip, help: "the text encoder with the LoRA")],
         parameters: [
-            .init("path", .inputPath(.file), help: "the LoRA file (.safetensors)"),
+            .init("path", .inputPath(.file), default: .text(""), help: "the LoRA file (.safetensors); empty: the parts pass through unchanged"),
             .init("strength_model", .number(-10...10), default: .number(1), help: "how much of the LoRA goes into the UNet"),
             .init("strength_clip", .number(-10...10), default: .number(1), help: "how much of the LoRA goes into the text encoder"),
         ])
@@ -107,6 +107,7 @@ struct LoadLoRA: Node {
             throw NodeError.invalidInput("'unet' and 'clip' come from different checkpoints")
         }
         let path = try context.string("path")
+        if path.isEmpty { return ["unet": context.input("unet")!, "clip": context.input("clip")!] }
         let (unetStrength, clipStrength) = (Float(try context.double("strength_model")), Float(try context.double("strength_clip")))
         let lora = try LoRA(path: path)
         let (unetPatches, clipPatches) = try unet.checkpoint.patches(lora, unetStrength: unetStrength, textStrength: clipStrength)
@@ -128,12 +129,17 @@ final class TinyVAEHandle: @unchecked Sendable {
 struct LoadVAE: Node {
     static let description = NodeDescription(
         name: "load_vae", summary: "Load TAESD (diffusers AutoencoderTiny folder, or taesd_encoder/taesd_decoder.safetensors) as a fast VAE.",
+        inputs: [.init("vae", .vae, optional: true, help: "the VAE to pass on when no path is given (a checkpoint's)")],
         outputs: [.init("vae", .vae, help: "the tiny autoencoder (SD 1.x latents; about 20x faster than the full VAE, a little less detailed)")],
-        parameters: [.init("path", .inputPath(.fileOrFolder),
-                           help: "a diffusers AutoencoderTiny folder, taesd_decoder.safetensors (its encoder is loaded from the same folder if present) or their folder")])
+        parameters: [.init("path", .inputPath(.fileOrFolder), default: .text(""),
+                           help: "a diffusers AutoencoderTiny folder, taesd_decoder.safetensors (its encoder is loaded from the same folder if present) or their folder; empty: the 'vae' input")])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let path = try context.string("path")
+        if path.isEmpty {
+            guard let given = context.input("vae") else { throw NodeError.invalidInput("give a TAESD path, or connect a 'vae' to pass on") }
+            return ["vae": given]
+        }
         let model = try context.models.model("taesd:" + path) { try TinyAutoencoder(path: path) }
         return ["vae": .model(ModelHandle(type: .vae, identity: "taesd:" + path, payload: TinyVAEHandle(model)))]
     }

@@ -85,6 +85,8 @@ public protocol NodeContext: AnyObject {
     var models: ModelCache { get }
     /// Reports progress within the node (e.g. sampler steps).
     func progress(completed: Int, total: Int)
+    /// Reports progress with a note for the progress line (e.g. where the live preview is).
+    func progress(completed: Int, total: Int, note: String?)
     /// True once the user asked to stop (Ctrl-C); long loops should check it and throw `NodeError.cancelled`.
     var isCancelled: Bool { get }
     /// A warning shown to the user, attributed to this node.
@@ -159,6 +161,11 @@ public enum NodeError: Error, CustomStringConvertible {
         case .cancelled: return "cancelled"
         }
     }
+}
+
+extension NodeContext {
+    /// Contexts without notes (plugins) report the progress alone.
+    public func progress(completed: Int, total: Int, note: String?) { progress(completed: completed, total: total) }
 }
 
 // MARK: - Typed access

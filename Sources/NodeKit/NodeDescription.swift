@@ -53,12 +53,17 @@ public struct NodeDescription: Sendable {
         /// nil when the parameter is required.
         public let defaultValue: ParameterValue?
         public let help: String
+        /// Whether the value can change the node's result, and so is part of its cache key (false
+        /// for settings such as live previews).
+        public let affectsResult: Bool
 
-        public init(_ name: String, _ kind: ParameterKind, default defaultValue: ParameterValue? = nil, help: String) {
+        public init(_ name: String, _ kind: ParameterKind, default defaultValue: ParameterValue? = nil, help: String,
+                    affectsResult: Bool = true) {
             self.name = name
             self.kind = kind
             self.defaultValue = defaultValue
             self.help = help
+            self.affectsResult = affectsResult
         }
     }
 }

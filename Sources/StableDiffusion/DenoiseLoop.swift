@@ -70,9 +70,12 @@ public enum DenoiseLoop {
     /// - `stepNoise`: noise for the samplers that inject it at every step.
     /// - `blend`: latent-blend inpainting (4-channel models).
     /// - `progress(completed, total)` is called after every step; `isCancelled` before every step.
+    /// - `observe(completed, total, denoised)`, when given, gets the clean latents predicted at each step
+    ///   (x0 from the model's noise prediction), for live previews.
     public static func run(_ request: DenoiseRequest, denoiser: GuidedDenoiser, source: Tensor?, noise: Tensor,
                            stepNoise: NoiseSource, blend: LatentBlend? = nil,
-                           progress: (Int, Int) -> Void = { _, _ in }, isCancelled: () -> Bool = { false }) throws -> Tensor {
+                           progress: (Int, Int) -> Void = { _, _ in }, isCancelled: () -> Bool = { false },
+                           observe: ((Int, Int, Tensor) -> Void)? = nil) throws -> Tensor {
         guard request.steps >= 1 else { throw DenoiseError.invalid("steps must be at least 1") }
         let strength = source == nil ? 1 : request.strength
         if request.sampler.schedulesStrength {
@@ -115,10 +118,18 @@ public enum DenoiseLoop {
         MappedFile.releaseResidentPages()
         for i in start..<end {
             if isCancelled() { throw DenoiseError.cancelled }
-            let eps = denoiser.noisePrediction(sampler.modelInput(x, step: i), timestep: timesteps[i])
+            let input = sampler.modelInput(x, step: i)
+            let eps = denoiser.noisePrediction(input, timestep: timesteps[i])
             if eps.hasNonFinite {
                 throw DenoiseError.invalid("the UNet's noise prediction has NaN or infinite values at step \(i - start + 1) of \(end - start) "
                                            + "(timestep \(timesteps[i])): the UNet weights (or the conditioning or latents fed to it) are damaged")
+            }
+            if let observe {
+                // The model input is the variance-preserving latent of every sampler: x0 = (x - sqrt(1 - a) eps) / sqrt(a).
+                let sigma = NoiseSchedule.sd15.sigma(atTimestep: Double(timesteps[i]))
+                let a = Float(1 / (1 + sigma * sigma))
+                let (sa, sb) = (a.squareRoot(), (1 - a).squareRoot())
+                observe(i - start + 1, end - start, input.broadcast(eps) { x, e in (x - sb * e) / sa })
             }
             x = sampler.step(eps, at: i, sample: x, noise: stepNoise)
             if let blend {

@@ -348,7 +348,7 @@ public final class Executor {
         var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)",
                      "convolutions \(ConvolutionMode.current.rawValue)"]
         if BLAS.precision != .float32 { lines.append("gemm \(BLAS.precision.rawValue)") }
-        for spec in d.parameters {
+        for spec in d.parameters where spec.affectsResult {
             guard let value = parameters[spec.name] else { continue }
             switch spec.kind {
             case .inputPath where value != .text(""):
@@ -407,8 +407,8 @@ public final class Executor {
                        sourceImage: graph.workflow.sourceImage)
     }
 
-    fileprivate func progress(_ node: String, completed: Int, total: Int) {
-        options.reporter?.nodeProgress(node, completed: completed, total: total)
+    fileprivate func progress(_ node: String, completed: Int, total: Int, note: String? = nil) {
+        options.reporter?.nodeProgress(node, completed: completed, total: total, note: note)
     }
 }
 
@@ -455,6 +455,7 @@ final class ExecutionContext: NodeContext {
     func parameter(_ name: String) -> ParameterValue? { parameters[name] }
     var models: ModelCache { executor.models }
     func progress(completed: Int, total: Int) { executor.progress(node.name, completed: completed, total: total) }
+    func progress(completed: Int, total: Int, note: String?) { executor.progress(node.name, completed: completed, total: total, note: note) }
     var isCancelled: Bool { executor.options.cancellation.isCancelled }
     func warn(_ message: String) { executor.warn("\(node.name): \(message)") }
     var runInfo: RunInfo { executor.runInfo(for: node.name) }

@@ -120,11 +120,19 @@ public struct RunReport: Codable, Sendable {
 public protocol RunReporter: AnyObject {
     func nodeStarted(_ name: String, type: String, item: BatchItem?, itemCount: Int?)
     func nodeProgress(_ name: String, completed: Int, total: Int)
+    /// Progress with a note for the progress line (where a live preview is written).
+    func nodeProgress(_ name: String, completed: Int, total: Int, note: String?)
     func nodeFinished(_ report: NodeReport)
     /// A batch item starts; `position` counts from 1 up to `count`, the items this run takes.
     func itemStarted(_ item: BatchItem, position: Int, count: Int)
     func itemFinished(_ report: ItemReport, position: Int, count: Int)
     func warning(_ message: String)
+}
+
+extension RunReporter {
+    public func nodeProgress(_ name: String, completed: Int, total: Int, note: String?) {
+        nodeProgress(name, completed: completed, total: total)
+    }
 }
 
 /// A stop request shared by the executor and the nodes (set by Ctrl-C and SIGTERM).

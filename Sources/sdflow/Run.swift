@@ -20,6 +20,25 @@ struct WorkflowOptions: ParsableArguments {
     @Option(help: "A folder of textual-inversion embeddings for every clip_encode that names none.")
     var embeddings: String?
 
+    @Option(help: "Write a live preview PNG of every denoise node into this folder while it runs.")
+    var preview: String?
+
+    @Option(help: "Steps between live previews.")
+    var previewEvery: Int?
+
+    @Option(help: "TAESD (folder or taesd_decoder.safetensors) for full-size live previews.")
+    var previewTaesd: String?
+
+    /// Node parameters the command line sets for every node that leaves them unset.
+    var nodeDefaults: [String: String] {
+        var defaults: [String: String] = [:]
+        defaults["embeddings"] = embeddings
+        defaults["preview"] = preview
+        defaults["preview_every"] = previewEvery.map(String.init)
+        defaults["preview_taesd"] = previewTaesd
+        return defaults
+    }
+
     /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow; a
     /// bare name that is no file (`inpaint`) is a bundled workflow (`sdflow workflows`).
     func load() throws -> Workflow {
@@ -44,7 +63,7 @@ struct WorkflowOptions: ParsableArguments {
     func graph(registry: NodeRegistry) throws -> Graph {
         let workflow = try load()
         return try Graph(workflow: workflow, registry: registry, overrides: try parameterOverrides(for: workflow),
-                         nodeDefaults: embeddings.map { ["embeddings": $0] } ?? [:])
+                         nodeDefaults: nodeDefaults)
     }
 
     /// The checked graph; workflow errors are printed (all of them, with positions) and exit with status 2.

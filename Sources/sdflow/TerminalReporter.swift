@@ -28,19 +28,22 @@ final class TerminalReporter: RunReporter {
         if interactive { write("\r\u{1B}[K▸ \(current) (\(type))") } else if itemLabel == nil { write("▸ \(current) (\(type))\n") }
     }
 
-    func nodeProgress(_ name: String, completed: Int, total: Int) {
+    func nodeProgress(_ name: String, completed: Int, total: Int) { nodeProgress(name, completed: completed, total: total, note: nil) }
+
+    func nodeProgress(_ name: String, completed: Int, total: Int, note: String?) {
         guard !quiet, total > 0 else { return }
+        let note = note.map { " · \($0)" } ?? ""
         let elapsed = Date().timeIntervalSince(stepStart ?? Date())
         let eta = completed > 0 ? elapsed / Double(completed) * Double(total - completed) : 0
         if interactive {
             let width = 24, filled = width * completed / total
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            write("\r\u{1B}[K▸ \(current) \(bar) \(completed)/\(total) ETA \(format(eta))\(batchETA)")
+            write("\r\u{1B}[K▸ \(current) \(bar) \(completed)/\(total) ETA \(format(eta))\(batchETA)\(note)")
         } else {
             let percent = 100 * completed / total
             if completed == 1 || percent / 10 != lastPlainPercent / 10 || completed == total {
                 lastPlainPercent = percent
-                write("  \(current): step \(completed)/\(total), ETA \(format(eta))\n")
+                write("  \(current): step \(completed)/\(total), ETA \(format(eta))\(note)\n")
             }
         }
     }

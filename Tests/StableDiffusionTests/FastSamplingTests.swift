@@ -115,3 +115,15 @@ import Testing
         #expect(encoderOnly.canEncode && !encoderOnly.canDecode)
     }
 }
+
+/// The linear latent-to-RGB preview against hand-computed values.
+@Suite struct LatentRGBTests {
+    @Test func projectsAndClamps() {
+        // Pixel 0: latent (1, 0, 0, 0) -> (0.3512, 0.2297, 0.3227); pixel 1: (0, 0, 0, -10) -> (2.12, 2.616, 7.177), clamped.
+        let latents = Tensor(shape: [1, 4, 1, 2], values: [1, 0, 0, 0, 0, 0, 0, -10])
+        let rgb = LatentRGB.project(latents)
+        #expect(rgb.shape == [3, 1, 2])
+        let expected: [Float] = [(0.3512 + 1) / 2, 1, (0.2297 + 1) / 2, 1, (0.3227 + 1) / 2, 1]
+        #expect(zip(rgb.scalars, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(rgb.scalars)")
+    }
+}

@@ -140,6 +140,7 @@ import WorkflowEngine
         try FileManager.default.removeItem(atPath: photos + "/photo_9.png")
         let cases: [(String, [String: String])] = [
             ("txt2img.yaml", ["output": folder.file("w/t.png")]),
+            ("txt2img-fast.yaml", ["output": folder.file("w/f.png")]),
             ("img2img.yaml", ["image": photo, "output": folder.file("w/i.png")]),
             ("inpaint.yaml", ["image": photo, "mask": mask, "output": folder.file("w/p.png")]),
             ("img2img-chain.yaml", ["image": photo, "output": folder.file("w/c.png")]),

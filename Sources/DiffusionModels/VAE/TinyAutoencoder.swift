@@ -40,7 +40,8 @@ public struct TinyAutoencoder: LatentAutoencoder {
     /// diffusers' `scaling_factor` (1 for TAESD: its latents are SD's scaled latents).
     public let scalingFactor: Float
     public let latentChannels: Int
-    public var downsamplingFactor: Int { 8 }
+    /// 2 to the number of stride-2 convolutions (upsamplings in the decoder): 8 for TAESD.
+    public let downsamplingFactor: Int
     /// Where the weights came from, for messages.
     public let path: String
 
@@ -109,6 +110,12 @@ public struct TinyAutoencoder: LatentAutoencoder {
         try store.checkAllUsed()
         scalingFactor = scaling
         latentChannels = 4
+        let upsamplings = decoderLayers?.filter { if case .upsample = $0 { return true } else { return false } }.count
+        let strided = encoderLayers?.filter { if case .conv(let c) = $0 { return c.stride == 2 } else { return false } }.count
+        if let upsamplings, let strided, upsamplings != strided {
+            throw fail("the encoder downsamples \(strided) times and the decoder upsamples \(upsamplings) times")
+        }
+        downsamplingFactor = 1 << (upsamplings ?? strided ?? 3)
     }
 
     /// The layer sequence under `p` (indices 0, 1, ...), checked to chain: the encoder goes from 3
