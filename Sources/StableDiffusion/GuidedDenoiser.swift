@@ -4,7 +4,9 @@ import TensorCore
 /// The UNet with classifier-free guidance (Ho & Salimans 2022): the conditional and the
 /// unconditional (negative-prompt) predictions come from one batched UNet call and are
 /// combined as eps_u + scale * (eps_c - eps_u), as diffusers' pipelines do. With a scale of
-/// 1 or less, only the conditional pass runs.
+/// 1 or less, only the conditional pass runs. LCM-distilled UNets take the guidance as an input
+/// instead (diffusers' LatentConsistencyModelPipeline: w = scale - 1, embedded): one conditional
+/// pass whatever the scale, and the negative prompt is not used.
 public struct GuidedDenoiser {
     public let unet: UNet
     /// Text conditioning (1, 77 x chunks, C) of the prompt and of the negative prompt, repeated to
@@ -42,7 +44,10 @@ public struct GuidedDenoiser {
     }
 
     /// Whether the unconditional pass runs.
-    public var usesGuidance: Bool { guidanceScale > 1 }
+    public var usesGuidance: Bool { guidanceScale > 1 && !embedsGuidance }
+
+    /// Whether the UNet takes the guidance scale as an embedding (LCM-distilled).
+    public var embedsGuidance: Bool { unet.config.guidanceEmbeddingDimension != nil }
 
     /// The guided noise prediction for a sample already scaled for the model: (N, 4, h, w) -> (N, 4, h, w).
     public func noisePrediction(_ modelInput: Tensor, timestep: Float) -> Tensor {
@@ -56,7 +61,8 @@ public struct GuidedDenoiser {
         }
         let eps: Tensor
         if !usesGuidance {
-            eps = unet(input, timesteps: Array(repeating: timestep, count: n), context: cond)
+            eps = unet(input, timesteps: Array(repeating: timestep, count: n), context: cond,
+                       guidance: embedsGuidance ? Array(repeating: guidanceScale - 1, count: n) : nil)
         } else if uncond.shape[1] == cond.shape[1] {
             eps = unet(input, timesteps: Array(repeating: timestep, count: 2 * n), context: Tensor.concatenate([uncond, cond], axis: 0))
         } else {  // prompts of lengths with no small common multiple: one call each

@@ -97,6 +97,37 @@ import Testing
             throws: { "\($0)".contains("at most 5 steps") }
     }
 
+    /// An LCM-distilled UNet (the tiny UNet with time_cond_proj_dim 8) as a diffusers folder and as
+    /// a single file, against LatentConsistencyModelPipeline: guidance embedded, one pass per step.
+    @Test(arguments: ["folder", "single file"])
+    func lcmDistilledCheckpoint(layout: String) throws {
+        let folder = TemporaryFolder()
+        let projection = try reference.tensor("lcm_unet.cond_proj")
+        try TinyModel.copyFolder(to: folder.file("lcm"), edit: { component, tensors in
+            if component == "unet" { tensors["time_embedding.cond_proj.weight"] = projection }
+        }, editConfig: { component, config in
+            if component == "unet" { config["time_cond_proj_dim"] = 8 }
+        })
+        var checkpoint = try Checkpoint(path: folder.file("lcm"))
+        if layout == "single file" {
+            // (The tiny model's 8 groups cannot be inferred from a single file: its configs are given.)
+            try TinyModel.writeSingleFile(to: folder.file("lcm.safetensors")) { $0["model.diffusion_model.time_embed.cond_proj.weight"] = projection }
+            checkpoint = try Checkpoint(path: folder.file("lcm.safetensors"), configs: checkpoint.configs)
+        }
+        let lcmUNet = try checkpoint.loadUNet()
+        #expect(lcmUNet.config.guidanceEmbeddingDimension == 8)
+        try check("lcm_unet.guidance_embedding", UNet.guidanceEmbedding([7.5, 0.5], width: 8))
+        for (steps, guidance) in [(4, Float(8.5)), (2, 1.0)] {
+            let generator = TorchGenerator(seed: seed)
+            let noise = generator.randn([1, 4, 16, 16])
+            let denoiser = GuidedDenoiser(unet: lcmUNet, positive: positive, negative: negative, guidanceScale: guidance)
+            #expect(!denoiser.usesGuidance && denoiser.embedsGuidance)
+            let result = try DenoiseLoop.run(DenoiseRequest(sampler: .lcm, steps: steps), denoiser: denoiser, source: nil, noise: noise,
+                                             stepNoise: generator)
+            try check("lcm_unet.\(steps).\(guidance)", result)
+        }
+    }
+
     @Test(arguments: ["taesd", "taesd-original", "taesd-original/taesd_decoder.safetensors"])
     func taesdMatchesAutoencoderTiny(path: String) throws {
         let taesd = try TinyAutoencoder(path: Fixtures.path(path))

@@ -19,6 +19,11 @@ Tests/Fixtures/fast.safetensors (float32)
                                    skipped at guidance <= 1, as StableDiffusionPipeline), for each entry of IMG2IMG
   taesd.image                      (1, 3, 64, 64) in [-1, 1]; taesd.latents = encode(taesd.image).latents;
   taesd.decoded                    decode(taesd.latents).sample; taesd.decoded_sd = decode of txt2img.lcm.4.1.0.given
+  lcm_unet.cond_proj               (16, 8) the time_embedding.cond_proj weight that makes the tiny UNet an LCM-distilled
+                                   one (time_cond_proj_dim 8; every other weight is the tiny UNet's)
+  lcm_unet.guidance_embedding      (2, 8) get_guidance_scale_embedding([7.5, 0.5], 8)
+  lcm_unet.<steps>.<guidance>      final latents of LatentConsistencyModelPipeline with that UNet (no negative prompt,
+                                   guidance embedded as w = guidance - 1), from torch.Generator().manual_seed(SEED)
 Metadata: prompt, negative, seeds.
 
 Tests/Fixtures/taesd/                a diffusers AutoencoderTiny folder (config.json,
@@ -34,7 +39,8 @@ import os
 
 import numpy as np
 import torch
-from diffusers import AutoencoderTiny, LCMScheduler, StableDiffusionPipeline, TCDScheduler
+from diffusers import (AutoencoderTiny, LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline, TCDScheduler,
+                       UNet2DConditionModel)
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from safetensors.torch import save_file
@@ -145,6 +151,21 @@ def make():
         ref["taesd.latents"] = taesd.encode(ref["taesd.image"]).latents
         ref["taesd.decoded"] = taesd.decode(ref["taesd.latents"]).sample
         ref["taesd.decoded_sd"] = taesd.decode(ref["txt2img.lcm.4.1.0.given"] / taesd.config.scaling_factor).sample
+    # An LCM-distilled UNet: the tiny UNet plus a guidance-embedding projection.
+    lcm_unet = UNet2DConditionModel.from_config({**unet.config, "time_cond_proj_dim": 8}).eval()
+    missing, unexpected = lcm_unet.load_state_dict(unet.state_dict(), strict=False)
+    assert missing == ["time_embedding.cond_proj.weight"] and not unexpected, (missing, unexpected)
+    torch.manual_seed(505)
+    with torch.no_grad():
+        lcm_unet.time_embedding.cond_proj.weight.copy_((torch.randn(16, 8) * 0.3).half().float())
+    ref["lcm_unet.cond_proj"] = lcm_unet.time_embedding.cond_proj.weight.detach().clone()
+    lcm_pipe = LatentConsistencyModelPipeline(vae=vae, text_encoder=clip, tokenizer=tokenizer(), unet=lcm_unet, scheduler=scheduler("lcm"),
+                                              safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    ref["lcm_unet.guidance_embedding"] = lcm_pipe.get_guidance_scale_embedding(torch.tensor([7.5, 0.5]), embedding_dim=8)
+    for steps, guidance in ((4, 8.5), (2, 1.0)):
+        with torch.no_grad():
+            ref[f"lcm_unet.{steps}.{guidance}"] = lcm_pipe(PROMPT, height=64, width=64, num_inference_steps=steps, guidance_scale=guidance,
+                                                        generator=torch.Generator().manual_seed(SEED), output_type="latent").images
     save(ref, fixture_path("fast.safetensors"), metadata={"prompt": PROMPT, "negative": NEGATIVE, "seed": str(SEED)})
     with open(fixture_path("fast.json"), "w") as f:
         json.dump({"timesteps": timesteps}, f, indent=1)

@@ -16,6 +16,9 @@ enum ConfigInference {
         c.inChannels = convIn[1]
         c.modelChannels = convIn[0]
         if let out = s.shape("out.2.weight") { c.outChannels = out[0] }
+        if let projection = s.shape("time_embed.cond_proj.weight"), projection.count == 2, projection[1] % 2 == 0 {
+            c.guidanceEmbeddingDimension = projection[1]  // an LCM-distilled UNet
+        }
         // Walk input_blocks: ResBlocks (in_layers) and downsamplers (op) give levels and widths.
         var multipliers: [Int] = [], attention: [Bool] = [], resBlocks: [Int] = []
         var current = 0, currentAttention = false

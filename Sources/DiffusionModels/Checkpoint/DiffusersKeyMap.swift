@@ -28,6 +28,7 @@ public struct DiffusersKeyMap: Sendable {
     public static func unet(_ c: UNet.Config) -> DiffusersKeyMap {
         var m: [String: String] = [
             "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+            "time_embedding.cond_proj": "time_embed.cond_proj",
             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
         ]
         func resnet(_ d: String, _ l: String) {

@@ -26,6 +26,9 @@ extension UNet {
         public var epsilon: Float = 1e-5
         /// Spatial transformers project in and out with linear layers instead of 1x1 convolutions (SD 2.x style).
         public var linearProjection = false
+        /// LCM-distilled UNets (`time_cond_proj_dim`): the guidance scale enters as a sinusoidal
+        /// embedding of this width, projected and added to the timestep's (no classifier-free guidance).
+        public var guidanceEmbeddingDimension: Int?
 
         public init() {}
 
@@ -86,6 +89,12 @@ extension UNet {
             c.groups = try json.int("norm_num_groups", default: 32)
             c.epsilon = Float(try json.double("norm_eps", default: 1e-5))
             c.linearProjection = try json.bool("use_linear_projection", default: false)
+            if json.has("time_cond_proj_dim"), let width = try? json.int("time_cond_proj_dim", default: 0), width > 0 {
+                guard width % 2 == 0, width <= 4096 else {
+                    throw CheckpointError.invalidConfig(path: path, reason: "time_cond_proj_dim \(width) is not an even width up to 4096")
+                }
+                c.guidanceEmbeddingDimension = width
+            }
             // Settings of other model families; upcast_attention needs nothing (attention is float32 already).
             for key in ["class_embed_type", "addition_embed_type", "encoder_hid_dim_type"] where json.string(key) != nil {
                 throw CheckpointError.unsupportedModel(path: path, reason: "\(key) '\(json.string(key)!)' is not SD 1.x conditioning")

@@ -1,3 +1,4 @@
+import Foundation
 import TensorCore
 
 /// The SD 1.x noise-prediction UNet (LDM's `UNetModel`; diffusers' `UNet2DConditionModel`).
@@ -10,6 +11,8 @@ public struct UNet: Sendable {
     public let config: Config
 
     let timeEmbedding1: Linear, timeEmbedding2: Linear
+    /// LCM-distilled UNets: the guidance embedding's projection onto the timestep embedding.
+    let guidanceProjection: Linear?
     let convIn: Conv2d
     let inputBlocks: [Block]
     let middleResBlock1: ResBlock, middleAttention: SpatialTransformer, middleResBlock2: ResBlock
@@ -33,6 +36,9 @@ public struct UNet: Sendable {
         let embedWidth = c.timeEmbeddingDimension
         timeEmbedding1 = try Linear(p["time_embed"][0], inputs: c.modelChannels, outputs: embedWidth)
         timeEmbedding2 = try Linear(p["time_embed"][2], inputs: embedWidth, outputs: embedWidth)
+        guidanceProjection = try c.guidanceEmbeddingDimension.map {
+            try Linear(p["time_embed"]["cond_proj"], inputs: $0, outputs: c.modelChannels, bias: false)
+        }
         convIn = try .same3x3(p["input_blocks"][0][0], inputs: c.inChannels, outputs: c.modelChannels)
 
         func resBlock(_ q: ParameterScope, _ inputs: Int, _ outputs: Int) throws -> ResBlock {
@@ -92,14 +98,38 @@ public struct UNet: Sendable {
         convOut = try .same3x3(p["out"][2], inputs: width, outputs: c.outChannels)
     }
 
+    /// diffusers' `get_guidance_scale_embedding`: w (N) -> (N, width), [sin, cos] of w x 1000 at
+    /// frequencies exp(-i ln(10000) / (width/2 - 1)), in float32 in the reference's order.
+    public static func guidanceEmbedding(_ w: [Float], width: Int) -> Tensor {
+        let half = width / 2
+        let step = Float(Foundation.log(10000.0)) / Float(half - 1)
+        let frequencies = (0..<half).map { Foundation.exp(Float($0) * -step) }
+        var result = Tensor(zeros: [w.count, width])
+        let p = result.mutablePointer()
+        for (row, value) in w.enumerated() {
+            let scaled = value * 1000
+            for i in 0..<half {
+                p[row * width + i] = Foundation.sin(scaled * frequencies[i])
+                p[row * width + half + i] = Foundation.cos(scaled * frequencies[i])
+            }
+        }
+        return result
+    }
+
     /// Predicts the noise: sample (N, inChannels, H, W), timesteps (N), context (N, S, D) -> (N, outChannels, H, W).
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
+    /// `guidance` (N), for LCM-distilled UNets: the embedded guidance w (the pipeline's scale - 1).
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, guidance: [Float]? = nil) -> Tensor {
         precondition(sample.rank == 4 && sample.shape[1] == config.inChannels,
                      "UNet expects (N, \(config.inChannels), H, W) latents, got \(sample.shape)")
         precondition(timesteps.count == sample.shape[0] && context.shape[0] == sample.shape[0],
                      "UNet: batch of \(sample.shape[0]) with \(timesteps.count) timesteps and context \(context.shape)")
         // (N) -> (N, 320) sinusoidal -> (N, 1280)
-        let embedding = timeEmbedding2(timeEmbedding1(Tensor.timestepEmbedding(timesteps, dimension: config.modelChannels)).silu())
+        var timeFeatures = Tensor.timestepEmbedding(timesteps, dimension: config.modelChannels)  // (N, 320)
+        if let guidanceProjection, let guidance, let width = config.guidanceEmbeddingDimension {
+            precondition(guidance.count == sample.shape[0], "UNet: \(guidance.count) guidance values for a batch of \(sample.shape[0])")
+            timeFeatures = timeFeatures + guidanceProjection(UNet.guidanceEmbedding(guidance, width: width))
+        }
+        let embedding = timeEmbedding2(timeEmbedding1(timeFeatures).silu())
         let activated = embedding.silu()
 
         var h = convIn(sample)
