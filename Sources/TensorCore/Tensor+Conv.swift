@@ -151,6 +151,11 @@ extension Tensor {
         var u = Tensor(uninitialized: [positions, o, c])
         let up = u.mutablePointer(), wp = weight.pointer
         Parallel.forRanges(o) { r in filters(wp, o, c, r.lowerBound, r.upperBound, up) }
+        if Swift.max(c, o) <= Tensor.narrowWinogradChannels {
+            winograd3x3Narrow(u: up, o: o, tile: m, bias: bias, chunkFloats: chunkFloats, into: out)
+            withExtendedLifetime(u) {}
+            return
+        }
 
         // Chunks of tiles, numbered across the images, small enough for V and M to stay within `chunkFloats`.
         let chunk = Swift.max(1, Swift.min(tiles, chunkFloats / (positions * Swift.max(c, o))))
@@ -190,6 +195,58 @@ extension Tensor {
             first += count
         }
         withExtendedLifetime((u, v, products)) {}  // up, vp and mp point into them
+    }
+}
+
+extension Tensor {
+    /// Convolutions this narrow (at most this many input and output channels) run Winograd as
+    /// one pipeline per thread (`winograd3x3Narrow`).
+    static let narrowWinogradChannels = 128
+
+    /// Winograd for narrow convolutions (TAESD's 64 channels): with few channels the GEMMs are
+    /// short and the transformed tiles, written to memory and read back between the phases of
+    /// `winograd3x3`, cost more than the products. Here each thread takes its own chunks of tiles
+    /// small enough for its L2 cache (V and M about 256 KB each) and does all three steps on them:
+    /// input transform, the GEMM of each tile position, output transform. Same arithmetic, same
+    /// results. `u`: the transformed filters (positions, O, C); `chunkFloats` bounds V further.
+    func winograd3x3Narrow(u up: UnsafeMutablePointer<Float>, o: Int, tile m: Int, bias: Tensor?, chunkFloats: Int,
+                           into out: UnsafeMutablePointer<Float>) {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let positions = (m + 2) * (m + 2)
+        let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
+        let inputs = m == 2 ? sdf_winograd23_inputs : sdf_winograd43_inputs
+        let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
+        let chunk = Swift.max(1, Swift.min(tiles, Swift.min(64 << 10, chunkFloats) / (positions * Swift.max(c, o))))  // 256 KB of floats
+        let chunks = (tiles + chunk - 1) / chunk
+        let image = pointer, biasPointer = bias?.pointer
+        Parallel.forRanges(chunks) { range in
+            let vp = UnsafeMutablePointer<Float>.allocate(capacity: positions * c * chunk)
+            let mp = UnsafeMutablePointer<Float>.allocate(capacity: positions * o * chunk)
+            defer { vp.deallocate(); mp.deallocate() }
+            for index in range {
+                let first = index * chunk, count = Swift.min(chunk, tiles - first)
+                // The chunk as runs of tiles within one image.
+                var next = first
+                while next < first + count {
+                    let b = next / tilesPerImage, t = next % tilesPerImage
+                    let length = Swift.min(tilesPerImage - t, first + count - next)
+                    inputs(image + b * c * h * w, h, w, tilesX, t, length, 0, c, c, chunk, vp + (next - first))
+                    next += length
+                }
+                for e in 0..<positions {
+                    // (O, C) x (C, count) -> (O, count) at tile position e
+                    BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * c * chunk, ldb: chunk,
+                               c: mp + e * o * chunk, ldc: chunk, parallel: false)
+                }
+                next = first
+                while next < first + count {
+                    let b = next / tilesPerImage, t = next % tilesPerImage
+                    let length = Swift.min(tilesPerImage - t, first + count - next)
+                    outputs(mp + (next - first), o, length, chunk, t, tilesX, h, w, biasPointer, 0, o, out + b * o * h * w)
+                    next += length
+                }
+            }
+        }
     }
 }
 

@@ -40,6 +40,12 @@ extension Tensor {
     /// ReLU: max(x, 0) (NaN stays NaN).
     public func relu() -> Tensor { mapKernel { sdf_relu($0, $1, $2) } }
 
+    /// ReLU in place (no new buffer when this tensor owns its storage).
+    public mutating func applyReLU() {
+        let p = mutablePointer()
+        Parallel.forRanges(count, minimumPerThread: 1 << 14) { range in sdf_relu(p + range.lowerBound, p + range.lowerBound, range.count) }
+    }
+
     /// SiLU (swish): x * sigmoid(x).
     public func silu() -> Tensor { mapKernel { sdf_silu($0, $1, $2) } }
 

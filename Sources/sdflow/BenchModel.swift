@@ -24,8 +24,11 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Repetitions of each row (the best is reported).")
     var repeats = 1
 
-    @Option(help: "Rows to run (comma-separated): load, txt2img512, clip, unet256, unet512, vae_encode256, vae_decode256, vae_encode512, vae_decode512.")
+    @Option(help: "Rows to run (comma-separated): load, txt2img512, fast512, clip, unet256, unet512, unet512_cfg1, vae_encode256, vae_decode256, vae_encode512, vae_decode512, taesd_decode512.")
     var only: String?
+
+    @Option(help: "TAESD (folder or taesd_decoder.safetensors) for the fast512 and taesd_decode512 rows.")
+    var taesd: String?
 
     @Flag(help: "Use the fast mode (Winograd F(4x4,3x3) convolutions, bfloat16 GEMMs with AVX-512 BF16).")
     var fast = false
@@ -97,15 +100,31 @@ struct BenchModel: ParsableCommand {
             _ = vae.decode(latents)
         }
         if include("txt2img512") { peak = BenchModel.peakResidentBytes() }
+        // The few-step path: 4 LCM steps at guidance 1 (one UNet pass each) and the TAESD decode.
+        let tiny = try taesd.map { try TinyAutoencoder(path: $0) }
+        if let tiny {
+            try time("fast512") {
+                let context = encoder.encode([ids[0]])
+                let denoiser = GuidedDenoiser(unet: unet, positive: context, negative: context, guidanceScale: 1)
+                let generator = TorchGenerator(seed: 42)
+                let latents = try DenoiseLoop.run(DenoiseRequest(sampler: .lcm, steps: 4), denoiser: denoiser, source: nil,
+                                                  noise: generator.randn([1, 4, 64, 64]), stepNoise: generator)
+                _ = tiny.decode(latents)
+            }
+        }
         time("clip") { _ = encoder.encode(ids) }
         let context = encoder.encode(ids)
         for size in [256, 512] {
             let latents = Tensor(repeating: 0.1, shape: [2, 4, size / 8, size / 8])
             time("unet\(size)") { _ = unet(latents, timesteps: [500, 500], context: context) }
+            if size == 512 {  // guidance 1: the conditional pass alone
+                time("unet512_cfg1") { _ = unet(latents.slice(0..<1), timesteps: [500], context: context.slice(0..<1)) }
+            }
             let image = Tensor(repeating: 0.2, shape: [1, 3, size, size])
             time("vae_encode\(size)") { _ = vae.encode(image) }
             let z = Tensor(repeating: 0.1, shape: [1, 4, size / 8, size / 8])
             time("vae_decode\(size)") { _ = vae.decode(z) }
+            if size == 512, let tiny { time("taesd_decode512") { _ = tiny.decode(z) } }
         }
         if json {
             let object: [String: Any] = [

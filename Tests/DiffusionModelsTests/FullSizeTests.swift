@@ -88,6 +88,16 @@ struct FullSizeTests {
         check("SD1.5 LoRA UNet 32x32 (\(variant))", unet(sample, timesteps: timesteps, context: loraCond), try reference.tensor("lora.unet.output"))
     }
 
+    /// TAESD of the real architecture (random weights) in both layouts against diffusers' AutoencoderTiny.
+    @Test(arguments: ["taesd", "taesd_decoder.safetensors"])
+    func taesdMatchesDiffusers(layout: String) throws {
+        let folder = FullSizeModel.folder!
+        let reference = try SafeTensorsFile(path: folder + "/taesd-reference.safetensors")
+        let taesd = try TinyAutoencoder(path: folder + "/" + layout)
+        check("TAESD encode 256 (\(layout))", taesd.encode(try reference.tensor("image")), try reference.tensor("latents"))
+        check("TAESD decode 256 (\(layout))", taesd.decode(try reference.tensor("latents")), try reference.tensor("decoded"))
+    }
+
     /// The fast mode's error against diffusers (Winograd F(4,3), and bfloat16 GEMMs where the CPU has
     /// AVX-512 BF16): reported (largest and mean error, relative to the reference's largest and mean
     /// magnitude), and bounded above what it measures so that a broken kernel still fails.

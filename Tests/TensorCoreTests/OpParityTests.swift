@@ -1,4 +1,5 @@
 import SafeTensors
+import Foundation
 import TensorCore
 import TestSupport
 import Testing
@@ -51,6 +52,19 @@ import Testing
         // A band budget of one output row forces the banded im2col path through every band.
         check("conv3x3 banded", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), bandFloats: 1, mode: .direct),
               try t("conv3x3_large.output"))
+        // Winograd for narrow (at most 128 channels, one pipeline per thread) and wide convolutions,
+        // against the direct (im2col) convolution, which the fixtures check against torch.
+        for channels in [64, 136] {
+            let xw = Tensor(shape: [2, channels, 12, 10], values: (0..<(2 * channels * 120)).map { sin(Float($0) * 0.013) })
+            let ww = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { cos(Float($0) * 0.007) * 0.05 })
+            let bw = Tensor(shape: [channels], values: (0..<channels).map { Float($0) * 0.01 })
+            let direct = xw.conv2d(weight: ww, bias: bw, padding: .uniform(1), mode: .direct)
+            for mode in [ConvolutionMode.winograd, .fast] {
+                let (error, scale) = parityReport("conv3x3 \(channels) channels \(mode) vs direct",
+                                                  actual: xw.conv2d(weight: ww, bias: bw, padding: .uniform(1), mode: mode), expected: direct)
+                #expect(error <= (mode == .fast ? 1e-4 : 1e-5) * scale)
+            }
+        }
     }
 
     @Test func normalisation() throws {

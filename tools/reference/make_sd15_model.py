@@ -9,6 +9,10 @@ OUT_DIR/diffusers-f16/          diffusers folder, *.fp16.safetensors (float16)
 OUT_DIR/sd15-f32.safetensors    single-file LDM layout, float32
 OUT_DIR/sd15-f16.safetensors    single-file LDM layout, float16
 OUT_DIR/reference.safetensors   inputs and diffusers/transformers outputs (float32)
+OUT_DIR/taesd/, taesd_encoder.safetensors, taesd_decoder.safetensors
+                                a random TAESD of the real architecture (diffusers AutoencoderTiny defaults), in the
+                                diffusers and the original layout; taesd-reference.safetensors: its encode of a
+                                256x256 image and decode of those latents
 OUT_DIR/lora-kohya.safetensors  a random rank-8 kohya LoRA (float16) on every attention, feed-forward and
                                 projection layer, a few convolutions and the text encoder's layers
                                 (reference.safetensors: lora.* with it fused by diffusers at strength 0.8)
@@ -78,6 +82,7 @@ def main(out):
         ref["vae.latents"] = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
         ref["vae.decoded"] = vae.decode(ref["vae.latents"] / vae.config.scaling_factor).sample
         long_prompt(ref, clip, unet, tok, sample, timesteps)
+    write_taesd(out)
     lora_reference(ref, out, unet, vae, clip, tok, ids, sample, timesteps)
     save_file({k: v.clone().contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"))
     print("wrote reference.safetensors", flush=True)
@@ -92,6 +97,29 @@ def long_prompt(ref, clip, unet, tok, sample, timesteps):
     ref["long.cond"] = fp.conditioning(clip, ids, weights, "a1111", 1)
     context = ref["long.cond"].expand(2, -1, -1)
     ref["long.unet.output"] = unet(sample, timesteps, encoder_hidden_states=context).sample
+
+
+def write_taesd(out):
+    from diffusers import AutoencoderTiny
+    torch.manual_seed(606)
+    taesd = AutoencoderTiny().eval()
+    with torch.no_grad():
+        for p in taesd.parameters():
+            p.copy_(p.half().float())
+    taesd.save_pretrained(os.path.join(out, "taesd"), safe_serialization=True)
+    enc, dec = {}, {}
+    for k, v in taesd.state_dict().items():
+        part, _, index, rest = k.split(".", 3)
+        (enc if part == "encoder" else dec)[f"{index if part == 'encoder' else int(index) + 1}.{rest}"] = v.half().contiguous()
+    save_file(enc, os.path.join(out, "taesd_encoder.safetensors"))
+    save_file(dec, os.path.join(out, "taesd_decoder.safetensors"))
+    g = torch.Generator().manual_seed(607)
+    with torch.no_grad():
+        image = torch.rand(1, 3, 256, 256, generator=g) * 2 - 1
+        latents = taesd.encode(image).latents
+        ref = {"image": image, "latents": latents, "decoded": taesd.decode(latents).sample}
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "taesd-reference.safetensors"))
+    print("wrote taesd/, taesd_encoder.safetensors, taesd_decoder.safetensors, taesd-reference.safetensors", flush=True)
 
 
 LORA_RANK, LORA_ALPHA, LORA_STRENGTH = 8, 4.0, 0.8

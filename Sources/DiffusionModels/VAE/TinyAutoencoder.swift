@@ -170,7 +170,7 @@ public struct TinyAutoencoder: LatentAutoencoder {
             switch layer {
             case .conv(let conv): x = conv(x)
             case .block(let block): x = block(x)
-            case .relu: x = x.relu()
+            case .relu: x.applyReLU()
             case .upsample: x = x.upsampledNearest2x()
             }
         }
@@ -208,7 +208,13 @@ struct TinyBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = conv4(conv2(conv0(x).relu()).relu())
-        return (h + (skip?(x) ?? x)).relu()
+        var h = conv0(x)
+        h.applyReLU()
+        h = conv2(h)
+        h.applyReLU()
+        h = conv4(h)
+        h += skip?(x) ?? x
+        h.applyReLU()
+        return h
     }
 }
