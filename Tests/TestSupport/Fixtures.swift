@@ -40,3 +40,13 @@ public func parityReport(_ label: String, actual: Tensor, expected: Tensor) -> (
     print("parity \(label): max-abs error \(error) (reference max \(scale), relative \(error / Swift.max(scale, 1e-30)))")
     return (error, scale)
 }
+
+/// Compares `actual` with the reference tensor `key` of `file`: the same shape, and a max-abs
+/// error within `tolerance` x the reference's largest magnitude (the figures are printed).
+/// Returns what is wrong, or nil.
+public func parityProblem(_ file: SafeTensorsFile, _ key: String, _ actual: Tensor, tolerance: Float = 1e-4) throws -> String? {
+    let expected = try file.tensor(key)
+    guard actual.shape == expected.shape else { return "\(key): shape \(actual.shape), the reference's \(expected.shape)" }
+    let (error, scale) = parityReport(key, actual: actual, expected: expected)
+    return error <= tolerance * scale ? nil : "\(key): max-abs error \(error), reference max \(scale)"
+}
