@@ -12,24 +12,29 @@ final class CheckpointPart: @unchecked Sendable {
 
     let checkpoint: Checkpoint
     let part: Part
+    /// How the checkpoint holds F16/BF16 weights (load_checkpoint's `weights`).
+    let storage: Checkpoint.WeightStorage
     /// The LoRAs applied so far (load_lora), in order, as "path@strength", and their deltas.
     let loras: [String]
     let patches: WeightPatches
 
-    init(checkpoint: Checkpoint, part: Part, loras: [String] = [], patches: WeightPatches = [:]) {
+    init(checkpoint: Checkpoint, part: Part, storage: Checkpoint.WeightStorage, loras: [String] = [], patches: WeightPatches = [:]) {
         self.checkpoint = checkpoint
         self.part = part
+        self.storage = storage
         self.loras = loras
         self.patches = patches
     }
 
     /// This part with another LoRA's deltas added after the ones it has.
     func adding(_ lora: String, _ more: WeightPatches) -> CheckpointPart {
-        CheckpointPart(checkpoint: checkpoint, part: part, loras: loras + [lora], patches: patches.merging(more, uniquingKeysWith: +))
+        CheckpointPart(checkpoint: checkpoint, part: part, storage: storage, loras: loras + [lora],
+                       patches: patches.merging(more, uniquingKeysWith: +))
     }
 
-    /// The cache key of the loaded weights in the run's model cache.
-    var key: String { "\(checkpoint.path)#\(part.rawValue)" + loras.map { "+lora:" + $0 }.joined() }
+    /// The key of the loaded weights in the run's model cache: the same file opened with another
+    /// weight storage is another model.
+    var key: String { "\(checkpoint.path)#\(part.rawValue)@\(storage.rawValue)" + loras.map { "+lora:" + $0 }.joined() }
 }
 
 extension NodeContext {
@@ -82,7 +87,7 @@ struct LoadCheckpoint: Node {
         let storage = Checkpoint.WeightStorage(rawValue: try context.string("weights")) ?? .float32
         let checkpoint = try context.models.model("checkpoint:\(storage.rawValue):" + path) { try Checkpoint(path: path, weights: storage) }
         func handle(_ part: CheckpointPart.Part, _ type: ValueType) -> Value {
-            .model(ModelHandle(type: type, identity: path + "#" + part.rawValue, payload: CheckpointPart(checkpoint: checkpoint, part: part)))
+            .model(ModelHandle(type: type, payload: CheckpointPart(checkpoint: checkpoint, part: part, storage: storage)))
         }
         return ["unet": handle(.unet, .unet), "clip": handle(.clip, .clip), "vae": handle(.vae, .vae)]
     }
@@ -113,7 +118,7 @@ struct LoadLoRA: Node {
         let (unetPatches, clipPatches) = try unet.checkpoint.patches(lora, unetStrength: unetStrength, textStrength: clipStrength)
         func handle(_ part: CheckpointPart, _ patches: WeightPatches, _ strength: Float, _ type: ValueType) -> Value {
             let patched = part.adding("\(path)@\(strength)", patches)
-            return .model(ModelHandle(type: type, identity: patched.key, payload: patched))
+            return .model(ModelHandle(type: type, payload: patched))
         }
         return ["unet": handle(unet, unetPatches, unetStrength, .unet), "clip": handle(clip, clipPatches, clipStrength, .clip)]
     }
@@ -141,7 +146,7 @@ struct LoadVAE: Node {
             return ["vae": given]
         }
         let model = try context.models.model("taesd:" + path) { try TinyAutoencoder(path: path) }
-        return ["vae": .model(ModelHandle(type: .vae, identity: "taesd:" + path, payload: TinyVAEHandle(model)))]
+        return ["vae": .model(ModelHandle(type: .vae, payload: TinyVAEHandle(model)))]
     }
 }
 

@@ -31,16 +31,14 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A loaded model (or one part of a checkpoint) passed between nodes. The payload is whatever
-/// the producing pack stores; `identity` names the weights for cache keys.
+/// the producing pack stores. Cache keys of what a model produces come from the key of the node
+/// that made the handle (its files' fingerprints and parameters), not from the handle.
 public final class ModelHandle: @unchecked Sendable {
     public let type: ValueType
-    /// A stable name of the weights (e.g. the checkpoint's fingerprint and the part).
-    public let identity: String
     public let payload: AnyObject
 
-    public init(type: ValueType, identity: String, payload: AnyObject) {
+    public init(type: ValueType, payload: AnyObject) {
         self.type = type
-        self.identity = identity
         self.payload = payload
     }
 }

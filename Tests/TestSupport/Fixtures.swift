@@ -2,8 +2,8 @@ import Foundation
 import SafeTensors
 import TensorCore
 
-/// Access to the committed reference fixtures under `Tests/Fixtures` (written by
-/// `tools/reference/make_fixtures.py`).
+/// Access to the committed reference fixtures under `Tests/Fixtures` (written by the
+/// `tools/reference/fixtures_*.py` scripts; the README lists them).
 public enum Fixtures {
     /// The `Tests/Fixtures` folder of this checkout.
     public static let folder: URL = URL(fileURLWithPath: #filePath)
