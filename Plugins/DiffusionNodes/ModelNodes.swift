@@ -79,7 +79,7 @@ struct LoadCheckpoint: Node {
         parameters: [
             .init("path", .inputPath(.fileOrFolder), help: "the checkpoint file or diffusers folder"),
             .init("weights", .choice(["float32", "as-stored"]), default: .text("float32"),
-                  help: "float32: widen F16/BF16 weights once (fastest); as-stored: keep them 16-bit (about half the memory)"),
+                  help: "float32: widen the UNet's F16/BF16 weights once (fastest); as-stored: keep them 16-bit (about half the memory)"),
         ])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {

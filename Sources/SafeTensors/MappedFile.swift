@@ -35,6 +35,16 @@ public final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// Drops the whole pages inside `offset ..< offset + count` from this process's resident
+    /// memory (madvise MADV_DONTNEED; later reads fault them back in from the page cache).
+    public func releasePages(offset: Int, count: Int) {
+        guard let bytes, count > 0, offset >= 0, offset + count <= size else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: bytes) + offset + page - 1) / page * page
+        let end = (Int(bitPattern: bytes) + offset + count) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
+
     /// Maps `path`; throws `SafeTensorsError.cannotOpen` with the system's reason.
     public init(path: String) throws {
         self.path = path

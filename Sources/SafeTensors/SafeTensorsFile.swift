@@ -161,6 +161,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: file.bytes! + dataStart + entry.byteRange.lowerBound, count: entry.byteRange.count)
     }
 
+    /// Drops a tensor's whole pages from resident memory, for data that was converted (F16, BF16)
+    /// and will not be read again soon: the converted copy and the mapped pages then do not both
+    /// count. Reading it again faults the pages back in.
+    public func releasePages(_ name: String) {
+        guard let entry = entries[name] else { return }
+        file.releasePages(offset: dataStart + entry.byteRange.lowerBound, count: entry.byteRange.count)
+    }
+
     /// The tensor as float32. F32 data that is suitably aligned is used in place (no copy);
     /// F16, BF16, F64 and integer data are converted.
     public func tensor(_ name: String) throws -> Tensor {

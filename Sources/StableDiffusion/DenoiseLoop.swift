@@ -113,9 +113,11 @@ public enum DenoiseLoop {
             x = noise.map { $0 * scale }
         }
 
-        // Lower the peak: the text encoder's and VAE's mapped weights need not stay resident while the
-        // UNet runs (the UNet's own fault back in at its first step, from the page cache).
+        // Lower the peak: the text encoder's and VAE's mapped weights, and the buffers their F16
+        // weights were widened into, need not stay resident while the UNet runs (the UNet's own
+        // weights fault back in at its first step, from the page cache).
         MappedFile.releaseResidentPages()
+        BufferPool.trim()
         for i in start..<end {
             if isCancelled() { throw DenoiseError.cancelled }
             let input = sampler.modelInput(x, step: i)

@@ -50,7 +50,8 @@ public final class Checkpoint: @unchecked Sendable {
     /// Keys inside the text encoder that are buffers, not weights.
     static let ignoredTextKeys = ["text_model.embeddings.position_ids", "embeddings.position_ids"]
 
-    /// How F16/BF16 weights are held in memory.
+    /// How the UNet's F16/BF16 weights are held in memory (the text encoder's and the VAE's are
+    /// always widened per use).
     public enum WeightStorage: String, Sendable {
         /// Widened to float32 once, at load (the fastest steps).
         case float32
@@ -88,7 +89,12 @@ public final class Checkpoint: @unchecked Sendable {
             tokenizerFolder = nil
             configs = try override ?? ConfigInference.configs(unet: unetStore, vae: vaeStore, textEncoder: textStore, path: path)
         }
-        for store in [unetStore, vaeStore, textStore] { store.keepsHalfPrecision = weights == .asStored }
+        // The text encoder and the VAE run once or twice per image: their F16/BF16 matrices are
+        // widened per use in either mode (the same values), so that their float32 copies do not stay
+        // resident next to the UNet's; `weights` decides for the UNet, which runs at every step.
+        unetStore.keepsHalfPrecision = weights == .asStored
+        vaeStore.keepsHalfPrecision = true
+        textStore.keepsHalfPrecision = true
     }
 
     // MARK: - Components

@@ -64,9 +64,17 @@ public final class ParameterStore: @unchecked Sendable {
     /// trailing 1s (a linear weight stored as a 1x1 convolution or the reverse) is accepted
     /// and reshaped.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        let (location, _) = try claim(name, shape: shape)
+        let (location, entry) = try claim(name, shape: shape)
+        return patch(try converted(location, entry, shape), name)
+    }
+
+    /// The stored tensor as float32 in `shape`. F16/BF16 data is widened into a copy, and the
+    /// file's pages under it are dropped from resident memory, so that a checkpoint of half the
+    /// size does not cost its own size on top of the widened weights.
+    private func converted(_ location: Location, _ entry: SafeTensorsFile.Entry, _ shape: [Int]) throws -> Tensor {
         let t = try location.file.tensor(location.key)
-        return patch(t.shape == shape ? t : t.reshaped(shape), name)
+        if entry.dtype != .f32 { location.file.releasePages(location.key) }
+        return t.shape == shape ? t : t.reshaped(shape)
     }
 
     /// The location and stored entry of `name`, checked against `shape` and marked as used.
@@ -98,8 +106,7 @@ public final class ParameterStore: @unchecked Sendable {
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
         let (location, entry) = try claim(name, shape: shape)
         guard keepsHalfPrecision, entry.dtype == .f16 || entry.dtype == .bf16, patches[name] == nil else {
-            let t = try location.file.tensor(location.key)
-            return Weight(resident: patch(t.shape == shape ? t : t.reshaped(shape), name))
+            return Weight(resident: patch(try converted(location, entry, shape), name))
         }
         return Weight(file: location.file, key: location.key, shape: shape)
     }
