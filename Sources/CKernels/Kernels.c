@@ -224,3 +224,24 @@ void sdf_release_free_heap_pages(void) {
     malloc_trim(0);
 #endif
 }
+
+// MARK: - Peak rate
+
+// The machine's multiply-add limit: `iterations` rounds of 12 independent 16-float multiply-adds
+// kept in registers (no memory traffic; enough chains to hide the FMA latency), 384 FLOP per
+// round. The results go to sink[0..15] so the loop is not optimised away.
+typedef float sdf_v16 __attribute__((vector_size(64)));
+SDF_INLINE void sdf_fma_peak_body(long iterations, float *sink) {
+    sdf_v16 m, c, a[12];
+    for (int j = 0; j < 16; j++) { m[j] = 0.9999999f; c[j] = 1e-7f; }
+    for (int k = 0; k < 12; k++) for (int j = 0; j < 16; j++) a[k][j] = (float)(k * 16 + j) * 1e-3f;
+    for (long i = 0; i < iterations; i++) {
+        a[0] = a[0] * m + c; a[1] = a[1] * m + c; a[2] = a[2] * m + c; a[3] = a[3] * m + c;
+        a[4] = a[4] * m + c; a[5] = a[5] * m + c; a[6] = a[6] * m + c; a[7] = a[7] * m + c;
+        a[8] = a[8] * m + c; a[9] = a[9] * m + c; a[10] = a[10] * m + c; a[11] = a[11] * m + c;
+    }
+    sdf_v16 total = a[0];
+    for (int k = 1; k < 12; k++) total += a[k];
+    for (int j = 0; j < 16; j++) sink[j] = total[j];
+}
+SDF_MULTIVERSION(sdf_fma_peak, (long iterations, float *sink), (iterations, sink))

@@ -23,7 +23,9 @@ struct Bench: ParsableCommand {
         func run() {
             if let threads { Parallel.setThreadCount(threads) }
             print("threads: \(Parallel.threadCount), OpenBLAS kernels: \(BLAS.openBLASCore), float32 GEMM: \(BLAS.float32Kernel.rawValue)")
-            OpsBenchmark(repeats: repeats).run()
+            let peak = PeakRate.measure()
+            print(String(format: "peak FMA rate (registers only, all threads): %.1f GFLOP/s", peak))
+            OpsBenchmark(repeats: repeats, peak: peak).run()
         }
     }
 }
@@ -31,6 +33,8 @@ struct Bench: ParsableCommand {
 /// Micro-benchmarks of TensorCore kernels.
 struct OpsBenchmark {
     let repeats: Int
+    /// The machine's peak FMA rate in GFLOP/s; each row shows its share.
+    let peak: Double
 
     func run() {
         // conv2d 3x3, 320 -> 320 channels, 64x64, batch 2 (the UNet's largest 3x3 convs)
@@ -96,6 +100,7 @@ struct OpsBenchmark {
     }
 
     private func report(_ label: String, seconds: Double, flop: Double) {
-        print(String(format: "%-36@ %8.2f ms %8.1f GFLOP/s", label as NSString, seconds * 1000, flop / seconds / 1e9))
+        let rate = flop / seconds / 1e9
+        print(String(format: "%-36@ %8.2f ms %8.1f GFLOP/s %5.0f%% of peak", label as NSString, seconds * 1000, rate, 100 * rate / peak))
     }
 }

@@ -43,15 +43,19 @@ struct BenchModel: ParsableCommand {
         let name: String
         let seconds: Double
         let gflop: Double
+        /// The machine's peak FMA rate (GFLOP/s), for the share of it this row reaches.
+        let peak: Double
         var gflops: Double { seconds > 0 ? gflop / seconds : 0 }
+        var fractionOfPeak: Double { peak > 0 ? gflops / peak : 0 }
 
-        enum CodingKeys: String, CodingKey { case name, seconds, gflop, gflops }
+        enum CodingKeys: String, CodingKey { case name, seconds, gflop, gflops, fractionOfPeak = "fraction_of_peak" }
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(name, forKey: .name)
             try c.encode(seconds, forKey: .seconds)
             try c.encode(gflop, forKey: .gflop)
             try c.encode(gflops, forKey: .gflops)
+            try c.encode(fractionOfPeak, forKey: .fractionOfPeak)
         }
     }
 
@@ -61,6 +65,8 @@ struct BenchModel: ParsableCommand {
         let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
         func include(_ name: String) -> Bool { wanted?.contains(name) ?? true }
         var rows: [Row] = []
+        let peak = PeakRate.measure()
+        if !json { print(String(format: "peak FMA rate (registers only, all threads): %.1f GFLOP/s", peak)) }
         func time(_ name: String, _ body: () throws -> Void) rethrows {
             guard include(name) else { return }
             var best = Double.infinity, flops = 0.0
@@ -69,8 +75,11 @@ struct BenchModel: ParsableCommand {
                 (_, flops) = try FLOPCounter.measure(body)
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
-            rows.append(Row(name: name, seconds: best, gflop: flops / 1e9))
-            if !json { print(String(format: "%-16@ %9.3f s %10.1f GFLOP %8.1f GFLOP/s", name as NSString, best, flops / 1e9, flops / 1e9 / best)) }
+            rows.append(Row(name: name, seconds: best, gflop: flops / 1e9, peak: peak))
+            if !json {
+                print(String(format: "%-16@ %9.3f s %10.1f GFLOP %8.1f GFLOP/s %5.0f%% of peak", name as NSString, best, flops / 1e9,
+                             flops / 1e9 / best, 100 * flops / 1e9 / best / peak))
+            }
         }
 
         var checkpoint: Checkpoint!
@@ -84,12 +93,12 @@ struct BenchModel: ParsableCommand {
         tokenizer = try checkpoint.loadTokenizer()
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
         if include("load") {
-            rows.append(Row(name: "load", seconds: loadSeconds, gflop: 0))
+            rows.append(Row(name: "load", seconds: loadSeconds, gflop: 0, peak: peak))
             if !json { print(String(format: "%-16@ %9.3f s", "load" as NSString, loadSeconds)) }
         }
 
         let ids = [tokenizer.encode("a photo of an astronaut riding a horse on mars").ids, tokenizer.encode("").ids]
-        var peak = 0
+        var peakMemory = 0
         try time("txt2img512") {
             let context = encoder.encode(ids)
             let denoiser = GuidedDenoiser(unet: unet, positive: context.slice(0..<1), negative: context.slice(1..<2), guidanceScale: 7.5)
@@ -99,7 +108,7 @@ struct BenchModel: ParsableCommand {
                                               source: nil, noise: noise, stepNoise: generator)
             _ = vae.decode(latents)
         }
-        if include("txt2img512") { peak = BenchModel.peakResidentBytes() }
+        if include("txt2img512") { peakMemory = BenchModel.peakResidentBytes() }
         // The few-step path: 4 LCM steps at guidance 1 (one UNet pass each) and the TAESD decode.
         let tiny = try taesd.map { try TinyAutoencoder(path: $0) }
         if let tiny {
@@ -129,12 +138,12 @@ struct BenchModel: ParsableCommand {
         if json {
             let object: [String: Any] = [
                 "rows": try rows.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) },
-                "peak_rss_bytes": peak, "threads": Parallel.threadCount, "convolution": ConvolutionMode.current.rawValue,
+                "peak_rss_bytes": peakMemory, "peak_gflops": peak, "threads": Parallel.threadCount, "convolution": ConvolutionMode.current.rawValue,
                 "gemm": BLAS.precision.rawValue,
             ]
             print(String(data: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), encoding: .utf8)!)
-        } else if peak > 0 {
-            print(String(format: "peak resident memory after txt2img512: %.2f GB", Double(peak) / 1e9))
+        } else if peakMemory > 0 {
+            print(String(format: "peak resident memory after txt2img512: %.2f GB", Double(peakMemory) / 1e9))
         }
     }
 

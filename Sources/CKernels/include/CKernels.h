@@ -12,6 +12,8 @@
 void sdf_silu(const float *x, float *y, long n);
 /// y = max(x, 0).
 void sdf_relu(const float *x, float *y, long n);
+/// `iterations` x 384 FLOP of register-only multiply-adds (the peak rate); 16 results to `sink`.
+void sdf_fma_peak(long iterations, float *sink);
 // y = x * sigmoid(1.702 x)
 void sdf_quick_gelu(const float *x, float *y, long n);
 // Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with PyTorch's vectorised erf (Abramowitz-Stegun 7.1.26).
