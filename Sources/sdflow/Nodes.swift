@@ -52,16 +52,21 @@ struct Nodes: ParsableCommand {
 struct GraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "graph", abstract: "Print a workflow's graph as Mermaid or DOT.")
 
+    /// The diagram languages.
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case mermaid, dot
+    }
+
     @OptionGroup var options: WorkflowOptions
 
-    @Option(help: "mermaid or dot")
-    var format = "mermaid"
+    @Option(help: "The diagram language.")
+    var format = Format.mermaid
 
     func run() throws {
         let graph = try options.checkedGraph(registry: try Engine.registry(pluginFolders: options.plugins))
         let names = graph.workflow.nodes.map(\.name).filter { graph.nodes[$0] != nil }
         switch format {
-        case "dot":
+        case .dot:
             print("digraph workflow {\n  rankdir=LR;")
             for name in names { print("  \"\(name)\" [label=\"\(name)\\n\(graph.nodes[name]!.description.name)\"];") }
             for name in names {
@@ -70,7 +75,7 @@ struct GraphCommand: ParsableCommand {
                 }
             }
             print("}")
-        case "mermaid":
+        case .mermaid:
             print("flowchart LR")
             for name in names { print("  \(name)[\"\(name)<br/><small>\(graph.nodes[name]!.description.name)</small>\"]") }
             for name in names {
@@ -78,26 +83,30 @@ struct GraphCommand: ParsableCommand {
                     print("  \(edge.node) -- \"\(edge.output) → \(port)\" --> \(name)")
                 }
             }
-        default:
-            throw ValidationError("--format must be mermaid or dot")
         }
     }
 }
 
-/// `sdflow cache`: size and entries, or clear.
+/// `sdflow cache [info|clear]`: the result cache's size and entries, or clearing it.
 struct CacheCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cache", abstract: "Show the result cache, or clear it.")
+    static let configuration = CommandConfiguration(commandName: "cache", abstract: "Show the result cache, or clear it.",
+                                                    subcommands: [Info.self, Clear.self], defaultSubcommand: Info.self)
 
-    @Argument(help: "info (default) or clear")
-    var action = "info"
+    /// The folder option both subcommands take.
+    struct Folder: ParsableArguments {
+        @Option(help: "The cache folder.")
+        var cacheDir: String?
 
-    @Option(help: "The cache folder.")
-    var cacheDir: String?
+        func open() throws -> ResultCache { try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder) }
+    }
 
-    func run() throws {
-        let cache = try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder)
-        switch action {
-        case "info":
+    /// `sdflow cache info` (the default): size and the most recently used entries.
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the cache's size and entries.")
+        @OptionGroup var folder: Folder
+
+        func run() throws {
+            let cache = try folder.open()
             let entries = cache.entries()
             let total = entries.reduce(0) { $0 + $1.size }
             print("\(cache.folder): \(entries.count) entries, \(String(format: "%.1f", Double(total) / 1e6)) MB")
@@ -105,11 +114,18 @@ struct CacheCommand: ParsableCommand {
                 print("  \(entry.key.prefix(16))…  \(String(format: "%9.1f KB", Double(entry.size) / 1e3))  last used \(entry.lastUsed)")
             }
             if entries.count > 20 { print("  … and \(entries.count - 20) more") }
-        case "clear":
+        }
+    }
+
+    /// `sdflow cache clear`: removes every entry.
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove every cached result.")
+        @OptionGroup var folder: Folder
+
+        func run() throws {
+            let cache = try folder.open()
             try cache.clear()
             print("cleared \(cache.folder)")
-        default:
-            throw ValidationError("unknown action '\(action)': use info or clear")
         }
     }
 }

@@ -61,7 +61,7 @@ import WorkflowEngine
         let workflow = try Workflow.load(path: Fixtures.path("a1111/txt2img.png"))
         let overrides = ["checkpoint": TinyModel.folder, "lora_detail_tweaker": Fixtures.path("lora/kohya.safetensors"),
                          "steps": "2", "width": "64", "height": "64", "output": folder.file("out.png")]
-        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: overrides, currentDirectory: folder.path)
+        let graph = try Graph(workflow: workflow, registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
         let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
         let image = try ImageFile.read(folder.file("out.png"))

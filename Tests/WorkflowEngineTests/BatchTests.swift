@@ -25,7 +25,7 @@ import WorkflowEngine
     /// Runs resize-folder over `input` into `output` (a path pattern).
     func resize(_ input: String, _ output: String, cache: ResultCache?, shard: Shard? = nil, reporter: RunReporter? = nil,
                 cancellation: Cancellation = Cancellation()) throws -> RunReport {
-        let graph = try Graph(workflow: Workflow.load(path: ExecutionTests.workflows + "/resize-folder.yaml"), registry: ValidationTests.registry(),
+        let graph = try Graph(workflow: Workflow.load(path: TestEngine.workflows + "/resize-folder.yaml"), registry: TestEngine.registry(),
                               overrides: ["input": input, "output": output, "width": "16", "height": "16"], currentDirectory: folder.path)
         var options = Executor.Options(cache: cache, reporter: reporter, shard: shard)
         options.cancellation = cancellation
@@ -93,9 +93,9 @@ import WorkflowEngine
         let input = try makeFolder(count: 1)
         let cache = try ResultCache(folder: folder.file("cache"))
         // resize-folder fits into the box; exact mode asks for all 16384x16384 pixels.
-        let bundled = try Workflow.load(path: ExecutionTests.workflows + "/resize-folder.yaml")
+        let bundled = try Workflow.load(path: TestEngine.workflows + "/resize-folder.yaml")
         let workflow = try Workflow.parse(bundled.text.replacingOccurrences(of: "mode: fit", with: "mode: exact"), path: bundled.path)
-        let exact = try Graph(workflow: workflow, registry: ValidationTests.registry(),
+        let exact = try Graph(workflow: workflow, registry: TestEngine.registry(),
                               overrides: ["input": input, "output": folder.file("out/{stem}.png"), "width": "16384", "height": "16384"],
                               currentDirectory: folder.path)
         let report = Executor(graph: exact, options: .init(cache: cache)).run()
@@ -191,7 +191,7 @@ import WorkflowEngine
           kept: {type: composite, background: !ref photos.images, foreground: !ref photos.images, mask: !ref photos.masks}
           save: {type: save_image, image: !ref kept, path: "\(folder.file("out"))/{stem}.png"}
         """.write(toFile: workflow, atomically: true, encoding: .utf8)
-        let graph = try Graph(workflow: Workflow.load(path: workflow), registry: ValidationTests.registry())
+        let graph = try Graph(workflow: Workflow.load(path: workflow), registry: TestEngine.registry())
         let report = Executor(graph: graph, options: .init()).run()
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors)) \(report.refused)")
         #expect(report.items.map(\.stem) == ["img_000", "img_001", "img_002"])

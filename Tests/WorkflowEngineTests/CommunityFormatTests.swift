@@ -41,7 +41,7 @@ import WorkflowEngine
     }
 
     func run(_ overrides: [String: String] = [:], cache: ResultCache?) throws -> RunReport {
-        let graph = try Graph(workflow: Workflow.parse(Self.workflow, path: folder.file("lora.yaml")), registry: ValidationTests.registry(),
+        let graph = try Graph(workflow: Workflow.parse(Self.workflow, path: folder.file("lora.yaml")), registry: TestEngine.registry(),
                               overrides: overrides, currentDirectory: folder.path)
         let report = Executor(graph: graph, options: Executor.Options(cache: cache)).run()
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
@@ -96,7 +96,7 @@ import WorkflowEngine
 
     @Test func badLoRAIsAnErrorNamingNodeAndFile() throws {
         try FileManager.default.copyItem(atPath: Fixtures.path("lora/sdxl.safetensors"), toPath: folder.file("sdxl.safetensors"))
-        let graph = try Graph(workflow: Workflow.parse(Self.workflow, path: folder.file("lora.yaml")), registry: ValidationTests.registry(),
+        let graph = try Graph(workflow: Workflow.parse(Self.workflow, path: folder.file("lora.yaml")), registry: TestEngine.registry(),
                               overrides: ["lora": "sdxl.safetensors"], currentDirectory: folder.path)
         let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
         #expect(!report.succeeded)

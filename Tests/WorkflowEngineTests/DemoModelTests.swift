@@ -11,7 +11,7 @@ import WorkflowEngine
 @Suite(.serialized) struct DemoModelTests {
     let folder = TemporaryFolder()
 
-    static var repository: String { URL(fileURLWithPath: ExecutionTests.workflows).deletingLastPathComponent().path }
+    static var repository: String { URL(fileURLWithPath: TestEngine.workflows).deletingLastPathComponent().path }
     static var model: String { repository + "/models/sdflow-demo" }
 
     /// The shape colours of the demo model's training scenes (tools/demo-model/shapes.py).
@@ -21,8 +21,8 @@ import WorkflowEngine
     ].mapValues { $0.map { $0 / 255 } }
 
     func run(_ workflow: String, _ overrides: [String: String]) throws -> RunReport {
-        let graph = try Graph(workflow: Workflow.load(path: ExecutionTests.workflows + "/" + workflow),
-                              registry: ValidationTests.registry(), overrides: overrides, currentDirectory: folder.path)
+        let graph = try Graph(workflow: Workflow.load(path: TestEngine.workflows + "/" + workflow),
+                              registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
         return Executor(graph: graph, options: Executor.Options(cache: nil)).run()
     }
 

@@ -11,9 +11,6 @@ import WorkflowEngine
 @Suite(.serialized) struct ExecutionTests {
     let folder = TemporaryFolder()
 
-    /// The repository's workflows folder.
-    static var workflows: String { URL(fileURLWithPath: Fixtures.folder.path).deletingLastPathComponent().deletingLastPathComponent().path + "/workflows" }
-
     /// A 64x64 test photo (the tiny VAE downsamples by 4) and a mask with a square in the middle.
     func makeInputs() throws -> (photo: String, mask: String, photos: String) {
         var photo = Image(width: 64, height: 64, channels: 3)
@@ -40,8 +37,8 @@ import WorkflowEngine
     }
 
     func run(_ workflow: String, _ overrides: [String: String], cache: ResultCache?) throws -> RunReport {
-        let graph = try Graph(workflow: Workflow.load(path: ExecutionTests.workflows + "/" + workflow),
-                              registry: ValidationTests.registry(), overrides: overrides, currentDirectory: folder.path)
+        let graph = try Graph(workflow: Workflow.load(path: TestEngine.workflows + "/" + workflow),
+                              registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
         return Executor(graph: graph, options: Executor.Options(cache: cache)).run()
     }
 
@@ -182,7 +179,7 @@ extension ExecutionTests {
         let workflow = try Workflow.load(path: output)
         var parameters = workflow.recordedParameters
         parameters["output"] = again
-        let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: directory)
+        let graph = try Graph(workflow: workflow, registry: TestEngine.registry(), overrides: parameters, currentDirectory: directory)
         #expect(Executor(graph: graph, options: .init()).run().succeeded)
         let a = try ImageFile.read(output), b = try ImageFile.read(again)
         #expect(a.pixels.maxAbsDifference(b.pixels) == 0)
@@ -254,13 +251,13 @@ extension ExecutionTests {
     @Test func rerunFromAPNGReplaysASeedDrawnInANode() throws {
         // `seed: random` written in the node itself, not through a workflow parameter.
         let (photo, _, _) = try makeInputs()
-        let text = try String(contentsOfFile: ExecutionTests.workflows + "/img2img.yaml", encoding: .utf8)
+        let text = try String(contentsOfFile: TestEngine.workflows + "/img2img.yaml", encoding: .utf8)
             .replacingOccurrences(of: "seed: !param seed", with: "seed: random")
         let path = folder.file("literal/img2img.yaml")
         try FileManager.default.createDirectory(atPath: folder.file("literal"), withIntermediateDirectories: true)
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let output = folder.file("literal/img.png")
-        let graph = try Graph(workflow: try Workflow.load(path: path), registry: ValidationTests.registry(),
+        let graph = try Graph(workflow: try Workflow.load(path: path), registry: TestEngine.registry(),
                               overrides: tinyOverrides(["image": photo, "output": output]), currentDirectory: folder.path)
         let first = Executor(graph: graph, options: .init()).run()
         #expect(first.succeeded)
@@ -279,8 +276,8 @@ extension ExecutionTests {
         let output = folder.file("set/img.png")
         let here = URL(fileURLWithPath: photo).deletingLastPathComponent().path
         let overrides = tinyOverrides(["image": URL(fileURLWithPath: photo).lastPathComponent, "output": "set/img.png"])
-        let graph = try Graph(workflow: try Workflow.load(path: ExecutionTests.workflows + "/img2img.yaml"),
-                              registry: ValidationTests.registry(), overrides: overrides, currentDirectory: here)
+        let graph = try Graph(workflow: try Workflow.load(path: TestEngine.workflows + "/img2img.yaml"),
+                              registry: TestEngine.registry(), overrides: overrides, currentDirectory: here)
         #expect(Executor(graph: graph, options: .init()).run().succeeded)
         #expect(try Workflow.load(path: output).recordedParameters["image"] == URL(fileURLWithPath: photo).standardizedFileURL.path)
         try expectRerunGivesTheSameImage(output, again: folder.file("set/again.png"), from: "/")
@@ -295,7 +292,7 @@ extension ExecutionTests {
         let workflow = try Workflow.load(path: output)
         for (changes, succeeds) in [([String: String](), true), (["strength": "0.5"], false)] {
             let parameters = workflow.recordedParameters.merging(changes) { $1 }
-            let graph = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: parameters, currentDirectory: folder.path)
+            let graph = try Graph(workflow: workflow, registry: TestEngine.registry(), overrides: parameters, currentDirectory: folder.path)
             let report = Executor(graph: graph, options: .init()).run()
             #expect(report.succeeded == succeeds)
             if !succeeds {

@@ -11,7 +11,7 @@ import WorkflowEngine
 
     func run(_ workflow: String, _ overrides: [String: String], nodeDefaults: [String: String] = [:],
              cache: ResultCache? = nil) throws -> RunReport {
-        let graph = try Graph(workflow: Workflow.load(path: ExecutionTests.workflows + "/" + workflow), registry: ValidationTests.registry(),
+        let graph = try Graph(workflow: Workflow.load(path: TestEngine.workflows + "/" + workflow), registry: TestEngine.registry(),
                               overrides: overrides, nodeDefaults: nodeDefaults, currentDirectory: folder.path)
         let report = Executor(graph: graph, options: Executor.Options(cache: cache)).run()
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")

@@ -9,22 +9,12 @@ import WorkflowEngine
 @Suite(.serialized) struct InterruptTests {
     let folder = TemporaryFolder()
 
-    /// The sdflow binary built next to the test bundle.
-    static var binary: String {
-        let testBundle = URL(fileURLWithPath: CommandLine.arguments[0])
-        var dir = testBundle.deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("sdflow").path) && dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("sdflow").path
-    }
-
     /// Starts a long text-to-image run on `checkpoint`, waits until the denoise loop is running,
     /// calls `act` with the process, and returns the exit status and everything it printed.
     func runUntilSampling(checkpoint: String = TinyModel.folder, output: String, _ act: (Process) -> Void) throws -> (status: Int32, log: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
-        process.arguments = [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + checkpoint,
+        process.executableURL = URL(fileURLWithPath: TestEngine.binary)
+        process.arguments = [TestEngine.workflows + "/txt2img.yaml", "--set", "checkpoint=" + checkpoint,
                              "--set", "steps=300", "--set", "output=" + folder.file(output), "--cache-dir", folder.file("cache")]
         let errors = Pipe()
         process.standardError = errors
@@ -81,8 +71,8 @@ import WorkflowEngine
         for i in 0..<6 { try ImageFile.write(Image(width: 32, height: 32, channels: 3, value: Float(i) / 6), to: photos + "/p\(i).png") }
         for delay in [0.5, 1.3] {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
-            process.arguments = [ExecutionTests.workflows + "/resize-folder.yaml", "--set", "input=" + photos, "--set", "output=" + folder.file("out/{stem}.png"),
+            process.executableURL = URL(fileURLWithPath: TestEngine.binary)
+            process.arguments = [TestEngine.workflows + "/resize-folder.yaml", "--set", "input=" + photos, "--set", "output=" + folder.file("out/{stem}.png"),
                                  "--set", "width=16", "--set", "height=16", "--cache-dir", folder.file("cache"), "--quiet"]
             process.environment = ProcessInfo.processInfo.environment.merging(["SDFLOW_TEST_WRITE_PAUSE": "0.4"]) { $1 }
             try process.run()

@@ -23,7 +23,7 @@ import WorkflowEngine
     @discardableResult
     func run(_ nodes: String) throws -> RunReport {
         let yaml = "version: 1\nnodes:\n" + nodes.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n"
-        let graph = try Graph(workflow: Workflow.parse(yaml, path: folder.file("w.yaml")), registry: ValidationTests.registry(),
+        let graph = try Graph(workflow: Workflow.parse(yaml, path: folder.file("w.yaml")), registry: TestEngine.registry(),
                               currentDirectory: folder.path)
         let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")

@@ -12,11 +12,11 @@ import WorkflowEngine
 
     /// The example plugin built next to the test bundle (`swift build` builds it).
     static var examplePlugin: String {
-        URL(fileURLWithPath: InterruptTests.binary).deletingLastPathComponent().appendingPathComponent("libExamplePlugin.so").path
+        URL(fileURLWithPath: TestEngine.binary).deletingLastPathComponent().appendingPathComponent("libExamplePlugin.so").path
     }
 
     static var header: String {
-        URL(fileURLWithPath: ExecutionTests.workflows).deletingLastPathComponent().appendingPathComponent("Sources/SDFlowPluginABI").path
+        URL(fileURLWithPath: TestEngine.workflows).deletingLastPathComponent().appendingPathComponent("Sources/SDFlowPluginABI").path
     }
 
     /// Compiles C source into a plugin `name.so` in the temporary folder.
@@ -33,7 +33,7 @@ import WorkflowEngine
         return library
     }
 
-    func registryWithBuiltins() throws -> NodeRegistry { try ValidationTests.registry() }
+    func registryWithBuiltins() throws -> NodeRegistry { try TestEngine.registry() }
 
     @Test func examplePackLoadsAndRuns() throws {
         #expect(FileManager.default.fileExists(atPath: PluginTests.examplePlugin), "build the package first: \(PluginTests.examplePlugin)")
@@ -165,8 +165,8 @@ import WorkflowEngine
         let folder = URL(fileURLWithPath: library).deletingLastPathComponent().path
         func validate(_ arguments: [String]) throws -> (status: Int32, errors: String) {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
-            process.arguments = ["validate", ExecutionTests.workflows + "/resize-folder.yaml"] + arguments
+            process.executableURL = URL(fileURLWithPath: TestEngine.binary)
+            process.arguments = ["validate", TestEngine.workflows + "/resize-folder.yaml"] + arguments
             process.environment = ProcessInfo.processInfo.environment.merging(["SDFLOW_PLUGIN_PATH": folder]) { $1 }
             let errors = Pipe()
             process.standardError = errors

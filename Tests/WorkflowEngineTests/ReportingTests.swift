@@ -12,7 +12,7 @@ import Testing
     /// Runs the binary; returns its exit status, standard output and standard error.
     func sdflow(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: InterruptTests.binary)
+        process.executableURL = URL(fileURLWithPath: TestEngine.binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: folder.path)
         let output = Pipe(), errors = Pipe()
@@ -25,7 +25,7 @@ import Testing
     }
 
     func txt2img(_ extra: [String]) -> [String] {
-        [ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + TinyModel.folder, "--set", "steps=3",
+        [TestEngine.workflows + "/txt2img.yaml", "--set", "checkpoint=" + TinyModel.folder, "--set", "steps=3",
          "--set", "output=" + folder.file("out/t-{seed}.png"), "--cache-dir", folder.file("cache")] + extra
     }
 
@@ -65,7 +65,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: photos, withIntermediateDirectories: true)
         try ImageFile.write(Image(width: 16, height: 16, channels: 3), to: photos + "/good.png")
         try Data("not a png".utf8).write(to: URL(fileURLWithPath: photos + "/bad.png"))
-        let run = try sdflow([ExecutionTests.workflows + "/resize-folder.yaml", "--set", "input=" + photos, "--set", "output=" + folder.file("out/{stem}.png"),
+        let run = try sdflow([TestEngine.workflows + "/resize-folder.yaml", "--set", "input=" + photos, "--set", "output=" + folder.file("out/{stem}.png"),
                               "--set", "width=8", "--set", "height=8", "--no-cache", "--summary", folder.file("summary.json")])
         #expect(run.status == 1)  // an item failed
         let report = try summary(String(contentsOfFile: folder.file("summary.json"), encoding: .utf8))
@@ -91,7 +91,7 @@ import Testing
         let warmLines = warm.errors.split(separator: "\n").map(String.init)
         #expect(warmLines.contains { $0.contains(" positive (clip_encode): cached ") }, "\(warmLines)")
 
-        let failing = try sdflow([ExecutionTests.workflows + "/txt2img.yaml", "--set", "checkpoint=" + folder.file("missing"), "--no-cache"])
+        let failing = try sdflow([TestEngine.workflows + "/txt2img.yaml", "--set", "checkpoint=" + folder.file("missing"), "--no-cache"])
         #expect(failing.status == 2)
         #expect(failing.errors.contains("missing"), "\(failing.errors)")
     }

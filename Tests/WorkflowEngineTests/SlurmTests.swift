@@ -14,7 +14,7 @@ let slurmIsInstalled = getuid() == 0 && FileManager.default.isExecutableFile(atP
 @Suite(.serialized, .enabled(if: slurmIsInstalled, "needs root and Slurm (scripts/install-deps.sh installs it)"))
 struct SlurmTests {
     let folder = TemporaryFolder()
-    static let repository = URL(fileURLWithPath: ExecutionTests.workflows).deletingLastPathComponent().path
+    static let repository = URL(fileURLWithPath: TestEngine.workflows).deletingLastPathComponent().path
     static let itemCount = 40, taskCount = 4
 
     /// Runs a command, returns its standard output; a non-zero exit is an error with its output.
@@ -86,7 +86,7 @@ struct SlurmTests {
         let settings = ["checkpoint=" + TinyModel.folder, "input=" + photos, "output=" + out + "/{stem}.png", "steps=12"]
 
         // One process: the bytes every shard must reproduce (same output pattern: it is recorded in the PNGs).
-        try shell([InterruptTests.binary, "run", workflow, "--quiet", "--threads", "1", "--cache-dir", folder.file("cache-single")]
+        try shell([TestEngine.binary, "run", workflow, "--quiet", "--threads", "1", "--cache-dir", folder.file("cache-single")]
                   + settings.flatMap { ["--set", $0] })
         let single = outputs(out)
         #expect(single.count == SlurmTests.itemCount)
@@ -100,7 +100,7 @@ struct SlurmTests {
 
         // Submit 4 tasks of one CPU each; cancel task 1 once it has written its first output.
         let logs = folder.file("logs")
-        let submitted = try shell([InterruptTests.binary, "slurm", workflow, "--tasks", String(SlurmTests.taskCount), "--cache-dir", folder.file("cache"),
+        let submitted = try shell([TestEngine.binary, "slurm", workflow, "--tasks", String(SlurmTests.taskCount), "--cache-dir", folder.file("cache"),
                                    "--log-dir", logs, "--job-name", "photos", "--sbatch", "-c 1"] + settings.flatMap { ["--set", $0] },
                                   environment: environment)
         let job = try #require(submitted.split(separator: "\n").first?.split(separator: " ").dropFirst(2).first.map { String($0.dropLast()) },

@@ -10,13 +10,6 @@ import WorkflowEngine
 @Suite struct ValidationTests {
     let folder = TemporaryFolder()
 
-    static func registry() throws -> NodeRegistry {
-        let registry = NodeRegistry()
-        try registry.register(ImageNodes.pack)
-        try registry.register(DiffusionNodes.pack)
-        return registry
-    }
-
     /// Writes `yaml` and returns the errors of checking it (empty when it is valid).
     func errors(_ yaml: String, overrides: [String: String] = [:]) throws -> [WorkflowError] {
         let path = folder.file("w-\(UUID().uuidString).yaml")
@@ -24,7 +17,7 @@ import WorkflowEngine
         _ = FileManager.default.createFile(atPath: folder.file("in.png"), contents: Data())
         do {
             let workflow = try Workflow.load(path: path)
-            _ = try Graph(workflow: workflow, registry: ValidationTests.registry(), overrides: overrides, currentDirectory: folder.path)
+            _ = try Graph(workflow: workflow, registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
             return []
         } catch let e as WorkflowErrors {
             return e.errors
