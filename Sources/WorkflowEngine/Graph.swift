@@ -41,44 +41,105 @@ public struct Graph {
     /// Throws `WorkflowErrors` with everything wrong at once.
     /// `nodeDefaults` give node parameters of those names that a node leaves unset a value from the
     /// command line (`--embeddings DIR` sets every clip_encode's `embeddings`).
+    ///
+    /// The passes, each in its own function: the top-level parameters and overrides; each node's
+    /// type, fields and parameter values; the references between nodes and their types; then (with
+    /// no error so far) cycles, the outputs and the order of what they need.
     public init(workflow: Workflow, registry: NodeRegistry, overrides: [String: String] = [:],
                 nodeDefaults: [String: String] = [:],
                 currentDirectory: String = FileManager.default.currentDirectoryPath) throws {
         self.workflow = workflow
-        var errors: [WorkflowError] = []
-        let file = workflow.path
-        let workflowFolder = URL(fileURLWithPath: workflow.path).deletingLastPathComponent().path
-        let outputFolder = workflow.outputFolder ?? workflowFolder
-
-        // Top-level parameters, then overrides (typed like their defaults).
-        var parameters: [String: (value: ParameterValue, fromCommandLine: Bool, location: SourceLocation)] = [:]
-        for p in workflow.parameters { parameters[p.name] = (p.value, false, p.location) }
-        for (name, raw) in overrides.sorted(by: { $0.key < $1.key }) {
-            guard let existing = parameters[name] else {
-                errors.append(WorkflowError(.badOverride, at: nil, "--set \(name): the workflow has no parameter '\(name)'",
-                                            hint: closest(name, in: Array(parameters.keys)).map { "did you mean '\($0)'?" }
-                                                ?? "its parameters are: " + parameters.keys.sorted().joined(separator: ", ")))
-                continue
-            }
-            guard let value = Graph.parse(raw, like: existing.value) else {
-                errors.append(WorkflowError(.badOverride, at: nil, "--set \(name)=\(raw): expected \(Graph.kindName(existing.value))"))
-                continue
-            }
-            parameters[name] = (value, true, existing.location)
-        }
-        // Recorded in outputs' metadata; a relative path given with --set is recorded absolute, so a
-        // rerun from another folder finds the same file.
-        var recordedValues = parameters.mapValues { $0.value.description }
-
-        // Nodes: types, fields, parameter values.
-        let byName = Dictionary(workflow.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var checker = Checker(workflow: workflow, registry: registry, nodeDefaults: nodeDefaults, currentDirectory: currentDirectory)
+        checker.resolveParameters(overrides)
         var checked: [String: Node] = [:]
+        for node in workflow.nodes { checked[node.name] = checker.check(node) }
+        parameterValues = checker.recordedValues
+        checked = checker.connect(checked)
+        guard checker.errors.isEmpty else { throw WorkflowErrors(errors: checker.errors) }
+
+        if let cycle = Graph.findCycle(checked, order: workflow.nodes.map(\.name)) {
+            throw WorkflowErrors(errors: [WorkflowError(.cycle, at: checked[cycle[0]]!.location,
+                                                        "the nodes form a cycle: " + cycle.joined(separator: " -> "),
+                                                        hint: "a node cannot depend on its own output")])
+        }
+        let sinks = workflow.nodes.map(\.name).filter { checked[$0]!.description.isOutput }
+        guard !sinks.isEmpty else {
+            throw WorkflowErrors(errors: [WorkflowError(.noOutputs, at: SourceLocation(file: workflow.path, line: 1, column: 1),
+                                                        "the workflow has no output node, so there is nothing to run",
+                                                        hint: "add a save_image (or other save_) node")])
+        }
+        let runOrder = Graph.runOrder(sinks, checked), needed = Set(runOrder)
+        nodes = checked
+        order = runOrder
+        outputs = sinks
+        unused = workflow.nodes.map(\.name).filter { !needed.contains($0) }
+    }
+
+    /// The nodes `sinks` need, each after its inputs (depth first, inputs by name).
+    static func runOrder(_ sinks: [String], _ nodes: [String: Node]) -> [String] {
+        var order: [String] = []
+        var visited = Set<String>()
+        func visit(_ name: String) {
+            guard visited.insert(name).inserted else { return }
+            for edge in nodes[name]!.inputs.values.sorted(by: { $0.node < $1.node }) { visit(edge.node) }
+            order.append(name)
+        }
+        for sink in sinks { visit(sink) }
+        return order
+    }
+
+    /// The state of checking one workflow: what the passes share, and the errors found so far.
+    struct Checker {
+        let workflow: Workflow
+        let registry: NodeRegistry
+        let nodeDefaults: [String: String]
+        let currentDirectory: String
+        let workflowFolder: String
+        let outputFolder: String
+        var errors: [WorkflowError] = []
+        /// Top-level parameters after overrides.
+        var parameters: [String: (value: ParameterValue, fromCommandLine: Bool, location: SourceLocation)] = [:]
+        /// As recorded in outputs' metadata; a relative path given with --set is recorded absolute,
+        /// so a rerun from another folder finds the same file.
+        var recordedValues: [String: String] = [:]
+        /// `!ref` fields, resolved by `connect`.
         var references: [(node: String, port: String, target: String, output: String?, location: SourceLocation)] = []
-        for node in workflow.nodes {
+
+        init(workflow: Workflow, registry: NodeRegistry, nodeDefaults: [String: String], currentDirectory: String) {
+            self.workflow = workflow
+            self.registry = registry
+            self.nodeDefaults = nodeDefaults
+            self.currentDirectory = currentDirectory
+            workflowFolder = URL(fileURLWithPath: workflow.path).deletingLastPathComponent().path
+            outputFolder = workflow.outputFolder ?? workflowFolder
+        }
+
+        /// The top-level parameters, then the overrides (typed like their defaults).
+        mutating func resolveParameters(_ overrides: [String: String]) {
+            for p in workflow.parameters { parameters[p.name] = (p.value, false, p.location) }
+            for (name, raw) in overrides.sorted(by: { $0.key < $1.key }) {
+                guard let existing = parameters[name] else {
+                    errors.append(WorkflowError(.badOverride, at: nil, "--set \(name): the workflow has no parameter '\(name)'",
+                                                hint: closest(name, in: Array(parameters.keys)).map { "did you mean '\($0)'?" }
+                                                    ?? "its parameters are: " + parameters.keys.sorted().joined(separator: ", ")))
+                    continue
+                }
+                guard let value = Graph.parse(raw, like: existing.value) else {
+                    errors.append(WorkflowError(.badOverride, at: nil, "--set \(name)=\(raw): expected \(Graph.kindName(existing.value))"))
+                    continue
+                }
+                parameters[name] = (value, true, existing.location)
+            }
+            recordedValues = parameters.mapValues { $0.value.description }
+        }
+
+        /// One node: its type, its fields (inputs are noted for `connect`), and every parameter's
+        /// value (given, from the command line's node defaults, or the default); nil when the type is unknown.
+        mutating func check(_ node: Workflow.Node) -> Node? {
             guard let entry = registry.entry(node.type) else {
                 errors.append(WorkflowError(.unknownNodeType, at: node.typeLocation, "unknown node type '\(node.type)' (node '\(node.name)')",
                                             hint: closest(node.type, in: registry.names).map { "did you mean '\($0)'?" } ?? "`sdflow nodes` lists the node types"))
-                continue
+                return nil
             }
             let d = entry.description
             var values: [String: ParameterValue] = [:]
@@ -91,29 +152,7 @@ public struct Graph {
                     }
                     references.append((node.name, field.name, target, output, field.location))
                 } else if let spec = d.parameter(field.name) {
-                    switch field.value {
-                    case .reference:
-                        errors.append(WorkflowError(.wrongType, at: field.location, "'\(field.name)' of '\(node.name)' is a parameter, not an input",
-                                                    hint: "give a value, or `!param NAME` for a workflow parameter"))
-                    case .literal(let value):
-                        if let v = Graph.check(value, spec, node: node.name, at: field.location, base: workflowFolder, outputBase: outputFolder,
-                                              errors: &errors) { values[field.name] = v }
-                    case .parameter(let name):
-                        guard let p = parameters[name] else {
-                            errors.append(WorkflowError(.missingValue, at: field.location, "the workflow has no parameter '\(name)'",
-                                                        hint: closest(name, in: Array(parameters.keys)).map { "did you mean '\($0)'?" }
-                                                            ?? "declare it under `parameters:`"))
-                            continue
-                        }
-                        let base = p.fromCommandLine ? currentDirectory : workflowFolder
-                        guard let v = Graph.check(p.value, spec, node: node.name, at: field.location, base: base,
-                                                  outputBase: p.fromCommandLine ? currentDirectory : outputFolder, errors: &errors) else { continue }
-                        values[field.name] = v
-                        switch spec.kind {
-                        case .inputPath, .outputPath: if p.fromCommandLine { recordedValues[name] = v.description }
-                        default: break
-                        }
-                    }
+                    if let value = parameterValue(field, spec, node: node.name) { values[field.name] = value }
                 } else {
                     let names = d.inputs.map(\.name) + d.parameters.map(\.name)
                     errors.append(WorkflowError(.unknownParameter, at: field.location, "node type '\(d.name)' has no input or parameter '\(field.name)'",
@@ -133,34 +172,80 @@ public struct Graph {
                                                 hint: "\(spec.name): \(spec.kind)"))
                 }
             }
-            checked[node.name] = Node(name: node.name, entry: entry, location: node.location, parameters: values, inputs: [:])
+            return Node(name: node.name, entry: entry, location: node.location, parameters: values, inputs: [:])
         }
 
-        parameterValues = recordedValues
-
-        // References: targets, outputs and types.
-        var inputs: [String: [String: Edge]] = [:]
-        for ref in references {
-            guard let source = byName[ref.target] else {
-                errors.append(WorkflowError(.missingNode, at: ref.location, "no node named '\(ref.target)'",
-                                            hint: closest(ref.target, in: Array(byName.keys)).map { "did you mean '\($0)'?" }))
-                continue
+        /// A parameter field's value: a literal, or a top-level parameter (paths from the command
+        /// line resolved against the current folder and recorded absolute).
+        mutating func parameterValue(_ field: Workflow.Field, _ spec: NodeDescription.Parameter, node: String) -> ParameterValue? {
+            switch field.value {
+            case .reference:
+                errors.append(WorkflowError(.wrongType, at: field.location, "'\(field.name)' of '\(node)' is a parameter, not an input",
+                                            hint: "give a value, or `!param NAME` for a workflow parameter"))
+                return nil
+            case .literal(let value):
+                return Graph.check(value, spec, node: node, at: field.location, base: workflowFolder, outputBase: outputFolder, errors: &errors)
+            case .parameter(let name):
+                guard let p = parameters[name] else {
+                    errors.append(WorkflowError(.missingValue, at: field.location, "the workflow has no parameter '\(name)'",
+                                                hint: closest(name, in: Array(parameters.keys)).map { "did you mean '\($0)'?" }
+                                                    ?? "declare it under `parameters:`"))
+                    return nil
+                }
+                guard let v = Graph.check(p.value, spec, node: node, at: field.location, base: p.fromCommandLine ? currentDirectory : workflowFolder,
+                                          outputBase: p.fromCommandLine ? currentDirectory : outputFolder, errors: &errors) else { return nil }
+                switch spec.kind {
+                case .inputPath, .outputPath: if p.fromCommandLine { recordedValues[name] = v.description }
+                default: break
+                }
+                return v
             }
-            guard let sourceNode = checked[source.name], let consumer = checked[ref.node] else { continue }  // already reported
-            let outputs = sourceNode.description.outputs
+        }
+
+        /// The nodes with their inputs connected: each reference's target, output and type checked,
+        /// and every required input connected.
+        mutating func connect(_ checked: [String: Node]) -> [String: Node] {
+            let declared = Set(workflow.nodes.map(\.name))
+            var inputs: [String: [String: Edge]] = [:]
+            for ref in references {
+                guard declared.contains(ref.target) else {
+                    errors.append(WorkflowError(.missingNode, at: ref.location, "no node named '\(ref.target)'",
+                                                hint: closest(ref.target, in: Array(declared)).map { "did you mean '\($0)'?" }))
+                    continue
+                }
+                guard let source = checked[ref.target], let consumer = checked[ref.node] else { continue }  // already reported
+                guard let edge = edge(from: source, to: consumer, ref) else { continue }
+                inputs[ref.node, default: [:]][ref.port] = edge
+            }
+            var connected: [String: Node] = [:]
+            for (name, node) in checked {
+                for port in node.description.inputs where !port.optional && inputs[name]?[port.name] == nil
+                    && !references.contains(where: { $0.node == name && $0.port == port.name }) {
+                    errors.append(WorkflowError(.missingValue, at: node.location, "input '\(port.name)' of '\(name)' (\(node.description.name)) is not connected",
+                                                hint: "\(port.name): !ref NODE.OUTPUT (\(port.type))"))
+                }
+                connected[name] = Node(name: node.name, entry: node.entry, location: node.location, parameters: node.parameters, inputs: inputs[name] ?? [:])
+            }
+            return connected
+        }
+
+        /// The edge of one reference: its output named or the only one, of a type the port accepts.
+        mutating func edge(from source: Node, to consumer: Node,
+                           _ ref: (node: String, port: String, target: String, output: String?, location: SourceLocation)) -> Edge? {
+            let outputs = source.description.outputs
             let output: NodeDescription.Port
             if let name = ref.output {
-                guard let port = sourceNode.description.output(name) else {
-                    errors.append(WorkflowError(.unknownPort, at: ref.location, "node '\(source.name)' (\(sourceNode.description.name)) has no output '\(name)'",
+                guard let port = source.description.output(name) else {
+                    errors.append(WorkflowError(.unknownPort, at: ref.location, "node '\(source.name)' (\(source.description.name)) has no output '\(name)'",
                                                 hint: "its outputs are: " + outputs.map(\.name).joined(separator: ", ")))
-                    continue
+                    return nil
                 }
                 output = port
             } else {
                 guard outputs.count == 1 else {
                     errors.append(WorkflowError(.unknownPort, at: ref.location, "node '\(source.name)' has several outputs; say which",
                                                 hint: outputs.map { "!ref \(source.name).\($0.name)" }.joined(separator: " or ")))
-                    continue
+                    return nil
                 }
                 output = outputs[0]
             }
@@ -169,44 +254,10 @@ public struct Graph {
                 errors.append(WorkflowError(.wrongType, at: ref.location,
                                             "input '\(ref.port)' of '\(ref.node)' takes \(port.type), but '\(source.name).\(output.name)' is \(output.type)",
                                             hint: Graph.conversionHint(from: output.type, to: port.type)))
-                continue
+                return nil
             }
-            inputs[ref.node, default: [:]][ref.port] = Edge(node: source.name, output: output.name, type: output.type)
+            return Edge(node: source.name, output: output.name, type: output.type)
         }
-        for (name, node) in checked {
-            for port in node.description.inputs where !port.optional && inputs[name]?[port.name] == nil
-                && !references.contains(where: { $0.node == name && $0.port == port.name }) {
-                errors.append(WorkflowError(.missingValue, at: node.location, "input '\(port.name)' of '\(name)' (\(node.description.name)) is not connected",
-                                            hint: "\(port.name): !ref NODE.OUTPUT (\(port.type))"))
-            }
-            checked[name] = Node(name: node.name, entry: node.entry, location: node.location, parameters: node.parameters, inputs: inputs[name] ?? [:])
-        }
-        guard errors.isEmpty else { throw WorkflowErrors(errors: errors) }
-
-        // Cycles, outputs, what runs.
-        if let cycle = Graph.findCycle(checked, order: workflow.nodes.map(\.name)) {
-            throw WorkflowErrors(errors: [WorkflowError(.cycle, at: checked[cycle[0]]!.location,
-                                                        "the nodes form a cycle: " + cycle.joined(separator: " -> "),
-                                                        hint: "a node cannot depend on its own output")])
-        }
-        let sinks = workflow.nodes.map(\.name).filter { checked[$0]!.description.isOutput }
-        guard !sinks.isEmpty else {
-            throw WorkflowErrors(errors: [WorkflowError(.noOutputs, at: SourceLocation(file: file, line: 1, column: 1),
-                                                        "the workflow has no output node, so there is nothing to run",
-                                                        hint: "add a save_image (or other save_) node")])
-        }
-        var order: [String] = []
-        var visited = Set<String>()
-        func visit(_ name: String) {
-            guard visited.insert(name).inserted else { return }
-            for edge in checked[name]!.inputs.values.sorted(by: { $0.node < $1.node }) { visit(edge.node) }
-            order.append(name)
-        }
-        for sink in sinks { visit(sink) }
-        nodes = checked
-        self.order = order
-        outputs = sinks
-        unused = workflow.nodes.map(\.name).filter { !visited.contains($0) }
     }
 
     // MARK: - Types
