@@ -7,7 +7,7 @@ import StableDiffusion
 import TensorCore
 
 /// `denoise`: the guided UNet loop: text-to-image, image-to-image and inpainting.
-struct Denoise: Node {
+struct Denoise: GenerationDescribing {
     static let description = NodeDescription(
         name: "denoise",
         summary: "Run the guided diffusion loop: text-to-image (strength 1), image-to-image (strength < 1) or inpainting (with a mask).",
@@ -43,6 +43,20 @@ struct Denoise: Node {
             .init("preview_taesd", .text, default: .text(""), help: "TAESD (see load_vae) for full-size previews instead of the linear latent-to-RGB projection",
                   affectsResult: false),
         ])
+
+    /// The settings saved images record: steps, sampler, CFG, seed, strength below 1, and the
+    /// texts of the clip_encode nodes connected as prompts.
+    static func generationParameters(_ node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) -> [String: String] {
+        var result: [String: String] = [:]
+        result["Steps"] = node.parameters["steps"]
+        result["Sampler"] = node.parameters["sampler"]
+        result["CFG scale"] = node.parameters["cfg"]
+        result["Seed"] = node.parameters["seed"]
+        if let strength = node.parameters["strength"], strength != "1.0" { result["Denoising strength"] = strength }
+        result["prompt"] = node.inputs["positive"].flatMap { upstream[$0]?.parameters["text"] }
+        result["negative"] = node.inputs["negative"].flatMap { upstream[$0]?.parameters["text"] }
+        return result
+    }
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let unet = try context.loadedUNet("unet")

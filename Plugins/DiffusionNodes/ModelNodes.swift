@@ -67,7 +67,7 @@ extension NodeContext {
 }
 
 /// `load_checkpoint`: an SD 1.x checkpoint, single file or diffusers folder.
-struct LoadCheckpoint: Node {
+struct LoadCheckpoint: GenerationDescribing {
     static let description = NodeDescription(
         name: "load_checkpoint",
         summary: "Open an SD 1.x checkpoint (.safetensors single file or diffusers folder; F32, F16 or BF16).",
@@ -81,6 +81,11 @@ struct LoadCheckpoint: Node {
             .init("weights", .choice(["float32", "as-stored"]), default: .text("float32"),
                   help: "float32: widen the UNet's F16/BF16 weights once (fastest); as-stored: keep them 16-bit (about half the memory)"),
         ])
+
+    /// Saved images record the checkpoint's file name (A1111's "Model").
+    static func generationParameters(_ node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) -> [String: String] {
+        node.parameters["path"].map { ["Model": URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent] } ?? [:]
+    }
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let path = try context.string("path")

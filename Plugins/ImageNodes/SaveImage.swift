@@ -42,7 +42,7 @@ struct SaveImage: FileWritingNode {
             text.append((ImageMetadataKey.workflowPath, info.workflowPath))
             text.append((ImageMetadataKey.parameters, parametersJSON(info)))
             text.append((ImageMetadataKey.cacheKey, context.executionKey))
-            if let a1111 = GenerationParameters(info: info).a1111Text(width: image.width, height: image.height) {
+            if let a1111 = GenerationText.a1111(info.generation, width: image.width, height: image.height) {
                 text.append(("parameters", a1111))
             }
         }
@@ -63,7 +63,7 @@ struct SaveImage: FileWritingNode {
 
     /// Replaces {stem}, {index}, {seed} and {node} (with an optional zero-padding width, `{index:04}`).
     static func fillTemplate(_ template: String, context: NodeContext, info: RunInfo) throws -> String {
-        let seed = GenerationParameters(info: info).seed ?? "noseed"
+        let seed = info.generation["Seed"] ?? "noseed"
         let values: [String: String] = [
             "stem": context.batchItem?.stem ?? "image",
             "index": String(context.batchItem?.index ?? 0),
@@ -102,39 +102,20 @@ struct SaveImage: FileWritingNode {
     }
 }
 
-/// The generation settings of an image, gathered from the nodes upstream of a save node.
-struct GenerationParameters {
-    var prompt: String?, negativePrompt: String?
-    var steps: String?, sampler: String?, cfg: String?, seed: String?, strength: String?, model: String?
+/// A1111's "parameters" text of an image from the generation settings upstream nodes describe
+/// (`RunInfo.generation`): the prompt, "Negative prompt: ...", then "Steps: 20, Sampler: ...".
+enum GenerationText {
+    /// Settings in A1111's order; others follow by name.
+    static let order = ["Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Denoising strength"]
 
-    init(info: RunInfo) {
-        let byName = Dictionary(info.upstream.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        guard let denoise = info.upstream.first(where: { $0.type == "denoise" }) else { return }
-        steps = denoise.parameters["steps"]
-        sampler = denoise.parameters["sampler"]
-        cfg = denoise.parameters["cfg"]
-        seed = denoise.parameters["seed"]
-        strength = denoise.parameters["strength"]
-        prompt = denoise.inputs["positive"].flatMap { byName[$0]?.parameters["text"] }
-        negativePrompt = denoise.inputs["negative"].flatMap { byName[$0]?.parameters["text"] }
-        if let checkpoint = info.upstream.first(where: { $0.type == "load_checkpoint" })?.parameters["path"] {
-            model = URL(fileURLWithPath: checkpoint).deletingPathExtension().lastPathComponent
-        }
-    }
-
-    /// A1111's "parameters" text: prompt, negative prompt, then "Steps: 20, Sampler: ..., Seed: ...".
-    func a1111Text(width: Int, height: Int) -> String? {
-        guard let steps else { return nil }
-        var fields = ["Steps: \(steps)"]
-        if let sampler { fields.append("Sampler: \(sampler)") }
-        if let cfg { fields.append("CFG scale: \(cfg)") }
-        if let seed { fields.append("Seed: \(seed)") }
-        fields.append("Size: \(width)x\(height)")
-        if let model { fields.append("Model: \(model)") }
-        if let strength, strength != "1.0" { fields.append("Denoising strength: \(strength)") }
-        var lines = [prompt ?? ""]
-        if let negativePrompt, !negativePrompt.isEmpty { lines.append("Negative prompt: \(negativePrompt)") }
-        lines.append(fields.joined(separator: ", "))
+    static func a1111(_ generation: [String: String], width: Int, height: Int) -> String? {
+        guard generation["Steps"] != nil else { return nil }
+        var settings = generation.filter { $0.key != "prompt" && $0.key != "negative" }
+        settings["Size"] = "\(width)x\(height)"
+        let keys = order.filter { settings[$0] != nil } + settings.keys.filter { !order.contains($0) }.sorted()
+        var lines = [generation["prompt"] ?? ""]
+        if let negative = generation["negative"], !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
+        lines.append(keys.map { "\($0): \(settings[$0]!)" }.joined(separator: ", "))
         return lines.joined(separator: "\n")
     }
 }

@@ -119,6 +119,10 @@ public struct RunInfo: Sendable {
     public let upstream: [UpstreamNode]
     /// The image the workflow was read from (`sdflow run IMAGE.png`), which outputs must not replace.
     public let sourceImage: String?
+    /// The generation settings the upstream nodes describe (`GenerationDescribing`), by A1111's
+    /// names ("Steps", "Sampler", "CFG scale", "Seed", "Model", ..., and "prompt", "negative"); the
+    /// nearest node's value wins.
+    public let generation: [String: String]
 
     /// A node feeding (directly or not) the current one.
     public struct UpstreamNode: Sendable {
@@ -137,13 +141,22 @@ public struct RunInfo: Sendable {
     }
 
     public init(workflowText: String, workflowPath: String, parameters: [String: String], upstream: [UpstreamNode],
-                sourceImage: String? = nil) {
+                sourceImage: String? = nil, generation: [String: String] = [:]) {
         self.workflowText = workflowText
         self.workflowPath = workflowPath
         self.parameters = parameters
         self.upstream = upstream
         self.sourceImage = sourceImage
+        self.generation = generation
     }
+}
+
+/// A node whose settings belong in the generation parameters that saved images record (A1111's
+/// "parameters" text), so that output nodes need not know other packs' node types.
+public protocol GenerationDescribing: Node {
+    /// This node's settings by A1111's names, from its resolved parameters (`node`) and the other
+    /// upstream nodes by name (`upstream`, e.g. to find the prompt's text).
+    static func generationParameters(_ node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) -> [String: String]
 }
 
 /// Errors a node raises; the engine adds the node's name and file position.

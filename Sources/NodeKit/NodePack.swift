@@ -8,6 +8,8 @@ public struct NodeImplementation: @unchecked Sendable {
     /// For nodes that write files (`FileWritingNode`); nil: the engine takes the values of the
     /// node's output-path parameters as the files it writes.
     public let files: Files?
+    /// For nodes that describe generation settings (`GenerationDescribing`).
+    public let describe: (@Sendable (RunInfo.UpstreamNode, [String: RunInfo.UpstreamNode]) -> [String: String])?
 
     /// How a streaming list producer lists and produces its items.
     public struct Stream {
@@ -22,18 +24,23 @@ public struct NodeImplementation: @unchecked Sendable {
     }
 
     public init(description: NodeDescription, run: @escaping (NodeContext) throws -> [String: Value],
-                stream: Stream? = nil, files: Files? = nil) {
+                stream: Stream? = nil, files: Files? = nil,
+                describe: (@Sendable (RunInfo.UpstreamNode, [String: RunInfo.UpstreamNode]) -> [String: String])? = nil) {
         self.description = description
         self.run = run
         self.stream = stream
         self.files = files
+        self.describe = describe
     }
 
     /// The implementation of a `Node` type.
     public init(_ node: any Node.Type) {
         let stream = (node as? any StreamingListNode.Type).map { Stream(items: $0.items, produce: $0.produce) }
         let files = (node as? any FileWritingNode.Type).map { Files(paths: $0.outputFiles, isUpToDate: $0.isUpToDate) }
-        self.init(description: node.description, run: node.run, stream: stream, files: files)
+        let describe = (node as? any GenerationDescribing.Type).map { type in
+            { @Sendable (node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) in type.generationParameters(node, upstream: upstream) }
+        }
+        self.init(description: node.description, run: node.run, stream: stream, files: files, describe: describe)
     }
 }
 

@@ -403,8 +403,15 @@ public final class Executor {
                                                  inputs: node.inputs.mapValues(\.node)))
             queue.append(contentsOf: node.inputs.values.map(\.node))
         }
+        // Generation settings from the nodes that describe them, nearest first.
+        let byName = Dictionary(upstream.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var generation: [String: String] = [:]
+        for node in upstream {
+            guard let describe = graph.nodes[node.name]?.entry.implementation.describe else { continue }
+            generation.merge(describe(node, byName)) { nearer, _ in nearer }
+        }
         return RunInfo(workflowText: graph.workflow.text, workflowPath: graph.workflow.path, parameters: graph.parameterValues, upstream: upstream,
-                       sourceImage: graph.workflow.sourceImage)
+                       sourceImage: graph.workflow.sourceImage, generation: generation)
     }
 
     fileprivate func progress(_ node: String, completed: Int, total: Int, note: String? = nil) {
