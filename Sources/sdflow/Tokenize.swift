@@ -36,6 +36,12 @@ struct Tokenize: ParsableCommand {
         if jsonl == (text != nil) { throw ValidationError("give either a prompt or --jsonl") }
     }
 
+    /// "(embedding NAME k/n)" for the id of a textual-inversion vector.
+    static func embeddingLabel(_ id: Int, _ chunks: PromptChunks) -> String {
+        let index = id - PromptChunks.embeddingBase
+        return chunks.vectorNames.indices.contains(index) ? "(embedding \(chunks.vectorNames[index]))" : "(embedding vector)"
+    }
+
     func run() throws {
         let tokenizer = try model.map { try CLIPTokenizer(folder: $0 + "/tokenizer") } ?? CLIPTokenizer.bundled()
         let library = try embeddings.map { try EmbeddingLibrary(folder: $0) } ?? EmbeddingLibrary()
@@ -64,7 +70,7 @@ struct Tokenize: ParsableCommand {
         for (k, (ids, w)) in zip(chunks.ids, chunks.weights).enumerated() {
             lines.append("chunk \(k + 1) of \(chunks.ids.count): \(chunks.lengths[k]) of \(CLIPTokenizer.chunkLength) tokens")
             lines += zip(ids, w).dropFirst().prefix(chunks.lengths[k]).map { id, weight in
-                "  \(String(format: "%6d", id))  \((names[id] ?? "(embedding vector)").replacingOccurrences(of: "</w>", with: " "))"
+                "  \(String(format: "%6d", id))  \((names[id] ?? Tokenize.embeddingLabel(id, chunks)).replacingOccurrences(of: "</w>", with: " "))"
                     + (weight == 1 ? "" : "  x\(weight)")
             }
         }

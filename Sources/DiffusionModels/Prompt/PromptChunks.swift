@@ -12,6 +12,8 @@ public struct PromptChunks: Equatable, Sendable {
     public var lengths: [Int]
     /// Textual-inversion vectors; the id `embeddingBase + i` in `ids` stands for row i.
     public var vectors: [[Float]] = []
+    /// What each vector is, for display: "<name> 1/2".
+    public var vectorNames: [String] = []
 
     /// The first id that stands for an embedding vector rather than a vocabulary token.
     public static let embeddingBase = 1 << 30
@@ -59,6 +61,7 @@ extension CLIPTokenizer {
             }
             let new = (0..<rows.count).map { PromptChunks.embeddingBase + result.vectors.count + $0 }
             result.vectors += rows
+            result.vectorNames += (0..<rows.count).map { "\(embedding.name) \($0 + 1)/\(rows.count)" }
             embeddingIDs[embedding.name] = new
             return new
         }
