@@ -47,7 +47,7 @@ seeds() {
     rm -rf "$dir"; mkdir -p "$dir"
     [ -d "Fuzz/corpus/$t" ] && cp Fuzz/corpus/"$t"/* "$dir"/
     case "$t" in
-        png) cp Tests/Fixtures/images/*.png "$dir"/ ;;
+        png) cp Tests/Fixtures/images/*.png Tests/Fixtures/fuzz/png-*.png "$dir"/ ;;
         jpeg) cp Tests/Fixtures/images/*.jpg "$dir"/ ;;
         safetensors) cp Tests/Fixtures/dtypes.safetensors "$dir"/ ;;
         workflow) cp workflows/*.yaml "$dir"/ ;;

@@ -126,6 +126,16 @@ import Testing
         #expect(failure(jpeg, name: "flipped.jpg") != nil, "a JPEG with its headers overwritten was accepted")
     }
 
+    /// Fuzzing found PNGs of ~160 bytes whose text chunk claims 1.7-1.9 GB: libpng allocated that
+    /// much before finding the file too short. Chunk lengths are now checked against the file first.
+    @Test func chunksLongerThanTheFileAreRefusedBeforeAllocating() throws {
+        for name in ["png-chunk-claims-1.9GB.png", "png-chunk-claims-1.7GB.png"] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("fuzz/" + name)))
+            let reason = failure(data, name: name)
+            #expect(reason?.contains("claims") == true && reason?.contains("remain") == true, "\(name): \(reason ?? "accepted")")
+        }
+    }
+
     @Test func decompressionBombsAreRefused() throws {
         for name in ["bomb.png", "bomb.jpg"] {
             let reason = failure(try fixture(name), name: name)

@@ -59,6 +59,19 @@ int sdf_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdf_im
         snprintf(error, SDF_ERROR_SIZE, "not a PNG file (bad signature)");
         return 1;
     }
+    // Every chunk must fit in the file: libpng allocates a chunk's declared length before reading
+    // it, so a 100-byte file claiming a 1.9 GB text chunk would cost 1.9 GB (found by fuzzing).
+    for (size_t pos = 8; pos + 8 <= size;) {
+        uint32_t length = (uint32_t)data[pos] << 24 | (uint32_t)data[pos + 1] << 16 | (uint32_t)data[pos + 2] << 8 | data[pos + 3];
+        const char *type = (const char *)data + pos + 4;
+        if (length > 0x7fffffffu || (size_t)length + 12 > size - pos) {
+            snprintf(error, SDF_ERROR_SIZE, "chunk '%.4s' claims %u bytes but only %zu remain (a truncated or corrupt file)",
+                     type, length, size - pos - 8);
+            return 1;
+        }
+        if (memcmp(type, "IEND", 4) == 0) break;
+        pos += (size_t)length + 12;
+    }
     png_source source = {data, size, 0, error};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source, png_error_handler, png_warning_handler);
     if (!png) {
