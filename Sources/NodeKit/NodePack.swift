@@ -9,7 +9,7 @@ public struct NodeImplementation: @unchecked Sendable {
     /// node's output-path parameters as the files it writes.
     public let files: Files?
     /// For nodes that describe generation settings (`GenerationDescribing`).
-    public let describe: (@Sendable (RunInfo.UpstreamNode, [String: RunInfo.UpstreamNode]) -> [String: String])?
+    public let describe: ((RunInfo.UpstreamNode, [String: RunInfo.UpstreamNode]) -> [String: String])?
 
     /// How a streaming list producer lists and produces its items.
     public struct Stream {
@@ -25,7 +25,7 @@ public struct NodeImplementation: @unchecked Sendable {
 
     public init(description: NodeDescription, run: @escaping (NodeContext) throws -> [String: Value],
                 stream: Stream? = nil, files: Files? = nil,
-                describe: (@Sendable (RunInfo.UpstreamNode, [String: RunInfo.UpstreamNode]) -> [String: String])? = nil) {
+                describe: ((RunInfo.UpstreamNode, [String: RunInfo.UpstreamNode]) -> [String: String])? = nil) {
         self.description = description
         self.run = run
         self.stream = stream
@@ -38,7 +38,7 @@ public struct NodeImplementation: @unchecked Sendable {
         let stream = (node as? any StreamingListNode.Type).map { Stream(items: $0.items, produce: $0.produce) }
         let files = (node as? any FileWritingNode.Type).map { Files(paths: $0.outputFiles, isUpToDate: $0.isUpToDate) }
         let describe = (node as? any GenerationDescribing.Type).map { type in
-            { @Sendable (node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) in type.generationParameters(node, upstream: upstream) }
+            { (node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) in type.generationParameters(node, upstream: upstream) }
         }
         self.init(description: node.description, run: node.run, stream: stream, files: files, describe: describe)
     }
