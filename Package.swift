@@ -1,17 +1,14 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Only the tensor kernels are built with -Ounchecked in release builds: their indices come from
-// tensor shapes, whose element counts `Tensor` checks on construction. Everything that parses a
-// file or takes numbers from a file, a workflow or a plugin keeps Swift's bounds checks (see README,
-// "Bounds checks").
-let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
-
 let package = Package(
     name: "sdflow",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "sdflow", targets: ["sdflow"]),
+        // The plugin SDK: what an outside node pack depends on (by URL and version, or by path):
+        // the node API, the export helper and the image and tensor types. Nothing in it uses unsafeFlags.
+        .library(name: "SDFlowPlugin", targets: ["SDFlowPlugin", "NodeKit", "ImageIO", "TensorCore"]),
         // An example plugin pack, loaded by sdflow at run time (see README, "Writing a node pack").
         .library(name: "ExamplePlugin", type: .dynamic, targets: ["ExamplePlugin"]),
     ],
@@ -25,13 +22,15 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib"),
         // libpng and libjpeg-turbo behind setjmp-safe wrappers.
-        .target(name: "CImageCodecs", path: "Sources/CShims/CImageCodecs", cSettings: [.unsafeFlags(["-O2"])],
+        .target(name: "CImageCodecs", path: "Sources/CShims/CImageCodecs",
                 linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]),
 
         // MARK: - Numeric core
-        // Vectorised C kernels (AVX-512 / AVX2 / baseline, chosen at run time), always optimised.
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: kernelSettings),
+        // Vectorised C kernels (AVX-512 / AVX2 / baseline, chosen at run time). No unsafeFlags anywhere in
+        // this package (SwiftPM refuses them in dependencies, and plugin packages depend on it): the
+        // kernels' register tiles are unrolled by pragmas (SDF_UNROLL), which made -O3 unnecessary.
+        .target(name: "CKernels"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"]),
 
         // MARK: - Images

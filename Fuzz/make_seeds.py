@@ -82,17 +82,21 @@ def plugin_array(items):
     return bytes([len(items)]) + b"".join(items)
 
 
+# A struct_size byte before each described struct: 0 gives the right size (6: zero, 7: too small).
+SIZE_OK = bytes([0])
+
+
 def plugin_port(name, type_code, optional=0):
-    return plugin_string(name) + bytes([type_code, optional]) + plugin_string("help")
+    return SIZE_OK + plugin_string(name) + bytes([type_code, optional]) + plugin_string("help")
 
 
 def plugin_parameter(name, kind, minimum, maximum, choices=None, default=None):
-    return (plugin_string(name) + bytes([kind]) + struct.pack(">dd", minimum, maximum)
+    return (SIZE_OK + plugin_string(name) + bytes([kind]) + struct.pack(">dd", minimum, maximum)
             + plugin_string(choices) + plugin_string(default) + plugin_string("help"))
 
 
 def plugin_node(name, inputs, outputs, parameters, flags=0):
-    return (plugin_string(name) + plugin_string("summary") + struct.pack(">i", 1)
+    return (SIZE_OK + plugin_string(name) + plugin_string("summary") + struct.pack(">i", 1)
             + plugin_array(inputs) + plugin_array(outputs) + plugin_array(parameters) + bytes([flags]))
 
 
@@ -103,15 +107,20 @@ def plugin_seeds():
         plugin_parameter("label", 3, 1, 0, default="text"),
         plugin_parameter("flag", 4, 1, 0, default="true"),
         plugin_parameter("mode", 5, 1, 0, choices="fast, exact", default="exact"),
+        plugin_parameter("seed", 6, 1, 0, default="42"),
+        plugin_parameter("source", 7, 1, 0),
+        plugin_parameter("folder", 8, 1, 0),
+        plugin_parameter("either", 9, 1, 0),
+        plugin_parameter("target", 10, 1, 0, default="out.png"),
     ]
     invert = plugin_node("invert_colors", [plugin_port("image", 1)], [plugin_port("image", 1)], parameters[:2])
     mix = plugin_node("mix", [plugin_port("a", 5), plugin_port("b", 5, 1)], [plugin_port("tensor", 5)], parameters)
     sink = plugin_node("write_text", [plugin_port("text", 7)], [], parameters[2:], flags=1)
-    pack = bytes([0]) + plugin_string("fuzz_pack") + plugin_string("1.0")
+    pack = bytes([0]) + SIZE_OK + plugin_string("fuzz_pack") + plugin_string("1.0")
     yield "one-node", pack + plugin_array([invert])
     yield "three-nodes", pack + plugin_array([invert, mix, sink])
     yield "no-nodes", pack + plugin_array([])
-    yield "old-abi", bytes([1]) + struct.pack(">i", 0) + plugin_string("old") + plugin_string(None) + plugin_array([])
+    yield "old-abi", bytes([1]) + struct.pack(">i", 1) + SIZE_OK + plugin_string("old") + plugin_string(None) + plugin_array([])
 
 
 def main():

@@ -173,28 +173,35 @@ private let runNothing: sdf_run_function = { _, _, _, _, _ in 0 }
 func readPluginDescription(_ input: UnsafeRawBufferPointer) {
     var reader = FieldReader(bytes: ArraySlice(input))
     let arena = Arena()
+    /// A struct's size, now and then a wrong one (never larger than the memory, which the host cannot check).
+    func size<T>(_ r: inout FieldReader, _ type: T.Type) -> UInt32 {
+        let size = UInt32(MemoryLayout<T>.size)
+        switch r.byte() % 8 { case 6: return 0; case 7: return size - 8; default: return size }
+    }
     func port(_ r: inout FieldReader) -> sdf_port {
-        sdf_port(name: arena.string(&r), type: sdf_value_type(rawValue: UInt32(r.byte() % 10)), optional: Int32(r.byte() % 3), help: arena.string(&r))
+        sdf_port(struct_size: size(&r, sdf_port.self), name: arena.string(&r), type: sdf_value_type(rawValue: UInt32(r.byte() % 10)), optional: Int32(r.byte() % 3), help: arena.string(&r))
     }
     func parameter(_ r: inout FieldReader) -> sdf_parameter {
-        sdf_parameter(name: arena.string(&r), kind: sdf_parameter_kind(rawValue: UInt32(r.byte() % 8)), minimum: r.double(), maximum: r.double(),
+        sdf_parameter(struct_size: size(&r, sdf_parameter.self), name: arena.string(&r), kind: sdf_parameter_kind(rawValue: UInt32(r.byte() % 12)), minimum: r.double(), maximum: r.double(),
                       choices: arena.string(&r), default_value: arena.string(&r), help: arena.string(&r))
     }
     func node(_ r: inout FieldReader) -> sdf_node {
+        let structSize = size(&r, sdf_node.self)
         let name = arena.string(&r), summary = arena.string(&r)
         let version = r.int32()
         let (inputs, inputCount) = arena.array(&r, port)
         let (outputs, outputCount) = arena.array(&r, port)
         let (parameters, parameterCount) = arena.array(&r, parameter)
         let flags = r.byte()
-        return sdf_node(name: name, summary: summary, version: version, inputs: inputs, input_count: inputCount,
+        return sdf_node(struct_size: structSize, name: name, summary: summary, version: version, inputs: inputs, input_count: inputCount,
                         outputs: outputs, output_count: outputCount, parameters: parameters, parameter_count: parameterCount,
                         is_output: Int32(flags & 1), run: flags & 2 == 0 ? runNothing : nil, node_data: nil)
     }
     let abi = reader.byte() == 0 ? SDFLOW_PLUGIN_ABI_VERSION : reader.int32()
+    let packSize = size(&reader, sdf_pack.self)
     let name = arena.string(&reader), version = arena.string(&reader)
     let (nodes, nodeCount) = arena.array(&reader, node)
-    var pack = sdf_pack(abi_version: abi, name: name, version: version, nodes: nodes, node_count: nodeCount)
+    var pack = sdf_pack(abi_version: abi, struct_size: packSize, name: name, version: version, nodes: nodes, node_count: nodeCount)
     guard let read = try? PluginLoader.read(&pack, path: "fuzz.so") else { return }
     // What the registry does with it: node names checked against the built-in ones.
     let registry = NodeRegistry()

@@ -25,9 +25,9 @@ static void scores_generic(const float *q, long q_stride, const float *kp, long 
             const float *panel = kp + b * 32 * d;
             for (long k = 0; k < d; k++) {
                 float qv = q[i * q_stride + k];
-                for (int j = 0; j < 32; j++) acc[j] += qv * panel[k * 32 + j];
+                SDF_UNROLL for (int j = 0; j < 32; j++) acc[j] += qv * panel[k * 32 + j];
             }
-            for (int j = 0; j < 32; j++) scores[i * scores_stride + b * 32 + j] = acc[j] * scale;
+            SDF_UNROLL for (int j = 0; j < 32; j++) scores[i * scores_stride + b * 32 + j] = acc[j] * scale;
         }
     }
 }
@@ -38,17 +38,17 @@ static void scores_generic(const float *q, long q_stride, const float *kp, long 
 SDF_AVX512 static void scores_tile_avx512(const float *q, long q_stride, const float *panel, long d,
                                           float scale, float *scores, long scores_stride) {
     __m512 c0[SR], c1[SR];
-    for (int i = 0; i < SR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < SR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (long k = 0; k < d; k++) {
         __m512 b0 = _mm512_loadu_ps(panel + k * 32), b1 = _mm512_loadu_ps(panel + k * 32 + 16);
-        for (int i = 0; i < SR; i++) {
+        SDF_UNROLL for (int i = 0; i < SR; i++) {
             __m512 a = _mm512_set1_ps(q[i * q_stride + k]);
             c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
         }
     }
     __m512 s = _mm512_set1_ps(scale);
-    for (int i = 0; i < SR; i++) {
+    SDF_UNROLL for (int i = 0; i < SR; i++) {
         _mm512_storeu_ps(scores + i * scores_stride, _mm512_mul_ps(c0[i], s));
         _mm512_storeu_ps(scores + i * scores_stride + 16, _mm512_mul_ps(c1[i], s));
     }
@@ -59,17 +59,17 @@ SDF_AVX512 static void scores_tile_avx512(const float *q, long q_stride, const f
 SDF_AVX2 static void scores_tile_avx2(const float *q, long q_stride, const float *panel, long d,
                                       float scale, float *scores, long scores_stride) {
     __m256 c0[SR2], c1[SR2];
-    for (int i = 0; i < SR2; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < SR2; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (long k = 0; k < d; k++) {
         __m256 b0 = _mm256_loadu_ps(panel + k * 32), b1 = _mm256_loadu_ps(panel + k * 32 + 8);
-        for (int i = 0; i < SR2; i++) {
+        SDF_UNROLL for (int i = 0; i < SR2; i++) {
             __m256 a = _mm256_broadcast_ss(q + i * q_stride + k);
             c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
         }
     }
     __m256 s = _mm256_set1_ps(scale);
-    for (int i = 0; i < SR2; i++) {
+    SDF_UNROLL for (int i = 0; i < SR2; i++) {
         _mm256_storeu_ps(scores + i * scores_stride, _mm256_mul_ps(c0[i], s));
         _mm256_storeu_ps(scores + i * scores_stride + 8, _mm256_mul_ps(c1[i], s));
     }
@@ -80,7 +80,7 @@ void sdf_attention_pack_keys(const float *k, long k_stride, long keys, long d, f
     long blocks = (keys + 31) / 32;
     for (long b = 0; b < blocks; b++) {
         float *panel = kp + b * 32 * d;
-        for (int j = 0; j < 32; j++) {
+        SDF_UNROLL for (int j = 0; j < 32; j++) {
             long key = b * 32 + j;
             for (long c = 0; c < d; c++) panel[c * 32 + j] = key < keys ? k[key * k_stride + c] : 0.0f;
         }
@@ -142,11 +142,11 @@ __attribute__((target("avx512f"))) SDF_INLINE void store_rows48(const __m512 *a0
 SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const float *v, long width_padded, long keys,
                                           float *out, long out_stride, long width) {
     __m512 a0[VR], a1[VR], a2[VR];
-    for (int i = 0; i < VR; i++) { a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm512_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < VR; i++) { a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm512_setzero_ps(); }
     for (long s = 0; s < keys; s++) {
         const float *vrow = v + s * width_padded;
         __m512 b0 = _mm512_loadu_ps(vrow), b1 = _mm512_loadu_ps(vrow + 16), b2 = _mm512_loadu_ps(vrow + 32);
-        for (int i = 0; i < VR; i++) {
+        SDF_UNROLL for (int i = 0; i < VR; i++) {
             __m512 x = _mm512_set1_ps(p[i * p_stride + s]);
             a0[i] = _mm512_fmadd_ps(x, b0, a0[i]);
             a1[i] = _mm512_fmadd_ps(x, b1, a1[i]);
@@ -161,17 +161,17 @@ SDF_AVX512 static void values_tile_avx512(const float *p, long p_stride, const f
 SDF_AVX2 static void values_tile_avx2(const float *p, long p_stride, const float *v, long width_padded, long keys,
                                       float *out, long out_stride) {
     __m256 a0[VR2], a1[VR2];
-    for (int i = 0; i < VR2; i++) { a0[i] = _mm256_setzero_ps(); a1[i] = _mm256_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < VR2; i++) { a0[i] = _mm256_setzero_ps(); a1[i] = _mm256_setzero_ps(); }
     for (long s = 0; s < keys; s++) {
         const float *vrow = v + s * width_padded;
         __m256 b0 = _mm256_loadu_ps(vrow), b1 = _mm256_loadu_ps(vrow + 8);
-        for (int i = 0; i < VR2; i++) {
+        SDF_UNROLL for (int i = 0; i < VR2; i++) {
             __m256 x = _mm256_broadcast_ss(p + i * p_stride + s);
             a0[i] = _mm256_fmadd_ps(x, b0, a0[i]);
             a1[i] = _mm256_fmadd_ps(x, b1, a1[i]);
         }
     }
-    for (int i = 0; i < VR2; i++) {
+    SDF_UNROLL for (int i = 0; i < VR2; i++) {
         _mm256_storeu_ps(out + i * out_stride, a0[i]);
         _mm256_storeu_ps(out + i * out_stride + 8, a1[i]);
     }
@@ -181,12 +181,12 @@ SDF_AVX2 static void values_tile_avx2(const float *p, long p_stride, const float
 SDF_AVX2 static void values_tile8_avx2(const float *p, long p_stride, const float *v, long width_padded, long keys,
                                        float *out, long out_stride) {
     __m256 a[VR2];
-    for (int i = 0; i < VR2; i++) a[i] = _mm256_setzero_ps();
+    SDF_UNROLL for (int i = 0; i < VR2; i++) a[i] = _mm256_setzero_ps();
     for (long s = 0; s < keys; s++) {
         __m256 b = _mm256_loadu_ps(v + s * width_padded);
-        for (int i = 0; i < VR2; i++) a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i * p_stride + s), b, a[i]);
+        SDF_UNROLL for (int i = 0; i < VR2; i++) a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i * p_stride + s), b, a[i]);
     }
-    for (int i = 0; i < VR2; i++) _mm256_storeu_ps(out + i * out_stride, a[i]);
+    SDF_UNROLL for (int i = 0; i < VR2; i++) _mm256_storeu_ps(out + i * out_stride, a[i]);
 }
 #endif
 
@@ -236,7 +236,7 @@ SDF_BF16 void sdf_attention_pack_keys_bf16(const float *k, long k_stride, long k
     uint32_t row[512];  // d <= 1024
     for (long b = 0; b < blocks; b++) {
         uint32_t *panel = kp + b * 32 * pairs;
-        for (int j = 0; j < 32; j++) {
+        SDF_UNROLL for (int j = 0; j < 32; j++) {
             long key = b * 32 + j;
             if (key < keys) sdf_bf16_row(k + key * k_stride, d, row);
             for (long t = 0; t < pairs; t++) panel[t * 32 + j] = key < keys ? row[t] : 0;
@@ -262,10 +262,10 @@ SDF_BF16 void sdf_attention_pack_values_bf16(const float *v, long v_stride, long
 SDF_BF16 static void scores_tile_bf16(const uint32_t *q, long pairs, const uint32_t *panel, float scale, float *scores,
                                                 long scores_stride, long rows) {
     __m512 c0[SR], c1[SR];
-    for (int i = 0; i < SR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < SR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (long t = 0; t < pairs; t++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(panel + t * 32), b1 = (__m512bh)_mm512_loadu_si512(panel + t * 32 + 16);
-        for (int i = 0; i < SR; i++) {
+        SDF_UNROLL for (int i = 0; i < SR; i++) {
             __m512bh a = (__m512bh)_mm512_set1_epi32((int)q[i * pairs + t]);
             c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
             c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
@@ -297,12 +297,12 @@ SDF_BF16 void sdf_attention_scores_bf16(const float *q, long q_stride, const uin
 SDF_BF16 static void values_tile_bf16(const uint32_t *p, long pairs, const uint32_t *v, long width_padded, float *out,
                                                 long out_stride, long rows, long width) {
     __m512 a0[VR], a1[VR], a2[VR];
-    for (int i = 0; i < VR; i++) { a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm512_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < VR; i++) { a0[i] = _mm512_setzero_ps(); a1[i] = _mm512_setzero_ps(); a2[i] = _mm512_setzero_ps(); }
     for (long t = 0; t < pairs; t++) {
         const uint32_t *vrow = v + t * width_padded;
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(vrow), b1 = (__m512bh)_mm512_loadu_si512(vrow + 16);
         __m512bh b2 = (__m512bh)_mm512_loadu_si512(vrow + 32);
-        for (int i = 0; i < VR; i++) {
+        SDF_UNROLL for (int i = 0; i < VR; i++) {
             __m512bh x = (__m512bh)_mm512_set1_epi32((int)p[i * pairs + t]);
             a0[i] = _mm512_dpbf16_ps(a0[i], x, b0);
             a1[i] = _mm512_dpbf16_ps(a1[i], x, b1);

@@ -4,6 +4,15 @@
 
 #define SDF_INLINE static inline __attribute__((always_inline))
 
+// Fully unrolls the loop it precedes (constant trip counts over register tiles, so that the
+// accumulators stay in registers). -O3 did this by itself; SwiftPM's release builds use -O2, and
+// a package that others depend on cannot set -O3 (unsafeFlags).
+#if defined(__clang__)
+#define SDF_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define SDF_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 #if defined(__x86_64__)
 #define SDF_X86 1
 #define SDF_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))

@@ -169,7 +169,7 @@ __attribute__((target("avx512f"))) SDF_INLINE void store_accumulators(
     const __m512 *c0, const __m512 *c1, float alpha, float beta, float *c, long ldc, long rows, long cols) {
     if (rows == MR && cols == NR) {
         __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-        for (int i = 0; i < MR; i++) {
+        SDF_UNROLL for (int i = 0; i < MR; i++) {
             __m512 r0 = _mm512_mul_ps(c0[i], va), r1 = _mm512_mul_ps(c1[i], va);
             if (beta != 0) {
                 r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + i * ldc), r0);
@@ -181,7 +181,7 @@ __attribute__((target("avx512f"))) SDF_INLINE void store_accumulators(
         return;
     }
     float acc[MR * NR];
-    for (int i = 0; i < MR; i++) {
+    SDF_UNROLL for (int i = 0; i < MR; i++) {
         _mm512_storeu_ps(acc + i * NR, c0[i]);
         _mm512_storeu_ps(acc + i * NR + 16, c1[i]);
     }
@@ -224,10 +224,10 @@ SDF_AVX512 static void micro_avx512f32(
     const uint32_t *a_words, const uint32_t *b_words, long kc, float alpha, float beta, float *c, long ldc, long rows, long cols) {
     const float *ap = (const float *)a_words, *bp = (const float *)b_words;
     __m512 c0[MR], c1[MR];
-    for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (long p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(bp + p * NR), b1 = _mm512_loadu_ps(bp + p * NR + 16);
-        for (int i = 0; i < MR; i++) {
+        SDF_UNROLL for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(ap[i * kc + p]);
             c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
@@ -240,11 +240,11 @@ SDF_AVX512 static void micro_avx512f32(
 SDF_BF16 static void micro_avx512bf16(
     const uint32_t *ap, const uint32_t *bp, long pairs, float alpha, float beta, float *c, long ldc, long rows, long cols) {
     __m512 c0[MR], c1[MR];
-    for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    SDF_UNROLL for (int i = 0; i < MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
     for (long q = 0; q < pairs; q++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + q * NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + q * NR + 16);
-        for (int i = 0; i < MR; i++) {
+        SDF_UNROLL for (int i = 0; i < MR; i++) {
             __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[i * pairs + q]);
             c0[i] = _mm512_dpbf16_ps(c0[i], a, b0);
             c1[i] = _mm512_dpbf16_ps(c1[i], a, b1);
@@ -260,13 +260,13 @@ static void micro_generic(const uint32_t *ap, const uint32_t *bp, long pairs, fl
                           long rows, long cols) {
     float acc[MR * NR] = {0};
     for (long q = 0; q < pairs; q++) {
-        for (int i = 0; i < MR; i++) {
+        SDF_UNROLL for (int i = 0; i < MR; i++) {
             uint32_t pa = ap[i * pairs + q];
             uint32_t lo_bits = pa << 16, hi_bits = pa & 0xFFFF0000u;
             float a0, a1;
             memcpy(&a0, &lo_bits, 4);
             memcpy(&a1, &hi_bits, 4);
-            for (int j = 0; j < NR; j++) {
+            SDF_UNROLL for (int j = 0; j < NR; j++) {
                 uint32_t pb = bp[q * NR + j], b_lo = pb << 16, b_hi = pb & 0xFFFF0000u;
                 float b0, b1;
                 memcpy(&b0, &b_lo, 4);

@@ -233,8 +233,8 @@ void sdf_release_free_heap_pages(void) {
 typedef float sdf_v16 __attribute__((vector_size(64)));
 SDF_INLINE void sdf_fma_peak_body(long iterations, float *sink) {
     sdf_v16 m, c, a[12];
-    for (int j = 0; j < 16; j++) { m[j] = 0.9999999f; c[j] = 1e-7f; }
-    for (int k = 0; k < 12; k++) for (int j = 0; j < 16; j++) a[k][j] = (float)(k * 16 + j) * 1e-3f;
+    SDF_UNROLL for (int j = 0; j < 16; j++) { m[j] = 0.9999999f; c[j] = 1e-7f; }
+    for (int k = 0; k < 12; k++) SDF_UNROLL for (int j = 0; j < 16; j++) a[k][j] = (float)(k * 16 + j) * 1e-3f;
     for (long i = 0; i < iterations; i++) {
         a[0] = a[0] * m + c; a[1] = a[1] * m + c; a[2] = a[2] * m + c; a[3] = a[3] * m + c;
         a[4] = a[4] * m + c; a[5] = a[5] * m + c; a[6] = a[6] * m + c; a[7] = a[7] * m + c;
@@ -242,6 +242,6 @@ SDF_INLINE void sdf_fma_peak_body(long iterations, float *sink) {
     }
     sdf_v16 total = a[0];
     for (int k = 1; k < 12; k++) total += a[k];
-    for (int j = 0; j < 16; j++) sink[j] = total[j];
+    SDF_UNROLL for (int j = 0; j < 16; j++) sink[j] = total[j];
 }
 SDF_MULTIVERSION(sdf_fma_peak, (long iterations, float *sink), (iterations, sink))

@@ -141,8 +141,8 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
                     for (int k = 0; k < 9; k++) g[k][c] = weights[(o * inputs + c0 + c) * 9 + k];                  \
                 for (int i = 0; i < M; i++) {                                                                      \
                     float t[3][16]; /* row i of G g */                                                             \
-                    for (int j = 0; j < 3; j++)                                                                    \
-                        for (int c = 0; c < 16; c++)                                                               \
+                    SDF_UNROLL for (int j = 0; j < 3; j++)                                                                    \
+                        SDF_UNROLL for (int c = 0; c < 16; c++)                                                               \
                             t[j][c] = G[i][0] * g[j][c] + G[i][1] * g[3 + j][c] + G[i][2] * g[6 + j][c];           \
                     for (int j = 0; j < M; j++) {                                                                  \
                         float *dst = u + ((long)(i * M + j) * outputs + o) * inputs + c0;                          \
@@ -165,14 +165,14 @@ WINOGRAD_FILTERS(sdf_winograd23_filters, 4, G23)
 // (row stride w), written to out[e * stride].
 SDF_INLINE void input23(const float *d, long w, float *out, long stride) {
     float t[4][4];
-    for (int j = 0; j < 4; j++) {
+    SDF_UNROLL for (int j = 0; j < 4; j++) {
         float d0 = d[j], d1 = d[w + j], d2 = d[2 * w + j], d3 = d[3 * w + j];
         t[0][j] = d0 - d2;
         t[1][j] = d1 + d2;
         t[2][j] = d2 - d1;
         t[3][j] = d1 - d3;
     }
-    for (int i = 0; i < 4; i++) {
+    SDF_UNROLL for (int i = 0; i < 4; i++) {
         out[(i * 4 + 0) * stride] = t[i][0] - t[i][2];
         out[(i * 4 + 1) * stride] = t[i][1] + t[i][2];
         out[(i * 4 + 2) * stride] = t[i][2] - t[i][1];
@@ -185,13 +185,13 @@ WINOGRAD_INPUTS(sdf_winograd23_inputs, 2, 4, input23)
 // written to y (row stride w).
 SDF_INLINE void output23(const float *src, long stride, float bias, float *y, long w) {
     float x[16];
-    for (int e = 0; e < 16; e++) x[e] = src[e * stride];
+    SDF_UNROLL for (int e = 0; e < 16; e++) x[e] = src[e * stride];
     float t[2][4];
-    for (int j = 0; j < 4; j++) {
+    SDF_UNROLL for (int j = 0; j < 4; j++) {
         t[0][j] = x[j] + x[4 + j] + x[8 + j];
         t[1][j] = x[4 + j] - x[8 + j] - x[12 + j];
     }
-    for (int i = 0; i < 2; i++) {
+    SDF_UNROLL for (int i = 0; i < 2; i++) {
         y[i * w + 0] = t[i][0] + t[i][1] + t[i][2] + bias;
         y[i * w + 1] = t[i][1] - t[i][2] - t[i][3] + bias;
     }
@@ -223,13 +223,13 @@ SDF_INLINE void bt43(const float *d, long step, float *r) {
 // V = B^T d B for the 6x6 tile at d (row stride w), written to out[e * stride].
 SDF_INLINE void input43(const float *d, long w, float *out, long stride) {
     float t[6][6], r[6];
-    for (int j = 0; j < 6; j++) {
+    SDF_UNROLL for (int j = 0; j < 6; j++) {
         bt43(d + j, w, r);
-        for (int i = 0; i < 6; i++) t[i][j] = r[i];
+        SDF_UNROLL for (int i = 0; i < 6; i++) t[i][j] = r[i];
     }
-    for (int i = 0; i < 6; i++) {
+    SDF_UNROLL for (int i = 0; i < 6; i++) {
         bt43(&t[i][0], 1, r);
-        for (int j = 0; j < 6; j++) out[(i * 6 + j) * stride] = r[j];
+        SDF_UNROLL for (int j = 0; j < 6; j++) out[(i * 6 + j) * stride] = r[j];
     }
 }
 WINOGRAD_INPUTS(sdf_winograd43_inputs, 4, 6, input43)
@@ -248,13 +248,13 @@ SDF_INLINE void output43(const float *src, long stride, float bias, float *y, lo
     float x[36];
     for (int e = 0; e < 36; e++) x[e] = src[e * stride];
     float t[4][6], r[4];
-    for (int j = 0; j < 6; j++) {
+    SDF_UNROLL for (int j = 0; j < 6; j++) {
         at43(x + j, 6, r);
-        for (int i = 0; i < 4; i++) t[i][j] = r[i];
+        SDF_UNROLL for (int i = 0; i < 4; i++) t[i][j] = r[i];
     }
-    for (int i = 0; i < 4; i++) {
+    SDF_UNROLL for (int i = 0; i < 4; i++) {
         at43(&t[i][0], 1, r);
-        for (int j = 0; j < 4; j++) y[i * w + j] = r[j] + bias;
+        SDF_UNROLL for (int j = 0; j < 4; j++) y[i * w + j] = r[j] + bias;
     }
 }
 WINOGRAD_OUTPUTS(sdf_winograd43_outputs, 4, output43)

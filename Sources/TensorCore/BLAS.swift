@@ -105,12 +105,12 @@ public enum BLAS {
         // convolutions, time embeddings) converting the weights costs more than it saves.
         if precision == .bfloat16 && m >= 16 && n >= 128 {
             let status = sdf_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-            require(status == 0, "sgemm: out of memory for the bfloat16 packing buffers")
+            precondition(status == 0, "sgemm: out of memory for the bfloat16 packing buffers")
             return
         }
         if float32Kernel == .avx512 {
             let status = sdf_gemm_f32(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-            require(status == 0, "sgemm: out of memory for the packing buffers")
+            precondition(status == 0, "sgemm: out of memory for the packing buffers")
             return
         }
         cblas_sgemm(CblasRowMajor,

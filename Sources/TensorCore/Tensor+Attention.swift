@@ -32,13 +32,13 @@ extension Tensor {
     /// `precision` (default `BLAS.precision`) `.bfloat16` multiplies in bfloat16 where the CPU can.
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
                                  causal: Bool = false, queryChunk: Int? = nil, precision: GEMMPrecision? = nil) -> Tensor {
-        require(query.rank == 3 && key.rank == 3 && value.rank == 3,
+        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3,
                      "attention expects (B, T, C) tensors, got \(query.shape), \(key.shape), \(value.shape)")
         let (batch, t, c) = (query.shape[0], query.shape[1], query.shape[2])
         let s = key.shape[1], cv = value.shape[2]
-        require(key.shape[0] == batch && value.shape[0] == batch && key.shape[2] == c && value.shape[1] == s,
+        precondition(key.shape[0] == batch && value.shape[0] == batch && key.shape[2] == c && value.shape[1] == s,
                      "attention: shapes \(query.shape), \(key.shape), \(value.shape) do not fit")
-        require(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
+        precondition(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
         let d = c / heads, dv = cv / heads, dvPadded = (dv + 47) / 48 * 48
         let keyBlocks = (s + 31) / 32, stride = keyBlocks * 32 + 16  // rows padded off powers of two
         let scale = 1 / Float(d).squareRoot()

@@ -31,14 +31,14 @@ extension Tensor {
     /// where Winograd pays (at least 1024 output pixels over the batch) and im2col elsewhere.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
                        bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil) -> Tensor {
-        require(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
+        precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let oh = (h + padding.top + padding.bottom - kh) / stride + 1
         let ow = (w + padding.left + padding.right - kw) / stride + 1
-        require(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
-        if let bias { require(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
+        precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
+        if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
 
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
         var result = Tensor(uninitialized: [n, o, oh, ow])

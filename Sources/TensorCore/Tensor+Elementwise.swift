@@ -62,7 +62,7 @@ extension Tensor {
     /// (..., 2D) -> (..., D)
     public func geglu() -> Tensor {
         let width = shape[rank - 1]
-        require(width % 2 == 0, "geglu needs an even last axis, got shape \(shape)")
+        precondition(width % 2 == 0, "geglu needs an even last axis, got shape \(shape)")
         let half = width / 2
         let rows = count / Swift.max(width, 1)
         var outShape = shape
@@ -148,7 +148,7 @@ extension Tensor {
         let pa = Array(repeating: 1, count: rank - a.count) + a
         let pb = Array(repeating: 1, count: rank - b.count) + b
         return zip(pa, pb).map { x, y in
-            require(x == y || x == 1 || y == 1, "shapes \(a) and \(b) do not broadcast")
+            precondition(x == y || x == 1 || y == 1, "shapes \(a) and \(b) do not broadcast")
             return Swift.max(x, y)
         }
     }
@@ -184,7 +184,7 @@ extension Tensor {
 
     /// The largest absolute difference from another tensor of the same shape.
     public func maxAbsDifference(_ other: Tensor) -> Float {
-        require(shape == other.shape, "maxAbsDifference: shapes \(shape) and \(other.shape) differ")
+        precondition(shape == other.shape, "maxAbsDifference: shapes \(shape) and \(other.shape) differ")
         return withUnsafeBufferPointer { a in
             other.withUnsafeBufferPointer { b in
                 var m: Float = 0
@@ -210,7 +210,7 @@ extension Tensor {
     /// Adds a per-image, per-channel value to an NCHW tensor: (N, C, H, W) + bias (N, C).
     /// This is how a ResBlock adds its timestep embedding.
     public func addingChannelBias(_ bias: Tensor) -> Tensor {
-        require(rank == 4 && bias.count == shape[0] * shape[1],
+        precondition(rank == 4 && bias.count == shape[0] * shape[1],
                      "addingChannelBias: bias \(bias.shape) does not match \(shape)")
         var result = Tensor(uninitialized: shape)
         let plane = shape[2] * shape[3]

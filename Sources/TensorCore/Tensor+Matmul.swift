@@ -3,7 +3,7 @@
 extension Tensor {
     /// Matrix product over the last two axes: (..., M, K) x (K, N) -> (..., M, N).
     public func matmul(_ other: Tensor) -> Tensor {
-        require(rank >= 2 && other.rank == 2 && shape[rank - 1] == other.shape[0],
+        precondition(rank >= 2 && other.rank == 2 && shape[rank - 1] == other.shape[0],
                      "matmul: shapes \(shape) and \(other.shape) do not multiply")
         let k = shape[rank - 1], n = other.shape[1]
         let m = count / Swift.max(k, 1)
@@ -19,11 +19,11 @@ extension Tensor {
     /// Batched matrix product: (B, M, K) x (B, K, N) -> (B, M, N), or with `transposeOther`
     /// (B, M, K) x (B, N, K)^T -> (B, M, N).
     public func batchedMatmul(_ other: Tensor, transposeOther: Bool = false) -> Tensor {
-        require(rank == 3 && other.rank == 3 && shape[0] == other.shape[0],
+        precondition(rank == 3 && other.rank == 3 && shape[0] == other.shape[0],
                      "batchedMatmul: shapes \(shape) and \(other.shape)")
         let batch = shape[0], m = shape[1], k = shape[2]
         let n = transposeOther ? other.shape[1] : other.shape[2]
-        require((transposeOther ? other.shape[2] : other.shape[1]) == k,
+        precondition((transposeOther ? other.shape[2] : other.shape[1]) == k,
                      "batchedMatmul: inner dimensions of \(shape) and \(other.shape) differ")
         FLOPCounter.add(2 * Double(batch * m) * Double(n) * Double(k))
         var result = Tensor(uninitialized: [batch, m, n])
@@ -41,7 +41,7 @@ extension Tensor {
     /// with `weight` of shape (Out, In) and an optional `bias` of shape (Out).
     public func linear(weight: Tensor, bias: Tensor?) -> Tensor {
         let inFeatures = shape[rank - 1]
-        require(weight.rank == 2 && weight.shape[1] == inFeatures,
+        precondition(weight.rank == 2 && weight.shape[1] == inFeatures,
                      "linear: input \(shape) does not match weight \(weight.shape)")
         let outFeatures = weight.shape[0]
         let rows = count / Swift.max(inFeatures, 1)
@@ -52,7 +52,7 @@ extension Tensor {
         let c = result.mutablePointer()
         var beta: Float = 0
         if let bias {
-            require(bias.count == outFeatures, "linear: bias \(bias.shape) for \(outFeatures) outputs")
+            precondition(bias.count == outFeatures, "linear: bias \(bias.shape) for \(outFeatures) outputs")
             let b = bias.pointer
             Parallel.forRanges(rows, minimumPerThread: Swift.max(1, 16384 / Swift.max(outFeatures, 1))) { range in
                 for r in range { (c + r * outFeatures).update(from: b, count: outFeatures) }

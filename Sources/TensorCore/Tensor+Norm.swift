@@ -9,7 +9,7 @@ extension Tensor {
     /// in the same pass (GroupNorm followed by SiLU is the common pair in SD's ResBlocks).
     public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, epsilon: Float,
                           fusedSiLU: Bool = false) -> Tensor {
-        require(rank >= 2 && shape[1] % groups == 0,
+        precondition(rank >= 2 && shape[1] % groups == 0,
                      "groupNorm: \(shape[1]) channels not divisible into \(groups) groups")
         let n = shape[0], c = shape[1]
         let spatial = count / Swift.max(n * c, 1)
@@ -37,7 +37,7 @@ extension Tensor {
     /// `weight` (C) and `bias` (C).
     public func layerNorm(weight: Tensor, bias: Tensor, epsilon: Float) -> Tensor {
         let width = shape[rank - 1]
-        require(weight.count == width && bias.count == width,
+        precondition(weight.count == width && bias.count == width,
                      "layerNorm: weight \(weight.shape) for width \(width)")
         let rows = count / Swift.max(width, 1)
         var result = Tensor(uninitialized: shape)

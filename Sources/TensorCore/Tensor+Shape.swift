@@ -6,10 +6,10 @@ import Foundation
 extension Tensor {
     /// Concatenates tensors along `axis`; all other extents must agree.
     public static func concatenate(_ parts: [Tensor], axis: Int) -> Tensor {
-        require(!parts.isEmpty, "concatenate needs at least one tensor")
+        precondition(!parts.isEmpty, "concatenate needs at least one tensor")
         let first = parts[0].shape
         for part in parts {
-            require(part.rank == first.count && part.shape.enumerated().allSatisfy { $0.offset == axis || $0.element == first[$0.offset] },
+            precondition(part.rank == first.count && part.shape.enumerated().allSatisfy { $0.offset == axis || $0.element == first[$0.offset] },
                          "concatenate: shape \(part.shape) does not fit \(first) along axis \(axis)")
         }
         var outShape = first
@@ -34,7 +34,7 @@ extension Tensor {
 
     /// Splits `axis` into `count` equal parts (copies), as `torch.chunk`.
     public func chunked(_ count: Int, axis: Int) -> [Tensor] {
-        require(shape[axis] % count == 0, "chunked: axis \(axis) of \(shape) not divisible by \(count)")
+        precondition(shape[axis] % count == 0, "chunked: axis \(axis) of \(shape) not divisible by \(count)")
         let part = shape[axis] / count
         let outer = shape[..<axis].reduce(1, *)
         let inner = shape[(axis + 1)...].reduce(1, *)
@@ -54,7 +54,7 @@ extension Tensor {
     /// Swaps the last two axes: (..., M, N) -> (..., N, M). Used to turn (B, C, H*W) feature
     /// maps into (B, H*W, C) token sequences and back.
     public func transposedLastTwo() -> Tensor {
-        require(rank >= 2, "transposedLastTwo needs rank >= 2, got \(shape)")
+        precondition(rank >= 2, "transposedLastTwo needs rank >= 2, got \(shape)")
         let m = shape[rank - 2], n = shape[rank - 1]
         let batch = count / Swift.max(m * n, 1)
         var outShape = shape
@@ -77,7 +77,7 @@ extension Tensor {
     /// Nearest-neighbour upsampling by 2 as `F.interpolate(scale_factor=2, mode="nearest")`:
     /// (N, C, H, W) -> (N, C, 2H, 2W).
     public func upsampledNearest2x() -> Tensor {
-        require(rank == 4, "upsampledNearest2x expects NCHW, got \(shape)")
+        precondition(rank == 4, "upsampledNearest2x expects NCHW, got \(shape)")
         let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
         var result = Tensor(uninitialized: [shape[0], shape[1], 2 * h, 2 * w])
         let src = pointer, dst = result.mutablePointer()
@@ -97,7 +97,7 @@ extension Tensor {
     /// source index floor(dst * in / out) with the scale computed in float32, as PyTorch does.
     /// (N, C, H, W) -> (N, C, height, width)
     public func resizedNearest(height: Int, width: Int) -> Tensor {
-        require(rank == 4, "resizedNearest expects NCHW, got \(shape)")
+        precondition(rank == 4, "resizedNearest expects NCHW, got \(shape)")
         let (h, w) = (shape[2], shape[3])
         if height == 2 * h && width == 2 * w { return upsampledNearest2x() }
         let planes = shape[0] * shape[1]
@@ -116,7 +116,7 @@ extension Tensor {
 
     /// 2x2 average pooling with stride 2: (N, C, H, W) -> (N, C, H/2, W/2).
     public func averagePooled2x() -> Tensor {
-        require(rank == 4, "averagePooled2x expects NCHW, got \(shape)")
+        precondition(rank == 4, "averagePooled2x expects NCHW, got \(shape)")
         let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
         let oh = h / 2, ow = w / 2
         var result = Tensor(uninitialized: [shape[0], shape[1], oh, ow])

@@ -29,7 +29,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// A tensor with `values` in row-major order; `values.count` must equal the shape's product.
     public init(shape: [Int], values: [Float]) {
-        require(Tensor.elementCount(shape) == values.count,
+        precondition(Tensor.elementCount(shape) == values.count,
                      "Tensor(shape: \(shape)) needs \(Tensor.elementCount(shape)) values, got \(values.count)")
         self.init(uninitialized: shape)
         values.withUnsafeBufferPointer { src in
@@ -56,14 +56,14 @@ public struct Tensor: @unchecked Sendable {
         self.storage = storage
         self.offset = offset
         self.count = Tensor.elementCount(shape)
-        require(offset + count <= storage.count, "tensor view out of its storage")
+        precondition(offset + count <= storage.count, "tensor view out of its storage")
     }
 
     @inlinable
     static func elementCount(_ shape: [Int]) -> Int {
         var n = 1
         for d in shape {
-            require(d >= 0, "negative dimension in shape \(shape)")
+            precondition(d >= 0, "negative dimension in shape \(shape)")
             n *= d
         }
         return n
@@ -79,16 +79,16 @@ public struct Tensor: @unchecked Sendable {
         var resolved = newShape
         if let inferred = newShape.firstIndex(of: -1) {
             let known = newShape.enumerated().filter { $0.offset != inferred }.reduce(1) { $0 * $1.element }
-            require(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
             resolved[inferred] = count / known
         }
-        require(Tensor.elementCount(resolved) == count, "cannot reshape \(shape) to \(newShape)")
+        precondition(Tensor.elementCount(resolved) == count, "cannot reshape \(shape) to \(newShape)")
         return Tensor(shape: resolved, storage: storage, offset: offset)
     }
 
     /// A view of items `range` along the first axis (for example one half of a batch).
     public func slice(_ range: Range<Int>) -> Tensor {
-        require(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
                      "slice \(range) out of bounds for shape \(shape)")
         let inner = shape.count > 1 ? count / Swift.max(shape[0], 1) : 1
         var newShape = shape
@@ -140,10 +140,10 @@ public struct Tensor: @unchecked Sendable {
 
     /// The element at a multi-dimensional index (for tests; not for hot loops).
     public subscript(_ index: Int...) -> Float {
-        require(index.count == rank, "index \(index) has the wrong rank for shape \(shape)")
+        precondition(index.count == rank, "index \(index) has the wrong rank for shape \(shape)")
         var flat = 0
         for (i, d) in zip(index, shape) {
-            require(i >= 0 && i < d, "index \(index) out of bounds for shape \(shape)")
+            precondition(i >= 0 && i < d, "index \(index) out of bounds for shape \(shape)")
             flat = flat * d + i
         }
         return storage.base[offset + flat]

@@ -63,8 +63,12 @@ public enum PluginLoader {
     /// The pack a plugin's entry point returned, checked field by field (`path` names the plugin in errors).
     public static func read(_ pack: UnsafePointer<sdf_pack>, path: String) throws -> NodePack {
         guard pack.pointee.abi_version == SDFLOW_PLUGIN_ABI_VERSION else {
-            throw LoadError(path: path, message: "built for plugin ABI version \(pack.pointee.abi_version); this sdflow supports version \(SDFLOW_PLUGIN_ABI_VERSION)")
+            let rebuild = pack.pointee.abi_version < SDFLOW_PLUGIN_ABI_VERSION
+                ? "; rebuild it against this sdflow's sdflow_plugin.h (C) or its SDFlowPlugin library (Swift: `swift build -c release`)"
+                : "; it needs a newer sdflow"
+            throw LoadError(path: path, message: "built for plugin ABI version \(pack.pointee.abi_version); this sdflow supports version \(SDFLOW_PLUGIN_ABI_VERSION)\(rebuild)")
         }
+        try checkSize(Int(pack.pointee.struct_size), of: sdf_pack.self, what: "the pack", path: path)
         guard let name = pack.pointee.name.map({ String(cString: $0) }), !name.isEmpty else {
             throw LoadError(path: path, message: "the pack has no name")
         }
@@ -72,6 +76,15 @@ public enum PluginLoader {
         let nodeList = try list(pack.pointee.nodes, count: pack.pointee.node_count, of: "nodes", in: path)
         let nodes = try nodeList.map { try implementation($0, path: path) }
         return NodePack(name: name, version: version, implementations: nodes, origin: path)
+    }
+
+    /// Checks a described struct's `struct_size`: at least this version's size (a later version's
+    /// larger structs are read up to the fields this one knows).
+    static func checkSize<T>(_ size: Int, of type: T.Type, what: String, path: String) throws {
+        let known = MemoryLayout<T>.size
+        guard size >= known, size <= 1 << 16, size % MemoryLayout<T>.alignment == 0 else {
+            throw LoadError(path: path, message: "\(what): struct_size \(size) is not the size of \(T.self) (\(known) bytes in ABI version \(SDFLOW_PLUGIN_ABI_VERSION)); set it to sizeof(\(T.self))")
+        }
     }
 
     // MARK: - Descriptions
@@ -104,6 +117,11 @@ public enum PluginLoader {
             case SDF_PARAMETER_BOOLEAN: kind = .boolean
             case SDF_PARAMETER_CHOICE:
                 kind = .choice((p.choices.map { String(cString: $0) } ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            case SDF_PARAMETER_SEED: kind = .seed
+            case SDF_PARAMETER_INPUT_FILE: kind = .inputPath(.file)
+            case SDF_PARAMETER_INPUT_FOLDER: kind = .inputPath(.folder)
+            case SDF_PARAMETER_INPUT_FILE_OR_FOLDER: kind = .inputPath(.fileOrFolder)
+            case SDF_PARAMETER_OUTPUT_PATH: kind = .outputPath
             default: throw fail("parameter '\(parameterName)' has an unknown kind")
             }
             let defaultValue = try p.default_value.map { text -> ParameterValue in
@@ -114,10 +132,12 @@ public enum PluginLoader {
             }
             return NodeDescription.Parameter(parameterName, kind, default: defaultValue, help: p.help.map { String(cString: $0) } ?? "")
         }
+        // A node that writes a file is an output node: it runs every time, as save_image does.
+        let writesFiles = parameters.contains { if case .outputPath = $0.kind { return true }; return false }
         let description = NodeDescription(
             name: name, summary: node.summary.map { String(cString: $0) } ?? "", version: Int(node.version),
             inputs: try ports(node.inputs, node.input_count, "input"), outputs: try ports(node.outputs, node.output_count, "output"),
-            parameters: parameters, isOutput: node.is_output != 0, alwaysRuns: node.is_output != 0)
+            parameters: parameters, isOutput: writesFiles || node.is_output != 0, alwaysRuns: writesFiles || node.is_output != 0)
         let data = node.node_data
         return NodeImplementation(description: description) { context in
             let call = ForeignCall(context: context, description: description)
@@ -138,12 +158,24 @@ public enum PluginLoader {
         }
     }
 
-    /// A plugin's C array as Swift values, after checking its count (0...4096) and that the
-    /// pointer is there when the count says there are elements.
+    /// A plugin's C array of described structs as Swift values, after checking its count
+    /// (0...4096), that the pointer is there when the count says there are elements, and each
+    /// element's `struct_size` (the first field; element 0's size is the array's stride).
     static func list<T>(_ pointer: UnsafePointer<T>?, count: Int32, of what: String, in path: String) throws -> [T] {
         guard (0...4096).contains(count) else { throw LoadError(path: path, message: "\(what): count \(count) is out of range (0...4096)") }
-        guard count == 0 || pointer != nil else { throw LoadError(path: path, message: "\(what): count \(count) but no array (NULL)") }
-        return (0..<Int(count)).map { pointer![$0] }
+        guard count > 0 else { return [] }
+        guard let pointer else { throw LoadError(path: path, message: "\(what): count \(count) but no array (NULL)") }
+        let base = UnsafeRawPointer(pointer)
+        let stride = Int(base.load(as: UInt32.self))
+        try checkSize(stride, of: T.self, what: "\(what) 0", path: path)
+        return try (0..<Int(count)).map { i in
+            let element = base + i * stride
+            let size = element.load(as: UInt32.self)
+            guard size == stride else {
+                throw LoadError(path: path, message: "\(what) \(i): struct_size \(size) differs from element 0's \(stride); set every element's to sizeof(\(T.self))")
+            }
+            return element.load(as: T.self)
+        }
     }
 
     static func valueType(_ type: sdf_value_type) -> ValueType? {
@@ -170,6 +202,7 @@ final class ForeignCall {
     private var inputs: [String: UnsafeMutablePointer<sdf_value>] = [:]
     private var keepAlive: [Any] = []
     private var strings: [UnsafeMutablePointer<CChar>] = []
+    private var metadataLists: [UnsafeMutablePointer<sdf_metadata_entry>] = []
 
     init(context: NodeContext, description: NodeDescription) {
         self.context = context
@@ -179,6 +212,7 @@ final class ForeignCall {
     deinit {
         inputs.values.forEach { $0.deallocate() }
         strings.forEach { free($0) }
+        metadataLists.forEach { $0.deallocate() }
     }
 
     static func from(_ context: OpaquePointer?) -> ForeignCall {
@@ -195,10 +229,19 @@ final class ForeignCall {
         if let existing = inputs[name] { return UnsafePointer(existing) }
         guard let value = context.input(name) else { return nil }
         var v = sdf_value()
+        v.struct_size = UInt32(MemoryLayout<sdf_value>.size)
         switch value {
         case .image(let image), .mask(let image):
             v.type = { if case .image = value { return SDF_TYPE_IMAGE }; return SDF_TYPE_MASK }()
             fill(&v, image.pixels)
+            v.bit_depth = Int32(image.bitDepth)
+            let entries = UnsafeMutablePointer<sdf_metadata_entry>.allocate(capacity: max(image.metadata.count, 1))
+            for (i, (key, text)) in image.metadata.sorted(by: { $0.key < $1.key }).enumerated() {
+                entries[i] = sdf_metadata_entry(key: string(key), value: string(text))
+            }
+            metadataLists.append(entries)
+            v.metadata_count = Int32(image.metadata.count)
+            v.metadata = UnsafePointer(entries)
         case .latent(let t): v.type = SDF_TYPE_LATENT; fill(&v, t)
         case .conditioning(let t): v.type = SDF_TYPE_CONDITIONING; fill(&v, t)
         case .tensor(let t): v.type = SDF_TYPE_TENSOR; fill(&v, t)
@@ -223,11 +266,17 @@ final class ForeignCall {
         v.data = contiguous.pointer
     }
 
-    func setOutput(_ name: String, _ v: sdf_value) -> Int32 {
+    func setOutput(_ name: String, _ pointer: UnsafePointer<sdf_value>) -> Int32 {
         guard let port = description.output(name) else {
             problem = "node '\(description.name)' set an unknown output '\(name)'"
             return 1
         }
+        let size = Int(pointer.pointee.struct_size)
+        guard size >= MemoryLayout<sdf_value>.size, size <= 1 << 16 else {
+            problem = "output '\(name)' of '\(description.name)': sdf_value.struct_size is \(size); set it to sizeof(sdf_value) (\(MemoryLayout<sdf_value>.size) in ABI version \(SDFLOW_PLUGIN_ABI_VERSION))"
+            return 1
+        }
+        let v = pointer.pointee
         func tensor() -> Tensor? {
             guard v.rank >= 0 && v.rank <= 8, let data = v.data else { return nil }
             let shape = withUnsafeBytes(of: v.shape) { Array($0.bindMemory(to: Int64.self).prefix(Int(v.rank))).map(Int.init) }
@@ -242,7 +291,16 @@ final class ForeignCall {
                 problem = "output '\(name)' of '\(description.name)' must be a (C, H, W) image with 1-4 channels"
                 return 1
             }
-            value = port.type == .image ? .image(Image(pixels: t)) : .mask(Image(pixels: t))
+            guard [0, 8, 16].contains(v.bit_depth) else {
+                problem = "output '\(name)' of '\(description.name)' has bit_depth \(v.bit_depth); images are 8 or 16 bits (0 means 8)"
+                return 1
+            }
+            guard let metadata = imageMetadata(v) else {
+                problem = "output '\(name)' of '\(description.name)' has malformed metadata (a count of \(v.metadata_count) beyond 0...4096, no array, or an entry without key or value)"
+                return 1
+            }
+            let image = Image(pixels: t, metadata: metadata, bitDepth: v.bit_depth == 16 ? 16 : 8)
+            value = port.type == .image ? .image(image) : .mask(image)
         case .latent: value = tensor().map(Value.latent)
         case .conditioning: value = tensor().map(Value.conditioning)
         case .tensor: value = tensor().map(Value.tensor)
@@ -258,8 +316,22 @@ final class ForeignCall {
         return 0
     }
 
+    /// An output image's metadata, or nil when the plugin's list is malformed.
+    private func imageMetadata(_ v: sdf_value) -> [String: String]? {
+        guard (0...4096).contains(v.metadata_count) else { return nil }
+        guard v.metadata_count > 0 else { return [:] }
+        guard let entries = v.metadata else { return nil }
+        var metadata: [String: String] = [:]
+        for entry in UnsafeBufferPointer(start: entries, count: Int(v.metadata_count)) {
+            guard let key = entry.key, let text = entry.value else { return nil }
+            metadata[String(cString: key)] = String(cString: text)
+        }
+        return metadata
+    }
+
     /// The host callbacks, shared by every call (the call is found through the context pointer).
     nonisolated(unsafe) static var host = sdf_host(
+        struct_size: UInt32(MemoryLayout<sdf_host>.size),
         input: { context, name in
             guard let name else { return nil }
             return ForeignCall.from(context).input(String(cString: name))
@@ -272,7 +344,7 @@ final class ForeignCall {
         },
         set_output: { context, name, value in
             guard let name, let value else { return 1 }
-            return ForeignCall.from(context).setOutput(String(cString: name), value.pointee)
+            return ForeignCall.from(context).setOutput(String(cString: name), value)
         },
         progress: { context, completed, total in
             ForeignCall.from(context).context.progress(completed: Int(completed), total: Int(total))

@@ -15,10 +15,11 @@ struct Nodes: ParsableCommand {
     func run() throws {
         let registry = try Engine.registry(pluginFolders: plugins)
         guard let type else {
+            let width = registry.packs.flatMap { $0.nodes.map(\.description.name.count) }.max() ?? 0
             for pack in registry.packs {
                 print("\(pack.name) \(pack.version)\(pack.origin.map { " (plugin \($0))" } ?? " (built in)"):")
                 for node in pack.nodes.map({ $0.description }).sorted(by: { $0.name < $1.name }) {
-                    print("  \(node.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(node.summary)")
+                    print("  \(node.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(node.summary)")
                 }
             }
             return

@@ -24,12 +24,8 @@ import WorkflowEngine
         let c = folder.file(name + ".c"), library = folder.file("plugins-\(name)/\(name).so")
         try FileManager.default.createDirectory(atPath: folder.file("plugins-\(name)"), withIntermediateDirectories: true)
         try source.write(toFile: c, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-I", PluginTests.header, c, "-o", library]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "cc failed for \(name)")
+        let cc = try TestEngine.runProcess("/usr/bin/env", ["cc", "-shared", "-fPIC", "-I", PluginTests.header, c, "-o", library], in: folder.path)
+        #expect(cc.status == 0, "cc failed for \(name): \(cc.errors)")
         return library
     }
 
@@ -95,19 +91,30 @@ import WorkflowEngine
         // The wrong ABI version.
         let wrongVersion = try compile("""
             #include "sdflow_plugin.h"
-            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION + 1, "future", "1", 0, 0};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION + 1, sizeof(sdf_pack), "future", "1", 0, 0};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "future")
         do { _ = try PluginLoader.load(wrongVersion); Issue.record("loaded a plugin of another ABI version") }
-        catch let e as PluginLoader.LoadError { #expect(e.description.contains(wrongVersion) && e.message.contains("ABI version 2")) }
+        catch let e as PluginLoader.LoadError { #expect(e.description.contains(wrongVersion) && e.message.contains("ABI version 3") && e.message.contains("newer sdflow")) }
+
+        // A library built for ABI version 1 (its own structs, as the version 1 header had them).
+        let version1 = try compile("""
+            typedef struct { int abi_version; const char *name; const char *version; const void *nodes; int node_count; } sdf_pack_v1;
+            static const sdf_pack_v1 pack = {1, "old", "1", 0, 0};
+            const sdf_pack_v1 *sdflow_plugin_pack(void) { return &pack; }
+            """, name: "version1")
+        do { _ = try PluginLoader.load(version1); Issue.record("loaded a plugin built for ABI version 1") }
+        catch let e as PluginLoader.LoadError {
+            #expect(e.description.contains(version1) && e.message.contains("ABI version 1") && e.message.contains("rebuild it against"), "\(e)")
+        }
 
         // A node name that a built-in pack already uses.
         let duplicate = try compile("""
             #include "sdflow_plugin.h"
             static int run(void *data, const sdf_host *host, sdf_context *context, char *error, size_t size) { return 0; }
-            static const sdf_port out[] = {{"image", SDF_TYPE_IMAGE, 0, "an image"}};
-            static const sdf_node nodes[] = {{"load_image", "clash", 1, 0, 0, out, 1, 0, 0, 0, run, 0}};
-            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "clash", "1", nodes, 1};
+            static const sdf_port out[] = {{sizeof(sdf_port), "image", SDF_TYPE_IMAGE, 0, "an image"}};
+            static const sdf_node nodes[] = {{sizeof(sdf_node), "load_image", "clash", 1, 0, 0, out, 1, 0, 0, 0, run, 0}};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "clash", "1", nodes, 1};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "clash")
         let registry = try registryWithBuiltins()
@@ -122,25 +129,40 @@ import WorkflowEngine
     @Test func malformedDescriptionsAreRefusedNotCrashed() throws {
         let cases: [(name: String, body: String, says: String)] = [
             ("negative", """
-                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "negative", "1", 0, -1};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "negative", "1", 0, -1};
                 """, "count -1 is out of range"),
             ("nullinputs", """
-                static const sdf_node nodes[] = {{"null_inputs", "", 1, 0, 1, 0, 0, 0, 0, 0, run, 0}};
-                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "nullinputs", "1", nodes, 1};
+                static const sdf_node nodes[] = {{sizeof(sdf_node), "null_inputs", "", 1, 0, 1, 0, 0, 0, 0, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "nullinputs", "1", nodes, 1};
                 """, "count 1 but no array"),
             ("nullnodes", """
-                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "nullnodes", "1", 0, 3};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "nullnodes", "1", 0, 3};
                 """, "count 3 but no array"),
             ("infinite", """
-                static const sdf_parameter parameters[] = {{"steps", SDF_PARAMETER_INTEGER, 0, INFINITY, 0, "1", "steps"}};
-                static const sdf_node nodes[] = {{"infinite_range", "", 1, 0, 0, 0, 0, parameters, 1, 0, run, 0}};
-                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "infinite", "1", nodes, 1};
+                static const sdf_parameter parameters[] = {{sizeof(sdf_parameter), "steps", SDF_PARAMETER_INTEGER, 0, INFINITY, 0, "1", "steps"}};
+                static const sdf_node nodes[] = {{sizeof(sdf_node), "infinite_range", "", 1, 0, 0, 0, 0, parameters, 1, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "infinite", "1", nodes, 1};
                 """, "integer parameter 'steps' has the range 0.0...inf"),
             ("fraction", """
-                static const sdf_parameter parameters[] = {{"count", SDF_PARAMETER_INTEGER, 0.5, 1e300, 0, "1", "count"}};
-                static const sdf_node nodes[] = {{"fraction_range", "", 1, 0, 0, 0, 0, parameters, 1, 0, run, 0}};
-                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "fraction", "1", nodes, 1};
+                static const sdf_parameter parameters[] = {{sizeof(sdf_parameter), "count", SDF_PARAMETER_INTEGER, 0.5, 1e300, 0, "1", "count"}};
+                static const sdf_node nodes[] = {{sizeof(sdf_node), "fraction_range", "", 1, 0, 0, 0, 0, parameters, 1, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "fraction", "1", nodes, 1};
                 """, "whole numbers"),
+            // ABI 2's struct sizes: missing (0), or one element of an array another size than the first.
+            ("nosize", """
+                static const sdf_port in[] = {{0, "image", SDF_TYPE_IMAGE, 0, "an image"}};
+                static const sdf_node nodes[] = {{sizeof(sdf_node), "no_size", "", 1, in, 1, 0, 0, 0, 0, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "nosize", "1", nodes, 1};
+                """, "node 'no_size': input 0: struct_size 0 is not the size of sdf_port"),
+            ("mixedsizes", """
+                static const sdf_parameter parameters[] = {{sizeof(sdf_parameter), "a", SDF_PARAMETER_TEXT, 1, 0, 0, "", "a"},
+                                                           {sizeof(sdf_parameter) - 8, "b", SDF_PARAMETER_TEXT, 1, 0, 0, "", "b"}};
+                static const sdf_node nodes[] = {{sizeof(sdf_node), "mixed_sizes", "", 1, 0, 0, 0, 0, parameters, 2, 0, run, 0}};
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "mixedsizes", "1", nodes, 1};
+                """, "parameters 1: struct_size"),
+            ("packsize", """
+                static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, 12, "packsize", "1", 0, 0};
+                """, "the pack: struct_size 12"),
         ]
         for test in cases {
             let library = try compile("""
@@ -159,22 +181,14 @@ import WorkflowEngine
     @Test func aBrokenLibraryInThePluginFolderIsSkippedWithAWarning() throws {
         let library = try compile("""
             #include "sdflow_plugin.h"
-            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION + 1, "stale", "1", 0, 0};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION + 1, sizeof(sdf_pack), "stale", "1", 0, 0};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "stale")
         let folder = URL(fileURLWithPath: library).deletingLastPathComponent().path
         func validate(_ arguments: [String]) throws -> (status: Int32, errors: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestEngine.binary)
-            process.arguments = ["validate", TestEngine.workflows + "/resize-folder.yaml"] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(["SDFLOW_PLUGIN_PATH": folder]) { $1 }
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+            let result = try TestEngine.run(["validate", TestEngine.workflows + "/resize-folder.yaml"] + arguments, in: self.folder.path,
+                                            environment: ["SDFLOW_PLUGIN_PATH": folder])
+            return (result.status, result.errors)
         }
         let automatic = try validate([])
         #expect(automatic.status == 0 && automatic.errors.contains("warning: skipping plugin \(library)"), "\(automatic)")
@@ -200,11 +214,11 @@ import WorkflowEngine
                 free(pixels);
                 return status;
             }
-            static const sdf_port in[] = {{"image", SDF_TYPE_IMAGE, 0, "the image"}};
-            static const sdf_port out[] = {{"image", SDF_TYPE_IMAGE, 0, "the inverted image"}};
-            static const sdf_parameter params[] = {{"fail", SDF_PARAMETER_BOOLEAN, 1, 0, 0, "false", "fail on purpose"}};
-            static const sdf_node nodes[] = {{"invert_c", "Invert an image (C plugin).", 1, in, 1, out, 1, params, 1, 0, run, 0}};
-            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, "cpack", "2", nodes, 1};
+            static const sdf_port in[] = {{sizeof(sdf_port), "image", SDF_TYPE_IMAGE, 0, "the image"}};
+            static const sdf_port out[] = {{sizeof(sdf_port), "image", SDF_TYPE_IMAGE, 0, "the inverted image"}};
+            static const sdf_parameter params[] = {{sizeof(sdf_parameter), "fail", SDF_PARAMETER_BOOLEAN, 1, 0, 0, "false", "fail on purpose"}};
+            static const sdf_node nodes[] = {{sizeof(sdf_node), "invert_c", "Invert an image (C plugin).", 1, in, 1, out, 1, params, 1, 0, run, 0}};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "cpack", "2", nodes, 1};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "cpack")
         let registry = try registryWithBuiltins()

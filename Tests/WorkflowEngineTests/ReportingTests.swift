@@ -9,19 +9,9 @@ import Testing
 @Suite(.serialized) struct ReportingTests {
     let folder = TemporaryFolder()
 
-    /// Runs the binary; returns its exit status, standard output and standard error.
+    /// Runs the binary in the test's folder; returns its exit status, standard output and standard error.
     func sdflow(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestEngine.binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder.path)
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile(), err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try TestEngine.run(arguments, in: folder.path)
     }
 
     func txt2img(_ extra: [String]) -> [String] {
