@@ -31,7 +31,7 @@ struct Sepia: Node {
             }
         }
         var result = Image(pixels: out, metadata: image.metadata, bitDepth: image.bitDepth)
-        if let alpha = image.alpha() { result = Image(pixels: Tensor.concatenate([out, alpha.pixels], axis: 0), metadata: image.metadata) }
+        if let alpha = image.alpha() { result = Image(pixels: Tensor.concatenate([out, alpha.pixels], axis: 0), metadata: image.metadata, bitDepth: image.bitDepth) }
         return ["image": .image(result)]
     }
 }

@@ -78,8 +78,7 @@ public enum ImageFile {
         }
         defer { sdf_image_free(&decoded) }
         guard status == 0 else {
-            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw Error(path: name, reason: "corrupt or unsupported \(format == .png ? "PNG" : "JPEG"): \(reason)")
+            throw Error(path: name, reason: "corrupt or unsupported \(format == .png ? "PNG" : "JPEG"): \(messageText(message))")
         }
         var image = planarImage(decoded)
         image.metadata = texts(decoded)
@@ -151,7 +150,7 @@ public enum ImageFile {
             sdf_png_encode(raw.baseAddress, Int32(w), Int32(h), Int32(c), Int32(bytes), &chunks, Int32(chunks.count), &output, &size, &message)
         }
         guard status == 0, let output else {
-            throw Error(path: "PNG", reason: String(cString: message))
+            throw Error(path: "PNG", reason: messageText(message))
         }
         defer { free(output) }
         return Data(bytes: output, count: size)
@@ -169,13 +168,18 @@ public enum ImageFile {
         var size = 0
         var message = [CChar](repeating: 0, count: Int(SDF_ERROR_SIZE))
         let status = sdf_jpeg_encode(interleaved, Int32(w), Int32(h), Int32(c), Int32(quality), &output, &size, &message)
-        guard status == 0, let output else { throw Error(path: "JPEG", reason: String(cString: message)) }
+        guard status == 0, let output else { throw Error(path: "JPEG", reason: messageText(message)) }
         defer { free(output) }
         return Data(bytes: output, count: size)
     }
 
     /// Encodes by the path's extension (.png, .jpg/.jpeg) and writes atomically: a crash or
     /// Ctrl-C never leaves half a file.
+    /// The text of a C codec's NUL-terminated message buffer.
+    private static func messageText(_ message: [CChar]) -> String {
+        String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public static func write(_ image: Image, to path: String, text: [(key: String, value: String)] = [], quality: Int = 95) throws {
         let ext = URL(fileURLWithPath: path).pathExtension
         guard let format = Format(pathExtension: ext) else {

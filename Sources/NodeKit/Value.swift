@@ -44,7 +44,7 @@ public final class ModelHandle: @unchecked Sendable {
 }
 
 /// A value flowing between nodes.
-public enum Value: @unchecked Sendable {
+public enum Value: Sendable {
     /// An image (C, H, W) in [0, 1].
     case image(Image)
     /// A one-channel mask in [0, 1]; 1 = change.

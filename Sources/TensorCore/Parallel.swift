@@ -34,11 +34,23 @@ public enum Parallel {
             return
         }
         let chunk = (count + threads - 1) / threads
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            let start = t * chunk
-            let end = Swift.min(count, start + chunk)
-            if start < end { body(start..<end) }
+        withoutActuallyEscaping(body) { body in
+            // Each thread gets its own range; that the ranges are disjoint is what makes this safe,
+            // which the compiler cannot see in the closures (they write through pointers).
+            let shared = SharedBody(body: body)
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                let start = t * chunk
+                let end = Swift.min(count, start + chunk)
+                if start < end { shared.body(start..<end) }
+            }
         }
+    }
+
+    /// A loop body shared by the threads of one `forRanges` call.
+    @usableFromInline
+    struct SharedBody: @unchecked Sendable {
+        @usableFromInline let body: (Range<Int>) -> Void
+        @usableFromInline init(body: @escaping (Range<Int>) -> Void) { self.body = body }
     }
 
     /// Calls `body(i)` for every `i` in `0..<count`, spread over the threads.

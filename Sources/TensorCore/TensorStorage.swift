@@ -48,37 +48,39 @@ public enum BufferPool {
     static let minimumBytes = 1 << 20
     static let granularity = 64 << 10
 
-    private struct Free { var blocks: [(bytes: Int, pointer: UnsafeMutableRawPointer)] = []; var bytes = 0 }
+    /// The kept blocks, oldest first, by address (a plain number, so that the lock's state is Sendable).
+    private struct Free { var blocks: [(bytes: Int, address: UInt)] = []; var bytes = 0 }
     private static let free = Mutex(Free())
 
     /// 64-byte aligned memory of at least `byteCount` bytes, reused when a block of that size is free.
     static func allocate(byteCount: Int) -> UnsafeMutableRawPointer {
         guard byteCount >= minimumBytes else { return .allocate(byteCount: byteCount, alignment: 64) }
         let bytes = rounded(byteCount)
-        let reused = free.withLock { pool -> UnsafeMutableRawPointer? in
+        let reused = free.withLock { pool -> UInt? in
             guard let i = pool.blocks.lastIndex(where: { $0.bytes == bytes }) else { return nil }
             pool.bytes -= bytes
-            return pool.blocks.remove(at: i).pointer
+            return pool.blocks.remove(at: i).address
         }
-        return reused ?? .allocate(byteCount: bytes, alignment: 64)
+        return reused.flatMap { UnsafeMutableRawPointer(bitPattern: $0) } ?? .allocate(byteCount: bytes, alignment: 64)
     }
 
     /// Returns memory from `allocate(byteCount:)`, keeping large blocks for reuse.
     static func release(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         guard byteCount >= minimumBytes else { return pointer.deallocate() }
         let bytes = rounded(byteCount)
-        let evicted = free.withLock { pool -> [UnsafeMutableRawPointer] in
-            pool.blocks.append((bytes, pointer))
+        let address = UInt(bitPattern: pointer)
+        let evicted = free.withLock { pool -> [UInt] in
+            pool.blocks.append((bytes, address))
             pool.bytes += bytes
-            var evicted: [UnsafeMutableRawPointer] = []
+            var evicted: [UInt] = []
             while pool.bytes > capacity, !pool.blocks.isEmpty {
                 let oldest = pool.blocks.removeFirst()
                 pool.bytes -= oldest.bytes
-                evicted.append(oldest.pointer)
+                evicted.append(oldest.address)
             }
             return evicted
         }
-        for block in evicted { block.deallocate() }
+        for block in evicted { UnsafeMutableRawPointer(bitPattern: block)?.deallocate() }
     }
 
     /// Bytes currently kept for reuse.
@@ -86,11 +88,11 @@ public enum BufferPool {
 
     /// Frees every kept block (e.g. before a long idle period).
     public static func trim() {
-        let all = free.withLock { pool -> [UnsafeMutableRawPointer] in
+        let all = free.withLock { pool -> [UInt] in
             defer { pool = Free() }
-            return pool.blocks.map(\.pointer)
+            return pool.blocks.map(\.address)
         }
-        for block in all { block.deallocate() }
+        for block in all { UnsafeMutableRawPointer(bitPattern: block)?.deallocate() }
     }
 
     private static func rounded(_ bytes: Int) -> Int { (bytes + granularity - 1) / granularity * granularity }

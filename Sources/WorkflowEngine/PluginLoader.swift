@@ -147,7 +147,7 @@ public enum PluginLoader {
             }
             if context.isCancelled { throw NodeError.cancelled }
             guard status == 0 else {
-                let text = String(cString: message)
+                let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 throw NodeError.failed("plugin \(path): \(text.isEmpty ? "node failed with status \(status)" : text)")
             }
             for port in description.outputs where call.outputs[port.name] == nil {

@@ -1,5 +1,6 @@
 import Foundation
 import NodeKit
+import Synchronization
 
 /// What happened to one node in a run.
 public struct NodeReport: Codable, Sendable {
@@ -136,31 +137,24 @@ extension RunReporter {
 }
 
 /// A stop request shared by the executor and the nodes (set by Ctrl-C and SIGTERM).
-public final class Cancellation: @unchecked Sendable {
-    private var stopNow = false
-    private var stopAfterItem = false
-    private var batchRunning = false
-    private let lock = NSLock()
+public final class Cancellation: Sendable {
+    private struct State { var stopNow = false, stopAfterItem = false, batchRunning = false }
+    private let state = Mutex(State())
 
     public init() {}
 
-    private func locked<T>(_ body: () -> T) -> T {
-        lock.lock(); defer { lock.unlock() }
-        return body()
-    }
-
     /// Stop as soon as possible (nodes check it between sampler steps).
-    public var isCancelled: Bool { locked { stopNow } }
-    public func cancel() { locked { stopNow = true } }
+    public var isCancelled: Bool { state.withLock { $0.stopNow } }
+    public func cancel() { state.withLock { $0.stopNow = true } }
 
     /// Stop once the current batch item is finished (its outputs written).
-    public var stopsAfterItem: Bool { locked { stopAfterItem || stopNow } }
-    public func cancelAfterItem() { locked { stopAfterItem = true } }
+    public var stopsAfterItem: Bool { state.withLock { $0.stopAfterItem || $0.stopNow } }
+    public func cancelAfterItem() { state.withLock { $0.stopAfterItem = true } }
 
     /// Set by the executor while a batch has items to go: then the first Ctrl-C waits for the
     /// current item instead of dropping it.
     public var isInBatch: Bool {
-        get { locked { batchRunning } }
-        set { locked { batchRunning = newValue } }
+        get { state.withLock { $0.batchRunning } }
+        set { state.withLock { $0.batchRunning = newValue } }
     }
 }

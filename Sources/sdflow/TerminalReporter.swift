@@ -6,7 +6,7 @@ import WorkflowEngine
 /// otherwise (logs, CI), nothing but errors with --quiet.
 final class TerminalReporter: RunReporter {
     let quiet: Bool
-    let interactive = isatty(fileno(stderr)) != 0
+    let interactive = isatty(STDERR_FILENO) != 0
     private var stepStart: Date?
     private var current = ""
     private var lastPlainPercent = -1

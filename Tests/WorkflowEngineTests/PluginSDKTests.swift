@@ -30,6 +30,25 @@ import Testing
         return repo
     }
 
+    /// By default the package depends on the checkout sdflow was built from, by path (SwiftPM names
+    /// such a package by its folder); bad names and existing folders are refused.
+    @Test func theDefaultDependencyIsThisCheckoutByPath() throws {
+        let created = try TestEngine.run(["plugin", "new", "my_Nodes-2"], in: folder.path)
+        try #require(created.status == 0, "\(created.errors)")
+        let manifest = try String(contentsOfFile: folder.file("my_Nodes-2/Package.swift"), encoding: .utf8)
+        let checkout = PluginSDKTests.checkout.standardizedFileURL.path
+        #expect(manifest.contains(".package(path: \"\(checkout)\")"), "\(manifest)")
+        #expect(manifest.contains(".product(name: \"SDFlowPlugin\", package: \"\(URL(fileURLWithPath: checkout).lastPathComponent.lowercased())\")"))
+        #expect(manifest.contains(".library(name: \"MyNodes2\", type: .dynamic"))
+        let source = try String(contentsOfFile: folder.file("my_Nodes-2/Sources/MyNodes2/MyNodes2.swift"), encoding: .utf8)
+        #expect(source.contains("name: \"my_nodes_2_brighten\"") && source.contains("NodePack(name: \"my_nodes_2\""))
+
+        let again = try TestEngine.run(["plugin", "new", "my_Nodes-2"], in: folder.path)
+        #expect(again.status != 0 && again.errors.contains("already exists"), "\(again.errors)")
+        let bad = try TestEngine.run(["plugin", "new", "2 bad/name"], in: folder.path)
+        #expect(bad.status != 0 && bad.errors.contains("is not a pack name"), "\(bad.errors)")
+    }
+
     @Test func anOutsidePackageBuildsAPackThatSdflowRuns() throws {
         let repo = try repository(version: "1.0.0")
         let created = try TestEngine.run(["plugin", "new", "demo-nodes", "--sdflow", "file://" + repo, "--from", "1.0.0"], in: folder.path)
