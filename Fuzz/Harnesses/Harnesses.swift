@@ -23,7 +23,7 @@ import WorkflowEngine
 //   plugin       a plugin's pack description built from the bytes, read by PluginLoader.read
 
 /// A harness: takes one input.
-typealias Harness = (UnsafeRawBufferPointer) -> Void
+typealias Harness = @Sendable (UnsafeRawBufferPointer) -> Void
 
 let harnesses: [String: Harness] = [
     "png": decodeImage(signature: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]), "jpeg": decodeImage(signature: [0xFF, 0xD8, 0xFF]),
