@@ -63,7 +63,8 @@ public enum BLAS {
 
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.
-    /// `parallel: false` keeps the product on the calling thread (inside parallel loops).
+    /// `parallel: false` keeps the product on the calling thread (inside parallel loops); `kernel`
+    /// overrides `float32Kernel` for this product (to time the candidates).
     @inlinable
     public static func sgemm(
         transposeA: Bool = false, transposeB: Bool = false,
@@ -73,26 +74,27 @@ public enum BLAS {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
         c: UnsafeMutablePointer<Float>, ldc: Int,
-        parallel: Bool = true
+        parallel: Bool = true, kernel: Float32Kernel? = nil
     ) {
         guard m > 0, n > 0 else { return }
         let threads = Parallel.threadCount
+        let kernel = kernel ?? float32Kernel
         guard parallel, threads > 1, 2 * m * n * k >= parallelFLOPs else {
-            return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kernel)
         }
         if n >= m {
             // Column blocks (multiples of 16): each thread packs all of op(A) and its share of op(B).
             let block = (n / threads + 15) / 16 * 16
             Parallel.forEach((n + block - 1) / block) { i in
                 let j = i * block, width = Swift.min(block, n - j)
-                serial(transposeA, transposeB, m, width, k, alpha, a, lda, b + (transposeB ? j * ldb : j), ldb, beta, c + j, ldc)
+                serial(transposeA, transposeB, m, width, k, alpha, a, lda, b + (transposeB ? j * ldb : j), ldb, beta, c + j, ldc, kernel)
             }
         } else {
             // Row blocks (multiples of 8): each thread packs all of op(B) and its share of op(A).
             let block = (m / threads + 7) / 8 * 8
             Parallel.forEach((m + block - 1) / block) { i in
                 let r = i * block, height = Swift.min(block, m - r)
-                serial(transposeA, transposeB, height, n, k, alpha, a + (transposeA ? r : r * lda), lda, b, ldb, beta, c + r * ldc, ldc)
+                serial(transposeA, transposeB, height, n, k, alpha, a + (transposeA ? r : r * lda), lda, b, ldb, beta, c + r * ldc, ldc, kernel)
             }
         }
     }
@@ -100,7 +102,7 @@ public enum BLAS {
     @usableFromInline
     static func serial(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
-                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ kernel: Float32Kernel) {
         // Rounding packs both operands into bfloat16 pairs; for thin products (the UNet's 8x8
         // convolutions, time embeddings) converting the weights costs more than it saves.
         if precision == .bfloat16 && m >= 16 && n >= 128 {
@@ -108,7 +110,7 @@ public enum BLAS {
             precondition(status == 0, "sgemm: out of memory for the bfloat16 packing buffers")
             return
         }
-        if float32Kernel == .avx512 {
+        if kernel == .avx512 {
             let status = sdf_gemm_f32(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             precondition(status == 0, "sgemm: out of memory for the packing buffers")
             return

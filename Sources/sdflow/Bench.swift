@@ -22,7 +22,9 @@ struct Bench: ParsableCommand {
 
         func run() {
             if let threads { Parallel.setThreadCount(threads) }
+            Engine.chooseKernels(quiet: true)
             print("threads: \(Parallel.threadCount), OpenBLAS kernels: \(BLAS.openBLASCore), float32 GEMM: \(BLAS.float32Kernel.rawValue)")
+            print("  chosen by: \(KernelTuning.reason)")
             let peak = PeakRate.measure()
             print(String(format: "peak FMA rate (registers only, all threads): %.1f GFLOP/s", peak))
             OpsBenchmark(repeats: repeats, peak: peak).run()

@@ -62,6 +62,8 @@ struct BenchModel: ParsableCommand {
     func run() throws {
         if let threads { Parallel.setThreadCount(threads) }
         if fast { Engine.useFastMode() }
+        Engine.chooseKernels(quiet: true)
+        if !json { print("float32 GEMM: \(BLAS.float32Kernel.rawValue), chosen by: \(KernelTuning.reason)") }
         let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
         func include(_ name: String) -> Bool { wanted?.contains(name) ?? true }
         var rows: [Row] = []

@@ -30,6 +30,20 @@ enum Engine {
 
     static func setThreads(_ count: Int) { Parallel.setThreadCount(count) }
 
+    /// Where the kernel choices of this machine are kept: `kernels.json` in the default cache folder
+    /// (machine facts, not results: shared by every `--cache-dir`).
+    static var kernelChoiceFile: String { ResultCache.defaultFolder + "/kernels.json" }
+
+    /// Uses the kernels measured fastest on this machine, measuring them first if this machine
+    /// (CPU, threads, OpenBLAS, build) has no choice kept yet; says so unless `quiet`.
+    static func chooseKernels(quiet: Bool) {
+        let (choice, measuredNow) = KernelTuning.choice(file: kernelChoiceFile)
+        KernelTuning.apply(choice, from: kernelChoiceFile)
+        if measuredNow && !quiet {
+            FileHandle.standardError.write(Data("kernels measured on this machine: float32 GEMM \(choice.summary); kept in \(kernelChoiceFile)\n".utf8))
+        }
+    }
+
     /// The opt-in fast mode: Winograd F(4x4,3x3) convolutions, and GEMMs in bfloat16 with
     /// float32 accumulation on CPUs with AVX-512 BF16; up to 2 GB of freed buffers kept for reuse.
     static func useFastMode() {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiffusionNodes
 import Dispatch
 import Foundation
 import ImageIO
@@ -115,6 +116,10 @@ struct RunOptions: ParsableArguments {
         if fast { Engine.useFastMode() }
         let registry = try Engine.registry(pluginFolders: workflow.plugins)
         let graph = try workflow.checkedGraph(registry: registry)
+        // Models run matrix products: use the kernels measured fastest here (measured on first use).
+        if !explainOnly, graph.nodes.values.contains(where: { registry.entry($0.description.name)?.pack.name == DiffusionNodes.pack.name }) {
+            Engine.chooseKernels(quiet: quiet || summary == "-")
+        }
         let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))
         let reporter = TerminalReporter(quiet: quiet || summary == "-")
         var execution = Executor.Options(cache: cache, explainOnly: explainOnly, reporter: reporter, shard: shard)
