@@ -12,7 +12,7 @@
  * masks are (C, H, W) in [0, 1], with their bit depth and text metadata), numbers and UTF-8
  * text. Every pointer the host passes is valid only during the call; the host copies outputs.
  *
- * Every struct starts with `struct_size` (after `abi_version` in sdf_pack): set it to sizeof the
+ * Every struct but sdf_metadata_entry starts with `struct_size` (after `abi_version` in sdf_pack): set it to sizeof the
  * struct, so that later versions can add fields at the end. Arrays (nodes, ports, parameters)
  * are read with their first element's struct_size as the stride, and every element must state
  * the same size. The host sets it in what it passes (sdf_host, sdf_value): check it before
