@@ -87,19 +87,31 @@ public enum KernelTuning {
         return Choice(machine: machine, float32Kernel: fastest.rawValue, seconds: seconds)
     }
 
-    /// The choice kept in `file` when it was made on this machine; otherwise (no file, another
-    /// machine, an unreadable file, or `remeasure`) one measured now and saved there. A file that
-    /// cannot be written only costs measuring again next time.
+    /// The choices kept in `file`, by machine (empty when there is no readable file).
+    static func keptChoices(file: String) -> [String: Choice] {
+        guard let data = FileManager.default.contents(atPath: file) else { return [:] }
+        return (try? JSONDecoder().decode([String: Choice].self, from: data)) ?? [:]
+    }
+
+    /// The choice kept in `file` for this machine, if there is one (nothing is measured).
+    public static func kept(file: String) -> Choice? {
+        guard let kept = keptChoices(file: file)[machine], kept.machine == machine,
+              candidates.map(\.rawValue).contains(kept.float32Kernel) else { return nil }
+        return kept
+    }
+
+    /// The choice kept in `file` for this machine; otherwise (no file, none for this machine, an
+    /// unreadable file, or `remeasure`) one measured now and saved there next to the choices of
+    /// other machines (a debug build, another thread count). A file that cannot be written only
+    /// costs measuring again next time.
     public static func choice(file: String, remeasure: Bool = false, repeats: Int = 3) -> (choice: Choice, measuredNow: Bool) {
-        if !remeasure, let data = FileManager.default.contents(atPath: file),
-           let kept = try? JSONDecoder().decode(Choice.self, from: data), kept.machine == machine,
-           candidates.map(\.rawValue).contains(kept.float32Kernel) {
-            return (kept, false)
-        }
+        if !remeasure, let kept = kept(file: file) { return (kept, false) }
         let measured = measure(repeats: repeats)
+        var choices = keptChoices(file: file)
+        choices[measured.machine] = measured
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? encoder.encode(measured) {
+        if let data = try? encoder.encode(choices) {
             try? FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try? AtomicFile.write(data, to: file)
         }

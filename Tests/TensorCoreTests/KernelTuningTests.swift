@@ -27,9 +27,12 @@ import Testing
         let file = folder.file("kernels.json")
         let foreign = KernelTuning.Choice(machine: "another CPU; 64 threads; OpenBLAS SkylakeX; avx512; release",
                                           float32Kernel: "openblas", seconds: ["openblas": 1, "avx512": 2])
-        try JSONEncoder().encode(foreign).write(to: URL(fileURLWithPath: file))
+        try JSONEncoder().encode([foreign.machine: foreign]).write(to: URL(fileURLWithPath: file))
         let remeasured = KernelTuning.choice(file: file, repeats: 1)
         #expect(remeasured.measuredNow && remeasured.choice.machine == KernelTuning.machine)
+        // Both machines' choices are kept.
+        let kept = try JSONDecoder().decode([String: KernelTuning.Choice].self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+        #expect(kept[foreign.machine] == foreign && kept[KernelTuning.machine] == remeasured.choice)
         try Data("{ not json".utf8).write(to: URL(fileURLWithPath: file))
         #expect(KernelTuning.choice(file: file, repeats: 1).measuredNow)
         #expect(!KernelTuning.choice(file: file, repeats: 1).measuredNow)  // and the damaged file was replaced
