@@ -36,8 +36,10 @@ done
 
 work=.build-fuzz
 echo "building the fuzz harnesses (release, -sanitize=fuzzer,address) in $work ..."
+# --sanitize gives each Swift compile two -sanitize= flags, of which the Swift driver keeps only
+# the last (in an order that varies between builds): the -Xswiftc flag, last, asks for both.
 SDFLOW_FUZZ=1 swift build -c release --build-path "$work" --product sdflow-fuzz \
-    --sanitize fuzzer --sanitize address 2>&1 | grep -E "error|warning: |Build complete" | grep -v "ld.gold: warning" || true
+    --sanitize fuzzer --sanitize address -Xswiftc -sanitize=fuzzer,address 2>&1 | grep -E "error|warning: |Build complete" | grep -v "ld.gold: warning" || true
 binary="$work/release/sdflow-fuzz"
 [ -x "$binary" ] || { echo "fuzz.sh: the build failed" >&2; exit 1; }
 
