@@ -51,12 +51,12 @@ public enum KernelTuning {
         return "\(cpuModel); \(Parallel.threadCount) threads; OpenBLAS \(BLAS.openBLASCore); \(String(cString: sdf_kernel_set())); \(build)"
     }
 
-    /// The CPU's model name from /proc/cpuinfo ("unknown CPU" elsewhere).
-    static var cpuModel: String {
+    /// The CPU's model name from /proc/cpuinfo ("unknown CPU" elsewhere), read once.
+    static let cpuModel: String = {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
         return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
-    }
+    }()
 
     /// The candidates on this CPU.
     static var candidates: [Float32Kernel] { sdf_gemm_f32_available() != 0 ? [.openBLAS, .avx512] : [.openBLAS] }
