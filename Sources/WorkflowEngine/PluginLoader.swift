@@ -78,13 +78,19 @@ public enum PluginLoader {
         return NodePack(name: name, version: version, implementations: nodes, origin: path)
     }
 
-    /// Checks a described struct's `struct_size`: at least this version's size (a later version's
-    /// larger structs are read up to the fields this one knows).
-    static func checkSize<T>(_ size: Int, of type: T.Type, what: String, path: String) throws {
+    /// What is wrong with a struct's `struct_size`, or nil: it must be at least this version's size
+    /// (a later version's larger structs are read up to the fields this one knows).
+    static func sizeProblem<T>(_ size: Int, of type: T.Type) -> String? {
         let known = MemoryLayout<T>.size
         guard size >= known, size <= 1 << 16, size % MemoryLayout<T>.alignment == 0 else {
-            throw LoadError(path: path, message: "\(what): struct_size \(size) is not the size of \(T.self) (\(known) bytes in ABI version \(SDFLOW_PLUGIN_ABI_VERSION)); set it to sizeof(\(T.self))")
+            return "struct_size \(size) is not the size of \(T.self) (\(known) bytes in ABI version \(SDFLOW_PLUGIN_ABI_VERSION)); set it to sizeof(\(T.self))"
         }
+        return nil
+    }
+
+    /// Checks a described struct's `struct_size` (`sizeProblem`).
+    static func checkSize<T>(_ size: Int, of type: T.Type, what: String, path: String) throws {
+        if let problem = sizeProblem(size, of: type) { throw LoadError(path: path, message: "\(what): \(problem)") }
     }
 
     // MARK: - Descriptions
@@ -146,6 +152,8 @@ public enum PluginLoader {
                 run(data, &ForeignCall.host, OpaquePointer(Unmanaged.passUnretained(call).toOpaque()), &message, message.count)
             }
             if context.isCancelled { throw NodeError.cancelled }
+            // An output the host refused is the cause, also when the node then returned set_output's failure.
+            if let problem = call.problem { throw NodeError.failed("plugin \(path): \(problem)") }
             guard status == 0 else {
                 let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 throw NodeError.failed("plugin \(path): \(text.isEmpty ? "node failed with status \(status)" : text)")
@@ -153,7 +161,6 @@ public enum PluginLoader {
             for port in description.outputs where call.outputs[port.name] == nil {
                 throw NodeError.failed("plugin \(path): node '\(name)' did not set output '\(port.name)'")
             }
-            if let problem = call.problem { throw NodeError.failed("plugin \(path): \(problem)") }
             return call.outputs
         }
     }
@@ -271,9 +278,8 @@ final class ForeignCall {
             problem = "node '\(description.name)' set an unknown output '\(name)'"
             return 1
         }
-        let size = Int(pointer.pointee.struct_size)
-        guard size >= MemoryLayout<sdf_value>.size, size <= 1 << 16 else {
-            problem = "output '\(name)' of '\(description.name)': sdf_value.struct_size is \(size); set it to sizeof(sdf_value) (\(MemoryLayout<sdf_value>.size) in ABI version \(SDFLOW_PLUGIN_ABI_VERSION))"
+        if let sizeProblem = PluginLoader.sizeProblem(Int(pointer.pointee.struct_size), of: sdf_value.self) {
+            problem = "output '\(name)' of '\(description.name)': \(sizeProblem)"
             return 1
         }
         let v = pointer.pointee

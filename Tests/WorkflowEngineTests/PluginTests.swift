@@ -196,6 +196,50 @@ import WorkflowEngine
         #expect(explicit.status != 0 && explicit.errors.contains(library), "\(explicit)")
     }
 
+    /// Outputs a plugin describes wrongly fail the node with the reason, never the process.
+    @Test func malformedOutputsFailTheNodeWithTheReason() throws {
+        let library = try compile("""
+            #include "sdflow_plugin.h"
+            #include <string.h>
+            static int run(void *data, const sdf_host *host, sdf_context *context, char *error, size_t size) {
+                const char *mode = host->parameter(context, "mode");
+                sdf_value out = *host->input(context, "image");
+                static const sdf_metadata_entry no_key[] = {{0, "value"}};
+                if (strcmp(mode, "nosize") == 0) out.struct_size = 0;
+                if (strcmp(mode, "depth") == 0) out.bit_depth = 12;
+                if (strcmp(mode, "nolist") == 0) { out.metadata_count = 2; out.metadata = 0; }
+                if (strcmp(mode, "nokey") == 0) { out.metadata_count = 1; out.metadata = no_key; }
+                return host->set_output(context, "image", &out);
+            }
+            static const sdf_port in[] = {{sizeof(sdf_port), "image", SDF_TYPE_IMAGE, 0, "the image"}};
+            static const sdf_port out[] = {{sizeof(sdf_port), "image", SDF_TYPE_IMAGE, 0, "the image"}};
+            static const sdf_parameter params[] = {{sizeof(sdf_parameter), "mode", SDF_PARAMETER_CHOICE, 1, 0,
+                                                    "nosize,depth,nolist,nokey", "nosize", "what to get wrong"}};
+            static const sdf_node nodes[] = {{sizeof(sdf_node), "bad_output", "", 1, in, 1, out, 1, params, 1, 0, run, 0}};
+            static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "badoutput", "1", nodes, 1};
+            const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
+            """, name: "badoutput")
+        let registry = try registryWithBuiltins()
+        try registry.register(try PluginLoader.load(library))
+        try ImageFile.write(Image(width: 2, height: 2, channels: 3, value: 0.5), to: folder.file("in.png"))
+        for (mode, says) in [("nosize", "struct_size 0 is not the size of sdf_value"), ("depth", "has bit_depth 12"),
+                             ("nolist", "malformed metadata"), ("nokey", "malformed metadata")] {
+            let yaml = """
+                version: 1
+                nodes:
+                  photo: {type: load_image, path: in.png}
+                  bad: {type: bad_output, image: !ref photo, mode: \(mode)}
+                  save: {type: save_image, image: !ref bad, path: out-\(mode).png}
+                """
+            try yaml.write(toFile: folder.file("bad-\(mode).yaml"), atomically: true, encoding: .utf8)
+            let graph = try Graph(workflow: Workflow.load(path: folder.file("bad-\(mode).yaml")), registry: registry)
+            let report = Executor(graph: graph, options: .init()).run()
+            let errors = report.nodes.first { $0.name == "bad" }?.errors ?? []
+            #expect(errors.contains { $0.contains(says) && $0.contains(library) }, "\(mode): \(errors)")
+            #expect(!FileManager.default.fileExists(atPath: folder.file("out-\(mode).png")))
+        }
+    }
+
     @Test func cPluginReportsErrorsAndWorks() throws {
         // A plugin written in C: `invert` on images, failing on request.
         let library = try compile("""
