@@ -4,12 +4,16 @@
 // - bfloat16 products with float32 accumulation (fast mode) on CPUs with AVX-512 BF16
 //   (vdpbf16ps: 32 multiply-adds per instruction, twice FMA's rate).
 //
-// One Goto-style driver serves both: for each KC slice of k and NC block of columns, B is
+// - bfloat16 products on Intel's AMX tiles (Sapphire Rapids and later: one tdpbf16ps does
+//   16 x 16 x 32 multiply-adds), chosen over vdpbf16ps where the CPU has them.
+//
+// One Goto-style driver serves all: for each KC slice of k and NC block of columns, B is
 // packed into panels of NR = 32 columns (L1 while a panel is used); for each MC block of rows
 // A is packed into panels of MR = 12 rows (L2); a 12 x 32 microkernel keeps 24 zmm
-// accumulators. Panels hold 32-bit words: floats, or bfloat16 pairs along k (a lane holds
-// (x[k], x[k+1]) rounded to nearest even, x[k] in the low half, the layout vdpbf16ps reads).
-// Edges are zero-padded in the panels and written through a small buffer.
+// accumulators (AMX: panels of 32 rows, a 32 x 32 block in four tiles). Panels hold 32-bit
+// words: floats, or bfloat16 pairs along k (a lane holds (x[k], x[k+1]) rounded to nearest
+// even, x[k] in the low half, the layout vdpbf16ps and tdpbf16ps read). Edges are zero-padded
+// in the panels and written through a small buffer.
 #include "CKernels.h"
 #include "BF16.h"
 #include "Dispatch.h"
@@ -20,6 +24,8 @@
 
 #if SDF_X86
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #define MR 12
@@ -50,16 +56,15 @@ SDF_INLINE float at(const float *x, long ld, int transposed, long row, long col)
     return transposed ? x[col * ld + row] : x[row * ld + col];
 }
 
-// Rows [i0, i0 + rows) and k range [p0, p0 + kc) of op(A) -> panels of MR rows, each row's
-// pairs contiguous: panel r holds pairs[MR][kp]; rows beyond `rows` and the odd k tail are zero.
-static void pack_a_generic(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *out) {
+// Rows [i0, i0 + rows) and k range [p0, p0 + kc) of op(A) -> panels of mr rows, each row's
+// pairs contiguous: panel r holds words[mr][depth] (depth >= ceil(kc / 2)); rows beyond `rows`,
+// the odd k tail and pairs beyond ceil(kc / 2) are zero.
+static void pack_a_generic(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, long depth, long mr, uint32_t *out) {
     long pairs = (kc + 1) / 2;
-    for (long r = 0; r < (rows + MR - 1) / MR * MR; r++) {
-        uint32_t *dst = out + r * pairs;
-        if (r >= rows) {
-            memset(dst, 0, (size_t)pairs * 4);
-            continue;
-        }
+    for (long r = 0; r < (rows + mr - 1) / mr * mr; r++) {
+        uint32_t *dst = out + r * depth;
+        memset(dst, 0, (size_t)depth * 4);
+        if (r >= rows) continue;
         for (long q = 0; q < pairs; q++) {
             long p = p0 + 2 * q;
             float x1 = 2 * q + 1 < kc ? at(a, lda, ta, i0 + r, p + 1) : 0;
@@ -69,12 +74,14 @@ static void pack_a_generic(const float *a, long lda, int ta, long i0, long rows,
 }
 
 // Columns [j0, j0 + cols) and k range [p0, p0 + kc) of op(B) -> panels of NR columns: panel c
-// holds pairs[kp][NR]; columns beyond `cols` and the odd k tail are zero.
-static void pack_b_generic(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, uint32_t *out) {
+// holds words[depth][NR]; columns beyond `cols`, the odd k tail and pairs beyond ceil(kc / 2) are zero.
+static void pack_b_generic(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, long depth, long mr, uint32_t *out) {
+    (void)mr;
     long pairs = (kc + 1) / 2;
     for (long c = 0; c < cols; c += NR) {
-        uint32_t *panel = out + (c / NR) * pairs * NR;
+        uint32_t *panel = out + (c / NR) * depth * NR;
         long width = cols - c < NR ? cols - c : NR;
+        memset(panel, 0, (size_t)(depth * NR) * 4);
         for (long q = 0; q < pairs; q++) {
             long p = p0 + 2 * q;
             uint32_t *dst = panel + q * NR;
@@ -82,24 +89,31 @@ static void pack_b_generic(const float *b, long ldb, int tb, long j0, long cols,
                 float x1 = 2 * q + 1 < kc ? at(b, ldb, tb, p + 1, j0 + c + j) : 0;
                 dst[j] = bf16_pair(at(b, ldb, tb, p, j0 + c + j), x1);
             }
-            for (long j = width; j < NR; j++) dst[j] = 0;
         }
     }
 }
 
 #if SDF_X86
 // pack_a_generic for row-major A (pairs along k are adjacent floats).
-SDF_BF16 static void pack_a_rows(const float *a, long lda, long i0, long rows, long p0, long kc, uint32_t *out) {
+SDF_BF16 static void pack_a_rows(const float *a, long lda, long i0, long rows, long p0, long kc, long depth, long mr, uint32_t *out) {
     long pairs = (kc + 1) / 2;
-    for (long r = 0; r < (rows + MR - 1) / MR * MR; r++) {
-        if (r < rows) sdf_bf16_row(a + (i0 + r) * lda + p0, kc, out + r * pairs);
-        else memset(out + r * pairs, 0, (size_t)pairs * 4);
+    for (long r = 0; r < (rows + mr - 1) / mr * mr; r++) {
+        uint32_t *dst = out + r * depth;
+        if (r < rows) {
+            sdf_bf16_row(a + (i0 + r) * lda + p0, kc, dst);
+            if (depth > pairs) memset(dst + pairs, 0, (size_t)(depth - pairs) * 4);
+        } else {
+            memset(dst, 0, (size_t)depth * 4);
+        }
     }
 }
 
 // pack_b_generic for row-major B: rows p and p + 1 are read as two streams and interleaved.
-SDF_BF16 static void pack_b_rows(const float *b, long ldb, long j0, long cols, long p0, long kc, uint32_t *out) {
+SDF_BF16 static void pack_b_rows(const float *b, long ldb, long j0, long cols, long p0, long kc, long depth, uint32_t *out) {
     long pairs = (kc + 1) / 2;
+    for (long c = 0; c < cols; c += NR) {
+        for (long q = pairs; q < depth; q++) memset(out + (c / NR) * depth * NR + q * NR, 0, NR * 4);
+    }
     for (long q = 0; q < pairs; q++) {
         const float *r0 = b + (p0 + 2 * q) * ldb + j0;
         int second = 2 * q + 1 < kc;
@@ -110,26 +124,24 @@ SDF_BF16 static void pack_b_rows(const float *b, long ldb, long j0, long cols, l
             __m512 x1 = second ? _mm512_maskz_loadu_ps(mask, r0 + ldb + c) : _mm512_setzero_ps();
             __m512i v = sdf_bf16_interleave(x0, x1);
             // Columns [c, c + 16) live in panel c / NR at column offset c % NR (zero beyond `cols`).
-            _mm512_storeu_si512(out + (c / NR) * pairs * NR + q * NR + c % NR, v);
+            _mm512_storeu_si512(out + (c / NR) * depth * NR + q * NR + c % NR, v);
         }
         if (cols % NR && cols % NR <= 16) {
             // The last panel's second half of 16 columns is all padding.
-            _mm512_storeu_si512(out + (cols / NR) * pairs * NR + q * NR + 16, _mm512_setzero_si512());
+            _mm512_storeu_si512(out + (cols / NR) * depth * NR + q * NR + 16, _mm512_setzero_si512());
         }
     }
 }
 
 // pack_b_generic for B given transposed (B[p][j] = b[j * ldb + p], a linear layer's weight):
 // each column's pairs are adjacent floats, converted 16 at a time and stored with stride NR.
-SDF_BF16 static void pack_b_columns(const float *b, long ldb, long j0, long cols, long p0, long kc, uint32_t *out) {
+SDF_BF16 static void pack_b_columns(const float *b, long ldb, long j0, long cols, long p0, long kc, long depth, uint32_t *out) {
     long pairs = (kc + 1) / 2;
     int odd = kc & 1;
     for (long j = 0; j < (cols + NR - 1) / NR * NR; j++) {
-        uint32_t *panel = out + (j / NR) * pairs * NR + j % NR;
-        if (j >= cols) {
-            for (long q = 0; q < pairs; q++) panel[q * NR] = 0;
-            continue;
-        }
+        uint32_t *panel = out + (j / NR) * depth * NR + j % NR;
+        for (long q = j < cols ? pairs : 0; q < depth; q++) panel[q * NR] = 0;
+        if (j >= cols) continue;
         const float *src = b + (j0 + j) * ldb + p0;
         for (long q = 0; q < pairs; q += 16) {
             long n = pairs - q < 16 ? pairs - q : 16;
@@ -142,18 +154,19 @@ SDF_BF16 static void pack_b_columns(const float *b, long ldb, long j0, long cols
 #endif
 
 #if SDF_X86
-SDF_BF16 static void pack_a_bf16(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *out) {
-    if (ta) pack_a_generic(a, lda, ta, i0, rows, p0, kc, out);
-    else pack_a_rows(a, lda, i0, rows, p0, kc, out);
+SDF_BF16 static void pack_a_bf16(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, long depth, long mr, uint32_t *out) {
+    if (ta) pack_a_generic(a, lda, ta, i0, rows, p0, kc, depth, mr, out);
+    else pack_a_rows(a, lda, i0, rows, p0, kc, depth, mr, out);
 }
 
-SDF_BF16 static void pack_b_bf16(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, uint32_t *out) {
-    if (tb) pack_b_columns(b, ldb, j0, cols, p0, kc, out);
-    else pack_b_rows(b, ldb, j0, cols, p0, kc, out);
+SDF_BF16 static void pack_b_bf16(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, long depth, long mr, uint32_t *out) {
+    (void)mr;
+    if (tb) pack_b_columns(b, ldb, j0, cols, p0, kc, depth, out);
+    else pack_b_rows(b, ldb, j0, cols, p0, kc, depth, out);
 }
 #endif
 
-// acc (MR x NR, row-major) -> C rows/cols within bounds: C = alpha * acc + beta * C.
+// acc (rows x NR, row-major) -> C rows/cols within bounds: C = alpha * acc + beta * C.
 static void store_tile(const float *acc, long rows, long cols, float alpha, float beta, float *c, long ldc) {
     for (long i = 0; i < rows; i++) {
         for (long j = 0; j < cols; j++) {
@@ -190,9 +203,11 @@ __attribute__((target("avx512f"))) SDF_INLINE void store_accumulators(
 
 // float32: rows [i0, i0 + rows) x k range [p0, p0 + kc) of op(A) -> panels of MR rows, each
 // row's kc values contiguous ([MR][kc], as the bfloat16 panels); zero beyond `rows`.
-SDF_AVX512 static void pack_a_f32(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, uint32_t *words) {
+SDF_AVX512 static void pack_a_f32(const float *a, long lda, int ta, long i0, long rows, long p0, long kc, long depth, long mr,
+                                  uint32_t *words) {
+    (void)depth;  // kc: float panels hold every k
     float *out = (float *)words;
-    for (long r = 0; r < (rows + MR - 1) / MR * MR; r++) {
+    for (long r = 0; r < (rows + mr - 1) / mr * mr; r++) {
         float *dst = out + r * kc;
         if (r >= rows) memset(dst, 0, (size_t)kc * 4);
         else if (!ta) memcpy(dst, a + (i0 + r) * lda + p0, (size_t)kc * 4);
@@ -201,7 +216,9 @@ SDF_AVX512 static void pack_a_f32(const float *a, long lda, int ta, long i0, lon
 }
 
 // float32: columns [j0, j0 + cols) x k range [p0, p0 + kc) of op(B) -> panels [kc][NR]; zero beyond `cols`.
-SDF_AVX512 static void pack_b_f32(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, uint32_t *words) {
+SDF_AVX512 static void pack_b_f32(const float *b, long ldb, int tb, long j0, long cols, long p0, long kc, long depth, long mr,
+                                  uint32_t *words) {
+    (void)depth, (void)mr;
     float *out = (float *)words;
     for (long c0 = 0; c0 < cols; c0 += NR) {
         float *panel = out + (c0 / NR) * kc * NR;
@@ -252,6 +269,68 @@ SDF_BF16 static void micro_avx512bf16(
     }
     store_accumulators(c0, c1, alpha, beta, c, ldc, rows, cols);
 }
+
+// AMX: tiles 0-3 hold the 32 x 32 block of C in float32 (rows 0-15 | 16-31 x columns 0-15 |
+// 16-31), tiles 4-5 A's two 16-row halves and 6-7 B's two 16-column halves, each 16 rows of
+// 64 bytes (16 pairs); the panels' depth is a multiple of 16 pairs.
+#define SDF_AMX __attribute__((target("amx-tile,amx-bf16,avx512f")))
+#define AMX_MR 32
+
+struct amx_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+};
+
+SDF_AMX static void amx_begin(void) {
+    struct amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.bytes_per_row[t] = 64;
+        config.rows[t] = 16;
+    }
+    _tile_loadconfig(&config);
+}
+
+SDF_AMX static void amx_end(void) { _tile_release(); }
+
+SDF_AMX static void micro_amx(const uint32_t *ap, const uint32_t *bp, long depth, float alpha, float beta, float *c, long ldc,
+                              long rows, long cols) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (long q = 0; q < depth; q += 16) {
+        _tile_loadd(4, ap + q, depth * 4);
+        _tile_loadd(5, ap + 16 * depth + q, depth * 4);
+        _tile_loadd(6, bp + q * NR, NR * 4);
+        _tile_loadd(7, bp + q * NR + 16, NR * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float acc[AMX_MR * NR];
+    _tile_stored(0, acc, NR * 4);
+    _tile_stored(1, acc + 16, NR * 4);
+    _tile_stored(2, acc + 16 * NR, NR * 4);
+    _tile_stored(3, acc + 16 * NR + 16, NR * 4);
+    store_tile(acc, rows, cols, alpha, beta, c, ldc);
+}
+
+// AMX-TILE and AMX-BF16 in CPUID leaf 7 (EDX bits 24 and 22), and Linux's permission to use
+// the tile data (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA), asked for once.
+static int amx_usable(void) {
+    static int state = -1;
+    if (state < 0) {
+        unsigned eax = 7, ebx = 0, ecx = 0, edx = 0;
+        __asm__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+        int cpu = (edx >> 24 & 1) && (edx >> 22 & 1) && sdf_gemm_bf16_available();
+        state = cpu && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+    }
+    return state;
+}
 #endif
 
 // Portable microkernel with the same rounding (bf16 products are exact in float32; only the
@@ -291,15 +370,20 @@ static uint32_t *reserve(uint32_t **buffer, size_t *capacity, size_t words) {
     return *buffer;
 }
 
-// One element type: its packing, microkernel, KC and whether panels hold bfloat16 pairs.
-typedef void (*pack_fn)(const float *x, long ld, int transposed, long first, long count, long p0, long kc, uint32_t *out);
+// One element type: its packing, microkernel, block sizes and whether panels hold bfloat16 pairs.
+// Packing writes `depth` words per row of a panel (zero beyond the slice) and pads A to `mr` rows.
+typedef void (*pack_fn)(const float *x, long ld, int transposed, long first, long count, long p0, long kc, long depth, long mr,
+                        uint32_t *out);
 typedef void (*micro_fn)(const uint32_t *ap, const uint32_t *bp, long depth, float alpha, float beta, float *c, long ldc,
                          long rows, long cols);
 struct gemm_kernel {
     pack_fn pack_a, pack_b;
     micro_fn micro;
-    long kc;    // k per slice
-    int pairs;  // panels hold pairs along k: depth = ceil(kc / 2) words
+    long kc;          // k per slice
+    long mr, mc;      // rows per microkernel tile and per packed block of A
+    int pairs;        // panels hold pairs along k: depth = ceil(kc / 2) words, rounded up to
+    long depth_step;  // a multiple of this
+    void (*begin)(void), (*end)(void);  // per call on the calling thread (AMX tile configuration), or NULL
 };
 
 static int gemm(const struct gemm_kernel *kernel, int trans_a, int trans_b, long m, long n, long k, float alpha,
@@ -310,43 +394,65 @@ static int gemm(const struct gemm_kernel *kernel, int trans_a, int trans_b, long
             for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return 0;
     }
-    long ncap = n < NC ? n : NC, mcap = m < MC ? m : MC;
-    long max_depth = kernel->pairs ? (kernel->kc + 1) / 2 : kernel->kc;
+    long mr = kernel->mr, mc = kernel->mc, step = kernel->depth_step;
+    long ncap = n < NC ? n : NC, mcap = m < mc ? m : mc;
+    long max_depth = ((kernel->pairs ? (kernel->kc + 1) / 2 : kernel->kc) + step - 1) / step * step;
     uint32_t *bp = reserve(&b_buffer, &b_capacity, (size_t)((ncap + NR - 1) / NR * NR) * max_depth);
-    uint32_t *ap = reserve(&a_buffer, &a_capacity, (size_t)((mcap + MR - 1) / MR * MR) * max_depth);
+    uint32_t *ap = reserve(&a_buffer, &a_capacity, (size_t)((mcap + mr - 1) / mr * mr) * max_depth);
     if (!bp || !ap) return -1;
+    if (kernel->begin) kernel->begin();
     for (long p0 = 0; p0 < k; p0 += kernel->kc) {
-        long kc = k - p0 < kernel->kc ? k - p0 : kernel->kc, depth = kernel->pairs ? (kc + 1) / 2 : kc;
+        long kc = k - p0 < kernel->kc ? k - p0 : kernel->kc;
+        long depth = ((kernel->pairs ? (kc + 1) / 2 : kc) + step - 1) / step * step;
         float step_beta = p0 == 0 ? beta : 1;  // later k slices accumulate onto C
         for (long j0 = 0; j0 < n; j0 += NC) {
             long cols = n - j0 < NC ? n - j0 : NC;
-            kernel->pack_b(b, ldb, trans_b, j0, cols, p0, kc, bp);
-            for (long i0 = 0; i0 < m; i0 += MC) {
-                long rows = m - i0 < MC ? m - i0 : MC;
-                kernel->pack_a(a, lda, trans_a, i0, rows, p0, kc, ap);
+            kernel->pack_b(b, ldb, trans_b, j0, cols, p0, kc, depth, mr, bp);
+            for (long i0 = 0; i0 < m; i0 += mc) {
+                long rows = m - i0 < mc ? m - i0 : mc;
+                kernel->pack_a(a, lda, trans_a, i0, rows, p0, kc, depth, mr, ap);
                 for (long jc = 0; jc < cols; jc += NR) {
                     const uint32_t *bpanel = bp + (jc / NR) * depth * NR;
                     long tile_cols = cols - jc < NR ? cols - jc : NR;
-                    for (long ic = 0; ic < rows; ic += MR) {
-                        long tile_rows = rows - ic < MR ? rows - ic : MR;
-                        kernel->micro(ap + (ic / MR) * depth * MR, bpanel, depth, alpha, step_beta,
+                    for (long ic = 0; ic < rows; ic += mr) {
+                        long tile_rows = rows - ic < mr ? rows - ic : mr;
+                        kernel->micro(ap + (ic / mr) * depth * mr, bpanel, depth, alpha, step_beta,
                                       c + (i0 + ic) * ldc + j0 + jc, ldc, tile_rows, tile_cols);
                     }
                 }
             }
         }
     }
+    if (kernel->end) kernel->end();
     return 0;
 }
 
 int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                   long ldb, float beta, float *c, long ldc) {
-    static const struct gemm_kernel portable = {pack_a_generic, pack_b_generic, micro_generic, 384, 1};
+    static const struct gemm_kernel portable = {pack_a_generic, pack_b_generic, micro_generic, 384, MR, MC, 1, 1, NULL, NULL};
 #if SDF_X86
-    static const struct gemm_kernel hardware = {pack_a_bf16, pack_b_bf16, micro_avx512bf16, 384, 1};
-    if (sdf_gemm_bf16_available()) return gemm(&hardware, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    static const struct gemm_kernel amx = {pack_a_bf16, pack_b_bf16, micro_amx, 512, AMX_MR, 128, 1, 16, amx_begin, amx_end};
+    if (amx_usable()) return gemm(&amx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (sdf_gemm_bf16_available()) return sdf_gemm_bf16_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
     return gemm(&portable, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+int sdf_gemm_bf16_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                         long ldb, float beta, float *c, long ldc) {
+#if SDF_X86
+    static const struct gemm_kernel hardware = {pack_a_bf16, pack_b_bf16, micro_avx512bf16, 384, MR, MC, 1, 1, NULL, NULL};
+    if (sdf_gemm_bf16_available()) return gemm(&hardware, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+    return -2;
+}
+
+int sdf_gemm_bf16_amx_available(void) {
+#if SDF_X86
+    return amx_usable();
+#else
+    return 0;
+#endif
 }
 
 int sdf_gemm_f32_available(void) {
@@ -360,7 +466,7 @@ int sdf_gemm_f32_available(void) {
 int sdf_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                  long ldb, float beta, float *c, long ldc) {
 #if SDF_X86
-    static const struct gemm_kernel avx512 = {pack_a_f32, pack_b_f32, micro_avx512f32, 256, 0};
+    static const struct gemm_kernel avx512 = {pack_a_f32, pack_b_f32, micro_avx512f32, 256, MR, MC, 0, 1, NULL, NULL};
     if (sdf_gemm_f32_available()) return gemm(&avx512, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
     return -2;

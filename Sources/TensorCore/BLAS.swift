@@ -3,8 +3,9 @@ import COpenBLAS
 import Foundation
 
 /// The arithmetic of `BLAS.sgemm`: exact float32 (OpenBLAS), or operands rounded to bfloat16
-/// with float32 accumulation (`sdf_gemm_bf16`, AVX-512 BF16), about 3 significant digits per
-/// product and up to twice the speed. Set once at start (`--fast`, `SDFLOW_GEMM=bfloat16`).
+/// with float32 accumulation (`sdf_gemm_bf16`: AMX tiles or AVX-512 BF16), about 3 significant
+/// digits per product and up to twice (AMX: several times) the speed. Set once at start
+/// (`--fast` where it measured faster, `SDFLOW_GEMM=bfloat16`).
 public enum GEMMPrecision: String, Sendable {
     case float32
     case bfloat16
@@ -33,13 +34,17 @@ public enum BLAS {
         ProcessInfo.processInfo.environment["SDFLOW_GEMM"].flatMap(GEMMPrecision.init(rawValue:)) ?? .float32
     }()
 
+    /// Whether the bfloat16 GEMM runs on AMX tiles.
+    @usableFromInline static let amx = sdf_gemm_bf16_amx_available() != 0
+
     /// The kernel set OpenBLAS chose when it loaded, e.g. "Zen", "Haswell", "SkylakeX".
     public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
     /// The kernels in use on this CPU, in one line (`sdflow --version`, `bench ops`).
     public static var kernelSummary: String {
         "\(String(cString: sdf_kernel_set())) vector kernels, float32 GEMM \(float32Kernel.rawValue) (OpenBLAS \(openBLASCore) kernels), "
-            + "bfloat16 in hardware: \(GEMMPrecision.bfloat16InHardware ? "yes" : "no"), \(Parallel.threadCount) threads"
+            + "bfloat16 in hardware: \(GEMMPrecision.bfloat16InHardware ? sdf_gemm_bf16_amx_available() != 0 ? "yes (AMX tiles)" : "yes" : "no"), "
+            + "\(Parallel.threadCount) threads"
     }
 
     /// Who multiplies float32 matrices (the bfloat16 fast mode aside). Defaults to our AVX-512
@@ -64,7 +69,7 @@ public enum BLAS {
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.
     /// `parallel: false` keeps the product on the calling thread (inside parallel loops); `kernel`
-    /// overrides `float32Kernel` for this product (to time the candidates).
+    /// and `precision` override `float32Kernel` and `BLAS.precision` for this product (to time the candidates).
     @inlinable
     public static func sgemm(
         transposeA: Bool = false, transposeB: Bool = false,
@@ -74,27 +79,27 @@ public enum BLAS {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
         c: UnsafeMutablePointer<Float>, ldc: Int,
-        parallel: Bool = true, kernel: Float32Kernel? = nil
+        parallel: Bool = true, kernel: Float32Kernel? = nil, precision: GEMMPrecision? = nil
     ) {
         guard m > 0, n > 0 else { return }
         let threads = Parallel.threadCount
-        let kernel = kernel ?? float32Kernel
+        let kernel = kernel ?? float32Kernel, precision = precision ?? self.precision
         guard parallel, threads > 1, 2 * m * n * k >= parallelFLOPs else {
-            return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kernel)
+            return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kernel, precision)
         }
         if n >= m {
             // Column blocks (multiples of 16): each thread packs all of op(A) and its share of op(B).
             let block = (n / threads + 15) / 16 * 16
             Parallel.forEach((n + block - 1) / block) { i in
                 let j = i * block, width = Swift.min(block, n - j)
-                serial(transposeA, transposeB, m, width, k, alpha, a, lda, b + (transposeB ? j * ldb : j), ldb, beta, c + j, ldc, kernel)
+                serial(transposeA, transposeB, m, width, k, alpha, a, lda, b + (transposeB ? j * ldb : j), ldb, beta, c + j, ldc, kernel, precision)
             }
         } else {
             // Row blocks (multiples of 8): each thread packs all of op(B) and its share of op(A).
             let block = (m / threads + 7) / 8 * 8
             Parallel.forEach((m + block - 1) / block) { i in
                 let r = i * block, height = Swift.min(block, m - r)
-                serial(transposeA, transposeB, height, n, k, alpha, a + (transposeA ? r : r * lda), lda, b, ldb, beta, c + r * ldc, ldc, kernel)
+                serial(transposeA, transposeB, height, n, k, alpha, a + (transposeA ? r : r * lda), lda, b, ldb, beta, c + r * ldc, ldc, kernel, precision)
             }
         }
     }
@@ -102,10 +107,11 @@ public enum BLAS {
     @usableFromInline
     static func serial(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
-                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ kernel: Float32Kernel) {
+                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ kernel: Float32Kernel, _ precision: GEMMPrecision) {
         // Rounding packs both operands into bfloat16 pairs; for thin products (the UNet's 8x8
-        // convolutions, time embeddings) converting the weights costs more than it saves.
-        if precision == .bfloat16 && m >= 16 && n >= 128 {
+        // convolutions, time embeddings) converting the weights costs more than it saves, except
+        // on AMX tiles, which multiply many times faster than float32 FMA.
+        if precision == .bfloat16 && m >= 16 && n >= (amx ? 32 : 128) {
             let status = sdf_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             precondition(status == 0, "sgemm: out of memory for the bfloat16 packing buffers")
             return

@@ -1,14 +1,17 @@
 import CKernels
 import Foundation
+import Synchronization
 
 /// Kernel choices made by timing the candidates on this machine, kept the way FFTW keeps its
 /// "wisdom": measured once per machine (CPU model, thread count, OpenBLAS kernels, build) and
 /// saved as JSON, so later runs start with the faster kernels without measuring again.
 ///
-/// Today's choice is the float32 GEMM: OpenBLAS's or ours (AVX-512 FMA), which only differ on
-/// CPUs with AVX-512; which one is faster depends on the CPU and the OpenBLAS build (ours on a
-/// Zen 4 with OpenBLAS pinned to AVX2 kernels, OpenBLAS's SkylakeX kernels on some Xeons).
-/// Both compute exact float32 products, so either stays within the exact mode's bounds.
+/// Two kinds of choices: the float32 GEMM (OpenBLAS's or ours with AVX-512 FMA, timed on an SD
+/// 1.x UNet's matrix products when a model workflow first runs), and per shape the way a layer is
+/// computed (3x3 convolutions: im2col + GEMM or Winograd; attention: the query block size), timed
+/// on the shapes the loaded model really has the first time each one runs (`tuned`). Every
+/// candidate of the exact mode computes float32 results within its bounds against diffusers; the
+/// fast mode's candidates are at most as far off as its documented Winograd F(4x4,3x3) and bfloat16.
 public enum KernelTuning {
     /// A decision and the measurements behind it.
     public struct Choice: Codable, Sendable, Equatable {
@@ -18,17 +21,50 @@ public enum KernelTuning {
         public var float32Kernel: String
         /// Seconds per candidate for the shapes below (best of the repeats).
         public var seconds: [String: Double]
+        /// The per-shape choices, by shape key (`tuned`); missing in files from before them.
+        public var shapes: [String: ShapeChoice]?
 
-        public init(machine: String, float32Kernel: String, seconds: [String: Double]) {
+        public init(machine: String, float32Kernel: String, seconds: [String: Double], shapes: [String: ShapeChoice]? = nil) {
             self.machine = machine
             self.float32Kernel = float32Kernel
             self.seconds = seconds
+            self.shapes = shapes
         }
+
+        /// Whether the fast mode's bfloat16 GEMM measured faster than the float32 one chosen (on
+        /// Zen 4 and 5 vdpbf16ps doubles the multiply-add rate; on Xeons up to Emerald Rapids it
+        /// does not, and converting the operands to bfloat16 makes it slower than float32).
+        public var bfloat16Pays: Bool {
+            guard let bf16 = seconds[GEMMPrecision.bfloat16.rawValue], let f32 = seconds[float32Kernel] else { return false }
+            return bf16 < f32
+        }
+
+        /// The GEMM precision of the fast mode on this machine.
+        public var fastPrecision: GEMMPrecision { bfloat16Pays ? .bfloat16 : .float32 }
 
         /// "avx512 (measured: openblas 12.1 ms, avx512 9.8 ms)".
         public var summary: String {
             let times = seconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value * 1000)) ms" }
-            return times.isEmpty ? "\(float32Kernel) (the only candidate on this CPU)" : "\(float32Kernel) (measured: \(times.joined(separator: ", ")))"
+            guard !times.isEmpty else { return "\(float32Kernel) (the only candidate on this CPU)" }
+            let fast = seconds[GEMMPrecision.bfloat16.rawValue] == nil ? "" : bfloat16Pays ? "; --fast multiplies in bfloat16" : "; --fast keeps float32 GEMMs (bfloat16 measured slower)"
+            return "\(float32Kernel) (measured: \(times.joined(separator: ", ")))\(fast)"
+        }
+    }
+
+    /// The kernel chosen for one shape of one layer kind, and the seconds each candidate took on it.
+    public struct ShapeChoice: Codable, Sendable, Equatable {
+        public var kernel: String
+        public var seconds: [String: Double]
+
+        public init(kernel: String, seconds: [String: Double]) {
+            self.kernel = kernel
+            self.seconds = seconds
+        }
+
+        /// "winograd (direct 97.7 ms, winograd 56.8 ms)".
+        public var summary: String {
+            "\(kernel) (" + seconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value * 1000)) ms" }
+                .joined(separator: ", ") + ")"
         }
     }
 
@@ -61,9 +97,13 @@ public enum KernelTuning {
     /// The candidates on this CPU.
     static var candidates: [Float32Kernel] { sdf_gemm_f32_available() != 0 ? [.openBLAS, .avx512] : [.openBLAS] }
 
-    /// Times every candidate on `shapes` (best of `repeats`) and picks the fastest.
+    /// Times every candidate on `shapes` (best of `repeats`) and picks the fastest; on CPUs with
+    /// AVX-512 BF16 also times the fast mode's bfloat16 GEMM, which it uses only where that is
+    /// faster than the float32 choice (`bfloat16Pays`).
     public static func measure(repeats: Int = 3) -> Choice {
-        let kernels = candidates
+        let kernels: [(name: String, kernel: Float32Kernel, precision: GEMMPrecision)] =
+            candidates.map { ($0.rawValue, $0, .float32) }
+            + (GEMMPrecision.bfloat16InHardware ? [(GEMMPrecision.bfloat16.rawValue, .openBLAS, .bfloat16)] : [])
         guard kernels.count > 1 else { return Choice(machine: machine, float32Kernel: Float32Kernel.openBLAS.rawValue, seconds: [:]) }
         let operands = shapes.map { shape in
             (a: Tensor.randomForTuning(shape.m * shape.k), b: Tensor.randomForTuning(shape.k * shape.n),
@@ -73,17 +113,17 @@ public enum KernelTuning {
         var seconds: [String: Double] = [:]
         // Alternate the candidates, so that a slow moment of the machine does not favour one.
         for _ in 0..<repeats {
-            for kernel in kernels {
+            for candidate in kernels {
                 let start = DispatchTime.now().uptimeNanoseconds
                 for (shape, operand) in zip(shapes, operands) {
                     BLAS.sgemm(m: shape.m, n: shape.n, k: shape.k, a: operand.a.pointer, lda: shape.k, b: operand.b.pointer, ldb: shape.n,
-                               c: operand.c, ldc: shape.n, kernel: kernel)
+                               c: operand.c, ldc: shape.n, kernel: candidate.kernel, precision: candidate.precision)
                 }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                seconds[kernel.rawValue] = Swift.min(seconds[kernel.rawValue] ?? .infinity, elapsed)
+                seconds[candidate.name] = Swift.min(seconds[candidate.name] ?? .infinity, elapsed)
             }
         }
-        let fastest = kernels.min { seconds[$0.rawValue]! < seconds[$1.rawValue]! }!
+        let fastest = candidates.min { seconds[$0.rawValue]! < seconds[$1.rawValue]! }!
         return Choice(machine: machine, float32Kernel: fastest.rawValue, seconds: seconds)
     }
 
@@ -96,7 +136,8 @@ public enum KernelTuning {
     /// The choice kept in `file` for this machine, if there is one (nothing is measured).
     public static func kept(file: String) -> Choice? {
         guard let kept = keptChoices(file: file)[machine], kept.machine == machine,
-              candidates.map(\.rawValue).contains(kept.float32Kernel) else { return nil }
+              candidates.map(\.rawValue).contains(kept.float32Kernel),
+              !GEMMPrecision.bfloat16InHardware || kept.seconds[GEMMPrecision.bfloat16.rawValue] != nil else { return nil }
         return kept
     }
 
@@ -108,28 +149,119 @@ public enum KernelTuning {
         if !remeasure, let kept = kept(file: file) { return (kept, false) }
         let measured = measure(repeats: repeats)
         var choices = keptChoices(file: file)
-        choices[measured.machine] = measured
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? encoder.encode(choices) {
-            try? FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try? AtomicFile.write(data, to: file)
-        }
+        choices[measured.machine] = measured  // per-shape choices are measured again with the new GEMM
+        save(choices, to: file)
         return (measured, true)
     }
 
     /// Why the float32 GEMM in use was chosen (`bench ops` prints it).
     nonisolated(unsafe) public private(set) static var reason = "default (not measured)"
 
-    /// Uses a choice, unless `SDFLOW_SGEMM` chose the kernel.
+    /// Uses a choice: its float32 GEMM (unless `SDFLOW_SGEMM` chose one), and in the fast mode
+    /// bfloat16 GEMMs only where they measured faster (unless `SDFLOW_GEMM` chose the precision).
     public static func apply(_ choice: Choice, from file: String) {
-        if let explicit = ProcessInfo.processInfo.environment["SDFLOW_SGEMM"], !explicit.isEmpty {
+        let environment = ProcessInfo.processInfo.environment
+        if BLAS.precision == .bfloat16, (environment["SDFLOW_GEMM"] ?? "").isEmpty { BLAS.precision = choice.fastPrecision }
+        if let explicit = environment["SDFLOW_SGEMM"], !explicit.isEmpty {
             reason = "SDFLOW_SGEMM=\(explicit)"
             return
         }
         guard let kernel = Float32Kernel(rawValue: choice.float32Kernel) else { return }
         BLAS.float32Kernel = kernel
         reason = "\(choice.summary), kept in \(file)"
+    }
+
+    // MARK: Per-shape choices
+
+    /// The per-shape choices known to a process (or to a task, `withShapeTuning`) and the file
+    /// they are kept in; without a file per-shape tuning is off (tests, library users that never
+    /// call `startShapeTuning`) and every layer uses its default kernel.
+    final class ShapeTable: Sendable {
+        struct State {
+            var file: String?
+            var kept: [String: ShapeChoice] = [:]
+            /// Shapes measured so far.
+            var measured = 0
+        }
+        let state: Mutex<State>
+        init(file: String? = nil, kept: [String: ShapeChoice] = [:]) { state = Mutex(State(file: file, kept: kept)) }
+    }
+    static let processTable = ShapeTable()
+    @TaskLocal static var table = processTable
+
+    /// From now on, shapes whose kernel is not in `choice` are measured on first use and added to
+    /// `file` (this machine's entry; `choice` is the one `choice(file:)` returned).
+    /// Debug builds keep their defaults: their timings say little about a release build's, and their
+    /// tests stay deterministic (per-shape candidates agree only to rounding).
+    public static func startShapeTuning(_ choice: Choice, file: String) {
+        #if !DEBUG
+        processTable.state.withLock { $0 = ShapeTable.State(file: file, kept: choice.shapes ?? [:]) }
+        #endif
+    }
+
+    /// Runs `body` with per-shape tuning into `file` for this task only (tests).
+    public static func withShapeTuning<R>(file: String, _ body: () throws -> R) rethrows -> R {
+        let kept = keptChoices(file: file)[machine]?.shapes ?? [:]
+        return try $table.withValue(ShapeTable(file: file, kept: kept), operation: body)
+    }
+
+    /// How many shapes have been measured so far (`bench model` runs a repetition again when it
+    /// measured kernels, so that no row's time includes measuring).
+    public static var measuredShapes: Int { table.state.withLock { $0.measured } }
+
+    /// The per-shape choices in use, by shape key.
+    public static var shapeChoices: [String: ShapeChoice] { table.state.withLock { $0.kept } }
+
+    /// Runs `body` with the kernel chosen for `key`. With per-shape tuning on (`apply`) and no choice
+    /// kept for `key`, times every candidate on this very call instead (each candidate does the work;
+    /// calls under 20 ms are repeated up to three times, alternating), keeps the fastest in the
+    /// choice file and returns its result. Off, or with one candidate, it is `body(candidates[0])`.
+    /// `candidates` are `String` raw values; the first is the default.
+    static func tuned<Result>(_ key: String, candidates: [String], _ body: (String) -> Result) -> Result {
+        let table = table
+        let (file, kept) = table.state.withLock { ($0.file, $0.kept[key]) }
+        if let kept, candidates.contains(kept.kernel) { return body(kept.kernel) }
+        guard let file, candidates.count > 1 else { return body(candidates[0]) }
+        var seconds: [String: Double] = [:]
+        var best: (kernel: String, result: Result)?
+        for round in 0..<3 {
+            for candidate in candidates {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let result = body(candidate)
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                seconds[candidate] = Swift.min(seconds[candidate] ?? .infinity, elapsed)
+                if best == nil || seconds[candidate]! < seconds[best!.kernel]! || candidate == best!.kernel {
+                    best = (candidate, result)
+                }
+            }
+            if round == 0 && seconds.values.max()! >= 0.02 { break }
+        }
+        let chosen = ShapeChoice(kernel: best!.kernel, seconds: seconds)
+        table.state.withLock {
+            $0.kept[key] = chosen
+            $0.measured += 1
+        }
+        keep(key, chosen, in: file)
+        return best!.result
+    }
+
+    /// Adds one per-shape choice to this machine's entry in `file` (read again first, so that other
+    /// processes' additions stay). A file that cannot be written only costs measuring again.
+    private static func keep(_ key: String, _ shape: ShapeChoice, in file: String) {
+        var choices = keptChoices(file: file)
+        guard var mine = choices[machine] else { return }
+        mine.shapes = (mine.shapes ?? [:]).merging([key: shape]) { _, new in new }
+        choices[machine] = mine
+        save(choices, to: file)
+    }
+
+    private static func save(_ choices: [String: Choice], to file: String) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let data = try? encoder.encode(choices) {
+            try? FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try? AtomicFile.write(data, to: file)
+        }
     }
 }
 

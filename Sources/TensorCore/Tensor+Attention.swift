@@ -25,11 +25,13 @@ extension Tensor {
     /// t attends to keys 0...t only (as in CLIP's text encoder).
     ///
     /// Each head's keys are packed into panels and its values padded once; then blocks of
-    /// `queryChunk` query rows (default 48) are processed independently and in parallel: the
+    /// `queryChunk` query rows (default: the size measured fastest for the shape among 24, 48 and
+    /// 96, `KernelTuning.tuned`; 48 unmeasured) are processed independently and in parallel: the
     /// block's scores (rows x S) by a register-blocked kernel, the softmax in place while the
     /// block is in cache, and the product with V by a second kernel. So a 4096-token
-    /// self-attention never holds a 4096 x 4096 matrix: at most threads x 48 x S scores exist.
-    /// `precision` (default `BLAS.precision`) `.bfloat16` multiplies in bfloat16 where the CPU can.
+    /// self-attention never holds a 4096 x 4096 matrix: at most threads x block x S scores exist.
+    /// `precision` (default `BLAS.precision`) `.bfloat16` multiplies in bfloat16 where the CPU can
+    /// (unless float32 measured faster for the shape).
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
                                  causal: Bool = false, queryChunk: Int? = nil, precision: GEMMPrecision? = nil) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.rank == 3,
@@ -39,17 +41,85 @@ extension Tensor {
         precondition(key.shape[0] == batch && value.shape[0] == batch && key.shape[2] == c && value.shape[1] == s,
                      "attention: shapes \(query.shape), \(key.shape), \(value.shape) do not fit")
         precondition(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
+        FLOPCounter.add(2 * Double(batch * heads) * Double(t) * Double(s) * Double(c / heads + cv / heads))
+        let bf16 = (precision ?? BLAS.precision) == .bfloat16 && GEMMPrecision.bfloat16InHardware
+        if let queryChunk {
+            return attention(query: query, key: key, value: value, heads: heads, causal: causal, queryChunk: queryChunk, bf16: bf16)
+        }
+        // The query block size measured fastest for this shape (`KernelTuning.tuned`), 48 where
+        // nothing is measured; in bfloat16 also the float32 kernels, which are faster on CPUs
+        // whose vdpbf16ps does no more than FMA (Intel Xeons).
+        // Also "gemm": the two products as `BLAS.sgemm` calls on blocks of 256 queries, which
+        // wins where the GEMM is much faster than the fused kernels (AMX tiles in the fast mode).
+        let sizes = [48] + [96, 24].filter { $0 < t }
+        let candidates = (bf16 ? sizes.map { "\($0) bfloat16" } : []) + sizes.map(String.init) + (t >= 256 && s >= 256 ? ["gemm"] : [])
+        let shapeKey = "attention \(bf16 ? "bfloat16" : "float32") \(batch)x\(heads) heads, \(t) x \(s) tokens, d \(c / heads)/\(cv / heads)"
+            + (causal ? " causal" : "")
+        return KernelTuning.tuned(shapeKey, candidates: candidates) { candidate in
+            if candidate == "gemm" { return attentionByGEMM(query: query, key: key, value: value, heads: heads, causal: causal) }
+            let words = candidate.split(separator: " ")
+            return attention(query: query, key: key, value: value, heads: heads, causal: causal, queryChunk: Int(words[0]) ?? 48,
+                             bf16: words.count > 1)
+        }
+    }
+
+    /// `attention` as GEMMs: per (batch, head) and block of `block` queries, scores = Q K^T
+    /// scaled (rows x S), the softmax's exponentials in place, then (rows x S) x V and the division
+    /// by the row sums. Each thread holds one block's scores (256 x 4096 floats: 4 MB). The
+    /// products run in `BLAS.precision`.
+    public static func attentionByGEMM(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false, block: Int = 256) -> Tensor {
+        let (batch, t, c) = (query.shape[0], query.shape[1], query.shape[2])
+        let s = key.shape[1], cv = value.shape[2]
+        let d = c / heads, dv = cv / heads
+        let scale = 1 / Float(d).squareRoot()
+        var result = Tensor(uninitialized: [batch, t, cv])
+        let out = result.mutablePointer()
+        let q0 = query.pointer, k0 = key.pointer, v0 = value.pointer
+        let blocks = (t + block - 1) / block
+        Parallel.forRanges(batch * heads * blocks) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * s)
+            let sums = UnsafeMutablePointer<Float>.allocate(capacity: block)
+            defer { scores.deallocate(); sums.deallocate() }
+            for job in range {
+                let pair = job / blocks, t0 = (job % blocks) * block
+                let rows = Swift.min(block, t - t0)
+                let b = pair / heads, h = pair % heads
+                // (rows, d) x (S, d)^T -> (rows, S), scaled
+                BLAS.sgemm(transposeB: true, m: rows, n: s, k: d, alpha: scale, a: q0 + (b * t + t0) * c + h * d, lda: c,
+                           b: k0 + b * s * c + h * d, ldb: c, c: scores, ldc: s, parallel: false)
+                for r in 0..<rows {
+                    let row = scores + r * s
+                    let visible = causal ? Swift.min(s, t0 + r + 1) : s
+                    sdf_softmax_exp(row, visible, sums + r)
+                    if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
+                }
+                // (rows, S) x (S, dv) -> (rows, dv) in this head's columns, then normalised
+                let target = out + (b * t + t0) * cv + h * dv
+                BLAS.sgemm(m: rows, n: dv, k: s, a: scores, lda: s, b: v0 + b * s * cv + h * dv, ldb: cv, c: target, ldc: cv,
+                           parallel: false)
+                for r in 0..<rows {
+                    let inverse = 1 / sums[r], row = target + r * cv
+                    for j in 0..<dv { row[j] *= inverse }
+                }
+            }
+        }
+        return result
+    }
+
+    /// `attention` with its query block size decided.
+    private static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool, queryChunk: Int,
+                                  bf16: Bool) -> Tensor {
+        let (batch, t, c) = (query.shape[0], query.shape[1], query.shape[2])
+        let s = key.shape[1], cv = value.shape[2]
         let d = c / heads, dv = cv / heads, dvPadded = (dv + 47) / 48 * 48
         let keyBlocks = (s + 31) / 32, stride = keyBlocks * 32 + 16  // rows padded off powers of two
         let scale = 1 / Float(d).squareRoot()
-        FLOPCounter.add(2 * Double(batch * heads) * Double(t) * Double(s) * Double(d + dv))
         var result = Tensor(uninitialized: [batch, t, cv])
         let out = result.mutablePointer()
         let q0 = query.pointer, k0 = key.pointer, v0 = value.pointer
         let pairs = batch * heads
         // The fast mode multiplies in bfloat16: operands are packed as pairs of 16-bit values
         // along the reduced axis (d for the scores, S for the values), one 32-bit word per pair.
-        let bf16 = (precision ?? BLAS.precision) == .bfloat16 && GEMMPrecision.bfloat16InHardware
         let keyWords = keyBlocks * 32 * (bf16 ? (d + 1) / 2 : d), valueWords = (bf16 ? (s + 1) / 2 : s) * dvPadded
 
         // Per (batch, head): the keys packed in panels of 32 and V padded to (S x dvPadded).
@@ -74,7 +144,7 @@ extension Tensor {
         }
 
         // Blocks of query rows (a multiple of the kernels' 12- and 8-row tiles), in parallel.
-        let chunk = Swift.max(1, Swift.min(t, queryChunk ?? 48))
+        let chunk = Swift.max(1, Swift.min(t, queryChunk))
         let blocks = (t + chunk - 1) / chunk
         Parallel.forRanges(pairs * blocks) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * stride)

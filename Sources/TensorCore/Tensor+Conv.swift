@@ -27,8 +27,10 @@ extension Tensor {
     /// multiply each band with one GEMM: (O, C*KH*KW) x (C*KH*KW, rows*OW); batches of small
     /// images unfold into one matrix (up to 3 x `bandFloats`) and share one GEMM. `bandFloats`
     /// bounds the unfolded band or Winograd's transformed tiles (default 4M floats, 16 MB). 3x3
-    /// convolutions with stride 1 and padding 1 use `mode`; without one, `ConvolutionMode.current`
-    /// where Winograd pays (at least 1024 output pixels over the batch) and im2col elsewhere.
+    /// convolutions with stride 1 and padding 1 use `mode`; without one, the algorithm measured
+    /// fastest for this shape among `ConvolutionMode.current.candidates` (`KernelTuning.tuned`),
+    /// or where nothing is measured, `ConvolutionMode.current` where Winograd pays (at least 1024
+    /// output pixels over the batch) and im2col elsewhere.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
                        bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
@@ -41,11 +43,31 @@ extension Tensor {
         if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
 
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
+        let winogradShape = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1)
+        if let mode { return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode) }
+        guard winogradShape else {
+            return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: .direct)
+        }
+        // Unmeasured, small images (the UNet's 16x16 and 8x8 levels at 512x512) use im2col:
+        // transforming the large filters costs about as much as Winograd saves in the GEMMs.
+        let modes = ConvolutionMode.current.candidates
+        var preferred = n * h * w >= 1024 ? modes : modes.reversed()
+        if ConvolutionMode.forced { preferred = [preferred[0]] }
+        let key = "conv3x3 \(ConvolutionMode.current.rawValue)/\(BLAS.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
+        return KernelTuning.tuned(key, candidates: preferred.map(\.rawValue)) { name in
+            convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
+                     mode: ConvolutionMode(rawValue: name) ?? .direct)
+        }
+    }
+
+    /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
+    private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode) -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        let oh = (h + padding.top + padding.bottom - kh) / stride + 1
+        let ow = (w + padding.left + padding.right - kw) / stride + 1
         var result = Tensor(uninitialized: [n, o, oh, ow])
         let out = result.mutablePointer()
-        // On small images (the UNet's 16x16 and 8x8 levels at 512x512) transforming the large
-        // filters costs about as much as Winograd saves in the GEMMs.
-        let mode = mode ?? (n * h * w >= 1024 ? ConvolutionMode.current : .direct)
         if kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
             winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, into: out)
             return result
@@ -121,9 +143,22 @@ public enum ConvolutionMode: String, Sendable, CaseIterable {
     case winograd
     case fast
 
+    /// Whether `SDFLOW_CONV` chose the mode: then nothing is chosen by measuring.
+    static let forced = ProcessInfo.processInfo.environment["SDFLOW_CONV"].flatMap(ConvolutionMode.init(rawValue:)) != nil
+
     nonisolated(unsafe) public static var current: ConvolutionMode = {
         ProcessInfo.processInfo.environment["SDFLOW_CONV"].flatMap(ConvolutionMode.init(rawValue:)) ?? .winograd
     }()
+
+    /// The algorithms this mode may choose between by measuring, its own first: the exact mode's
+    /// are exact, the fast mode's at most as far off as F(4x4,3x3).
+    var candidates: [ConvolutionMode] {
+        switch self {
+        case .direct: return [.direct]
+        case .winograd: return [.winograd, .direct]
+        case .fast: return [.fast, .winograd, .direct]
+        }
+    }
 
     var winogradTile: Int? {
         switch self {

@@ -83,6 +83,11 @@ struct OpsBenchmark {
         report("attention 4096 tokens 8x40 heads", seconds: attention, flop: attentionFlop)
         report("sgemm QK^T + PV, 8 heads, unfused", seconds: scoreGemm, flop: attentionFlop)
         print(String(format: "attention / sgemm rate: %.0f%%", 100 * scoreGemm / attention))
+        let shapes = KernelTuning.shapeChoices
+        if !shapes.isEmpty {
+            print("kernels chosen per shape on this machine (measured on first use):")
+            for (key, choice) in shapes.sorted(by: { $0.key < $1.key }) { print("  \(key): \(choice.summary)") }
+        }
     }
 
     private func random(_ shape: [Int]) -> Tensor {

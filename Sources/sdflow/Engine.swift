@@ -35,10 +35,12 @@ enum Engine {
     static var kernelChoiceFile: String { ResultCache.defaultFolder + "/kernels.json" }
 
     /// Uses the kernels measured fastest on this machine, measuring them first if this machine
-    /// (CPU, threads, OpenBLAS, build) has no choice kept yet; says so unless `quiet`.
+    /// (CPU, threads, OpenBLAS, build) has no choice kept yet (says so unless `quiet`); layer
+    /// shapes not measured yet are measured the first time they run.
     static func chooseKernels(quiet: Bool) {
         let (choice, measuredNow) = KernelTuning.choice(file: kernelChoiceFile)
         KernelTuning.apply(choice, from: kernelChoiceFile)
+        KernelTuning.startShapeTuning(choice, file: kernelChoiceFile)
         if measuredNow && !quiet {
             FileHandle.standardError.write(Data("kernels measured on this machine: float32 GEMM \(choice.summary); kept in \(kernelChoiceFile)\n".utf8))
         }

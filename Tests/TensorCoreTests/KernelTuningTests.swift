@@ -13,10 +13,13 @@ import Testing
         let first = KernelTuning.choice(file: file, repeats: 1)
         #expect(first.measuredNow && first.choice.machine == KernelTuning.machine)
         #expect(Float32Kernel(rawValue: first.choice.float32Kernel) != nil)
-        // Every candidate timed (two with AVX-512, none to time without), and the fastest chosen.
-        if let fastest = first.choice.seconds.min(by: { $0.value < $1.value }) {
-            #expect(first.choice.seconds.count == 2 && first.choice.seconds.values.allSatisfy { $0 > 0 })
+        // Every candidate timed (two float32 GEMMs with AVX-512, none to time without, and the
+        // bfloat16 one with AVX-512 BF16), and the fastest float32 GEMM chosen.
+        let float32 = first.choice.seconds.filter { Float32Kernel(rawValue: $0.key) != nil }
+        if let fastest = float32.min(by: { $0.value < $1.value }) {
+            #expect(float32.count == 2 && first.choice.seconds.values.allSatisfy { $0 > 0 })
             #expect(fastest.key == first.choice.float32Kernel)
+            #expect((first.choice.seconds["bfloat16"] != nil) == GEMMPrecision.bfloat16InHardware)
         }
         let again = KernelTuning.choice(file: file, repeats: 1)
         #expect(!again.measuredNow && again.choice == first.choice)
@@ -47,5 +50,71 @@ import Testing
         KernelTuning.apply(choice, from: file)
         #expect(BLAS.float32Kernel.rawValue == choice.float32Kernel)
         #expect(KernelTuning.reason.contains(file) && KernelTuning.reason.contains(choice.float32Kernel))
+    }
+
+    @Test func theFastModeMultipliesInBfloat16OnlyWhereThatMeasuredFaster() {
+        let machine = KernelTuning.machine
+        let slower = KernelTuning.Choice(machine: machine, float32Kernel: "avx512", seconds: ["avx512": 0.008, "openblas": 0.035, "bfloat16": 0.015])
+        let faster = KernelTuning.Choice(machine: machine, float32Kernel: "openblas", seconds: ["avx512": 0.024, "openblas": 0.023, "bfloat16": 0.012])
+        let unmeasured = KernelTuning.Choice(machine: machine, float32Kernel: "openblas", seconds: [:])
+        #expect(slower.fastPrecision == .float32 && slower.summary.contains("bfloat16 measured slower"))
+        #expect(faster.fastPrecision == .bfloat16 && faster.summary.contains("multiplies in bfloat16"))
+        #expect(unmeasured.fastPrecision == .float32)
+    }
+
+    @Test func aConvolutionShapeIsMeasuredOnFirstUseAndKept() throws {
+        let file = folder.file("shapes/kernels.json")
+        _ = KernelTuning.choice(file: file, repeats: 1)  // this machine's entry
+        let x = Tensor.random([1, 8, 32, 32], seed: 1), w = Tensor.random([16, 8, 3, 3], seed: 2), b = Tensor.random([16], seed: 3)
+        let (first, chosen) = try KernelTuning.withShapeTuning(file: file) {
+            let y = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1))
+            #expect(KernelTuning.measuredShapes == 1)
+            let shapes = KernelTuning.shapeChoices
+            let choice = try #require(shapes.values.first)
+            // Both exact candidates timed; the fastest chosen; its result returned.
+            #expect(shapes.count == 1 && Set(choice.seconds.keys) == ["winograd", "direct"])
+            #expect(choice.seconds[choice.kernel] == choice.seconds.values.min())
+            _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1))
+            #expect(KernelTuning.measuredShapes == 1)  // measured once
+            return (y, try #require(ConvolutionMode(rawValue: choice.kernel)))
+        }
+        #expect(first.scalars == x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), mode: chosen).scalars)
+        // Another process (here: another task) reads the choice from the file instead of measuring.
+        KernelTuning.withShapeTuning(file: file) {
+            let again = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1))
+            #expect(KernelTuning.measuredShapes == 0 && again.scalars == first.scalars)
+        }
+        let kept = try #require(KernelTuning.kept(file: file)?.shapes)
+        #expect(kept.keys.contains { $0.hasPrefix("conv3x3 winograd/float32 1x8x32x32 -> 16") })
+    }
+
+    @Test func anAttentionShapeIsMeasuredOnFirstUse() throws {
+        let file = folder.file("attention/kernels.json")
+        _ = KernelTuning.choice(file: file, repeats: 1)
+        let q = Tensor.random([1, 64, 32], seed: 4), k = Tensor.random([1, 64, 32], seed: 5), v = Tensor.random([1, 64, 32], seed: 6)
+        try KernelTuning.withShapeTuning(file: file) {
+            let y = Tensor.attention(query: q, key: k, value: v, heads: 2)
+            let choice = try #require(KernelTuning.shapeChoices.values.first)
+            #expect(Set(choice.seconds.keys) == ["48", "24"])  // block sizes below 64 tokens, and the default
+            let size = try #require(Int(choice.kernel))
+            #expect(y.scalars == Tensor.attention(query: q, key: k, value: v, heads: 2, queryChunk: size).scalars)
+        }
+    }
+
+    @Test func withoutAChoiceFileNothingIsMeasured() {
+        let x = Tensor.random([1, 4, 16, 16], seed: 7), w = Tensor.random([4, 4, 3, 3], seed: 8)
+        _ = x.conv2d(weight: w, bias: nil, stride: 1, padding: .uniform(1))
+        #expect(KernelTuning.measuredShapes == 0 && KernelTuning.shapeChoices.isEmpty)
+    }
+}
+
+extension Tensor {
+    /// Deterministic values in [-0.5, 0.5).
+    fileprivate static func random(_ shape: [Int], seed: UInt32) -> Tensor {
+        var state = seed
+        return Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(state >> 8) / Float(1 << 24) - 0.5
+        })
     }
 }

@@ -93,6 +93,14 @@ import Testing
               try t("attention_causal.output"))
         check("attention causal chunked", Tensor.attention(query: s, key: s, value: s, heads: 2, causal: true, queryChunk: 3),
               try t("attention_causal.output"))
+        // The GEMM variant (KernelTuning's "gemm" candidate), with whole and partial blocks.
+        check("attention gemm", Tensor.attentionByGEMM(query: try t("attention_large.query"), key: try t("attention_large.key"),
+                                                       value: try t("attention_large.value"), heads: 4), try t("attention_large.output"))
+        check("attention gemm blocks", Tensor.attentionByGEMM(query: try t("attention.query"), key: try t("attention.key"),
+                                                              value: try t("attention.value"), heads: 4, causal: false, block: 3),
+              try t("attention.output"))
+        check("attention gemm causal", Tensor.attentionByGEMM(query: s, key: s, value: s, heads: 2, causal: true, block: 3),
+              try t("attention_causal.output"))
     }
 
     /// The fast mode's attention (bfloat16 operands, float32 sums) against PyTorch's float32: close,

@@ -108,11 +108,18 @@ import Testing
 
     /// The bfloat16 GEMM equals a double-precision product of the bfloat16-rounded operands (up to
     /// float32 summation), for every transpose, edge tiles, k slices with an odd tail, alpha and beta.
+    /// On CPUs with AMX that is the AMX kernel (32-row tiles, k padded to 32, 512-k slices), so
+    /// the AVX-512 BF16 kernel is checked on its own as well.
     @Test func bfloat16GEMMMatchesRoundedReference() {
-        checkGEMM(sdf_gemm_bf16, sizes: [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 384)]) { x in
-            let bits = x.bitPattern
-            return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
-        }
+        let sizes = [(25, 70, 777), (12, 32, 2), (1, 1, 1), (100, 45, 384), (150, 33, 1100)]
+        checkGEMM(sdf_gemm_bf16, sizes: sizes, rounded: bfloat16)
+        if sdf_gemm_bf16_available() != 0 { checkGEMM(sdf_gemm_bf16_avx512, sizes: sizes, rounded: bfloat16) }
+    }
+
+    /// x rounded to bfloat16 (nearest even), as a double.
+    private func bfloat16(_ x: Float) -> Double {
+        let bits = x.bitPattern
+        return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
     }
 
     /// Runs `gemm` (the C signature of sdf_gemm_f32 / sdf_gemm_bf16) on random operands of every

@@ -73,12 +73,16 @@ void sdf_attention_values_bf16(const float *p, long p_stride, const uint32_t *vp
                                long rows, long width, float *out, long out_stride, uint32_t *scratch);
 
 // C = alpha * op(A) op(B) + beta * C (row-major, op = transpose when trans_x), with A and B
-// rounded to bfloat16 and products accumulated in float32 (Gemm.c). Uses AVX-512 BF16
-// where sdf_gemm_bf16_available() (a portable loop with the same rounding elsewhere). Returns
-// 0, or -1 when its packing buffers cannot be allocated.
+// rounded to bfloat16 and products accumulated in float32 (Gemm.c). Uses AMX tiles where
+// sdf_gemm_bf16_amx_available(), else AVX-512 BF16 where sdf_gemm_bf16_available() (a portable
+// loop with the same rounding elsewhere). Returns 0, or -1 when its packing buffers cannot be
+// allocated. sdf_gemm_bf16_avx512 is the AVX-512 BF16 kernel alone (-2 without it), for tests.
 int sdf_gemm_bf16_available(void);
+int sdf_gemm_bf16_amx_available(void);
 int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
                   long ldb, float beta, float *c, long ldc);
+int sdf_gemm_bf16_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *b, long ldb, float beta, float *c, long ldc);
 // The same product in float32 with AVX-512 FMA (Gemm.c), only where sdf_gemm_f32_available().
 // Returns 0, -1 when its packing buffers cannot be allocated, -2 on other CPUs.
 int sdf_gemm_f32_available(void);
