@@ -87,20 +87,12 @@ extension Tensor {
                 // (rows, d) x (S, d)^T -> (rows, S), scaled
                 BLAS.sgemm(transposeB: true, m: rows, n: s, k: d, alpha: scale, a: q0 + (b * t + t0) * c + h * d, lda: c,
                            b: k0 + b * s * c + h * d, ldb: c, c: scores, ldc: s, parallel: false)
-                for r in 0..<rows {
-                    let row = scores + r * s
-                    let visible = causal ? Swift.min(s, t0 + r + 1) : s
-                    sdf_softmax_exp(row, visible, sums + r)
-                    if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
-                }
+                exponentiate(scores, rows: rows, stride: s, keys: s, causal: causal, firstQuery: t0, sums: sums)
                 // (rows, S) x (S, dv) -> (rows, dv) in this head's columns, then normalised
                 let target = out + (b * t + t0) * cv + h * dv
                 BLAS.sgemm(m: rows, n: dv, k: s, a: scores, lda: s, b: v0 + b * s * cv + h * dv, ldb: cv, c: target, ldc: cv,
                            parallel: false)
-                for r in 0..<rows {
-                    let inverse = 1 / sums[r], row = target + r * cv
-                    for j in 0..<dv { row[j] *= inverse }
-                }
+                normalise(target, rows: rows, width: dv, stride: cv, sums: sums)
             }
         }
         return result
@@ -163,12 +155,7 @@ extension Tensor {
                     sdf_attention_scores(q, c, kp + pair * keyWords, d, rows, s, scale, scores, stride)
                 }
                 // exp(scores - row max); the division by the row sums waits for the (rows, dv) result.
-                for r in 0..<rows {
-                    let row = scores + r * stride
-                    let visible = causal ? Swift.min(s, t0 + r + 1) : s
-                    sdf_softmax_exp(row, visible, sums + r)
-                    if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
-                }
+                exponentiate(scores, rows: rows, stride: stride, keys: s, causal: causal, firstQuery: t0, sums: sums)
                 // (rows, S) x (S, dv) -> (rows, dv), written into this head's columns, then normalised
                 let target = out + (b * t + t0) * cv + h * dv
                 if bf16 {
@@ -176,13 +163,31 @@ extension Tensor {
                 } else {
                     sdf_attention_values(scores, stride, vp + pair * valueWords, dvPadded, s, rows, dv, target, cv)
                 }
-                for r in 0..<rows {
-                    let inverse = 1 / sums[r], row = target + r * cv
-                    for j in 0..<dv { row[j] *= inverse }
-                }
+                normalise(target, rows: rows, width: dv, stride: cv, sums: sums)
             }
         }
         return result
+    }
+}
+
+/// exp(score - row maximum) in place for `rows` rows of `keys` scores (row stride `stride`), each
+/// row's sum into `sums`. With `causal`, row r (query firstQuery + r) keeps keys 0...firstQuery + r
+/// and the rest become zero.
+private func exponentiate(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, keys s: Int, causal: Bool, firstQuery t0: Int,
+                          sums: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let row = scores + r * stride
+        let visible = causal ? Swift.min(s, t0 + r + 1) : s
+        sdf_softmax_exp(row, visible, sums + r)
+        if visible < s { (row + visible).update(repeating: 0, count: s - visible) }
+    }
+}
+
+/// Divides the first `width` values of each of `rows` rows (row stride `stride`) by the row's sum.
+private func normalise(_ target: UnsafeMutablePointer<Float>, rows: Int, width: Int, stride: Int, sums: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let inverse = 1 / sums[r], row = target + r * stride
+        for j in 0..<width { row[j] *= inverse }
     }
 }
 
