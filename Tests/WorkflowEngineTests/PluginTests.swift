@@ -31,6 +31,20 @@ import WorkflowEngine
 
     func registryWithBuiltins() throws -> NodeRegistry { try TestEngine.registry() }
 
+    /// Runs load_image (in.png) -> `node` (its YAML mapping, reading `photo`) -> save_image (`output`).
+    func runOnImage(node: String, _ definition: String, output: String, registry: NodeRegistry) throws -> RunReport {
+        let yaml = """
+            version: 1
+            nodes:
+              photo: {type: load_image, path: in.png}
+              \(node): \(definition)
+              save: {type: save_image, image: !ref \(node), path: \(output)}
+            """
+        let path = folder.file("\(output).yaml")
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return Executor(graph: try Graph(workflow: Workflow.load(path: path), registry: registry), options: .init()).run()
+    }
+
     @Test func examplePackLoadsAndRuns() throws {
         #expect(FileManager.default.fileExists(atPath: PluginTests.examplePlugin), "build the package first: \(PluginTests.examplePlugin)")
         let pack = try PluginLoader.load(PluginTests.examplePlugin)
@@ -224,16 +238,8 @@ import WorkflowEngine
         try ImageFile.write(Image(width: 2, height: 2, channels: 3, value: 0.5), to: folder.file("in.png"))
         for (mode, says) in [("nosize", "struct_size 0 is not the size of sdf_value"), ("depth", "has bit_depth 12"),
                              ("nolist", "malformed metadata"), ("nokey", "malformed metadata")] {
-            let yaml = """
-                version: 1
-                nodes:
-                  photo: {type: load_image, path: in.png}
-                  bad: {type: bad_output, image: !ref photo, mode: \(mode)}
-                  save: {type: save_image, image: !ref bad, path: out-\(mode).png}
-                """
-            try yaml.write(toFile: folder.file("bad-\(mode).yaml"), atomically: true, encoding: .utf8)
-            let graph = try Graph(workflow: Workflow.load(path: folder.file("bad-\(mode).yaml")), registry: registry)
-            let report = Executor(graph: graph, options: .init()).run()
+            let report = try runOnImage(node: "bad", "{type: bad_output, image: !ref photo, mode: \(mode)}",
+                                        output: "out-\(mode).png", registry: registry)
             let errors = report.nodes.first { $0.name == "bad" }?.errors ?? []
             #expect(errors.contains { $0.contains(says) && $0.contains(library) }, "\(mode): \(errors)")
             #expect(!FileManager.default.fileExists(atPath: folder.file("out-\(mode).png")))
@@ -269,16 +275,8 @@ import WorkflowEngine
         try registry.register(try PluginLoader.load(library))
         try ImageFile.write(Image(width: 4, height: 4, channels: 3, value: 0.25), to: folder.file("in.png"))
         for fail in [false, true] {
-            let yaml = """
-                version: 1
-                nodes:
-                  photo: {type: load_image, path: in.png}
-                  inverted: {type: invert_c, image: !ref photo, fail: \(fail)}
-                  save: {type: save_image, image: !ref inverted, path: out-\(fail).png}
-                """
-            try yaml.write(toFile: folder.file("c-\(fail).yaml"), atomically: true, encoding: .utf8)
-            let graph = try Graph(workflow: Workflow.load(path: folder.file("c-\(fail).yaml")), registry: registry)
-            let report = Executor(graph: graph, options: .init()).run()
+            let report = try runOnImage(node: "inverted", "{type: invert_c, image: !ref photo, fail: \(fail)}",
+                                        output: "out-\(fail).png", registry: registry)
             if fail {
                 #expect(report.nodes.first { $0.name == "inverted" }?.errors.first?.contains("asked to fail") == true)
                 #expect(report.nodes.first { $0.name == "inverted" }?.errors.first?.contains(library) == true)
