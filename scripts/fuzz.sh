@@ -52,6 +52,7 @@ seeds() {
         png) cp Tests/Fixtures/images/*.png Tests/Fixtures/fuzz/png-*.png "$dir"/ ;;
         jpeg) cp Tests/Fixtures/images/*.jpg "$dir"/ ;;
         safetensors) cp Tests/Fixtures/dtypes.safetensors "$dir"/ ;;
+        checkpoint) cp Tests/Fixtures/fuzz/checkpoint-*.json "$dir"/ ;;
         workflow) cp workflows/*.yaml "$dir"/ ;;
     esac
     echo "$dir"

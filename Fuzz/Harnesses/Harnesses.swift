@@ -16,8 +16,8 @@ import WorkflowEngine
 //
 //   png, jpeg    ImageFile.decode on the bytes
 //   safetensors  SafeTensorsFile on the bytes as a file, then every tensor read as float32
-//   checkpoint   the bytes are a safetensors *header* (JSON); the file gets zeros as data for the
-//                offsets it names (up to 16 MB) and is loaded as a single-file checkpoint
+//   checkpoint   the bytes are a safetensors *header* (JSON); the file gets 16 MB of zeros as data
+//                and is loaded as a single-file checkpoint
 //   workflow     Workflow.parse and Graph validation against the built-in nodes
 //   rerun        Workflow.load of the bytes as a PNG written by save_image (its metadata chunks)
 //   plugin       a plugin's pack description built from the bytes, read by PluginLoader.read
@@ -86,21 +86,13 @@ func readSafeTensors(_ input: UnsafeRawBufferPointer) {
 }
 
 func loadCheckpoint(_ input: UnsafeRawBufferPointer) {
-    // Data section: zeros up to the largest end offset the header names (when it parses at all).
-    var dataSize = 0
-    if let object = try? JSONSerialization.jsonObject(with: Data(input)) as? [String: Any] {
-        for case let entry as [String: Any] in object.values {
-            if let offsets = entry["data_offsets"] as? [Any], offsets.count == 2, let end = (offsets[1] as? NSNumber)?.doubleValue,
-               end.isFinite, end > 0 { dataSize = max(dataSize, Int(min(end, 1e12))) }
-        }
-    }
-    guard dataSize <= 16 << 20 else { return }
-    // Length, header, then a sparse tail of zeros (ftruncate), so large data sections cost nothing to write.
+    // Length, header, then 16 MB of zeros as a sparse tail (ftruncate): it costs nothing to write,
+    // and the header is not parsed here, so the loader's own parser is the only one that runs.
     var bytes = [UInt8]()
     withUnsafeBytes(of: UInt64(input.count).littleEndian) { bytes += $0 }
     bytes += input
     let path = writeScratch(bytes, suffix: ".safetensors")
-    guard truncate(path, off_t(bytes.count + dataSize)) == 0 else { return }
+    guard truncate(path, off_t(bytes.count + (16 << 20))) == 0 else { return }
     guard let checkpoint = try? Checkpoint(path: path) else { return }
     _ = try? checkpoint.loadTextEncoder()
     _ = try? checkpoint.loadVAE()

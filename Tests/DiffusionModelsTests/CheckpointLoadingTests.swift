@@ -129,6 +129,50 @@ import Testing
         #expect(why.contains("config.json"))
     }
 
+    /// Shapes the configs are inferred from, malformed: each gives an error, none a crash (the
+    /// fuzzer found a token embedding with one dimension reading its missing width).
+    @Test(arguments: [
+        ("cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", [1000]),
+        ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight", [Int]()),
+        ("cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight", [0, 16]),
+        ("model.diffusion_model.input_blocks.0.0.weight", [0, 4, 3, 3]),
+        ("model.diffusion_model.input_blocks.1.0.in_layers.2.weight", [Int]()),
+        ("model.diffusion_model.input_blocks.1.0.in_layers.2.weight", [7, 32, 3, 3]),
+        ("model.diffusion_model.out.2.weight", [4]),
+        ("model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight", [64]),
+        ("first_stage_model.encoder.conv_in.weight", [0, 3, 3, 3]),
+        ("first_stage_model.encoder.down.0.block.0.conv1.weight", [Int]()),
+        ("first_stage_model.post_quant_conv.weight", [4]),
+    ])
+    func malformedShapesAreErrors(name: String, shape: [Int]) throws {
+        let path = temporary.file("malformed.safetensors")
+        try TinyModel.writeSingleFile(to: path) { $0[name] = Tensor(zeros: shape) }
+        #expect(throws: CheckpointError.self) {
+            let checkpoint = try Checkpoint(path: path)
+            _ = try checkpoint.loadTextEncoder()
+            _ = try checkpoint.loadVAE()
+            _ = try checkpoint.loadUNet()
+        }
+    }
+
+    /// The fuzzer's inputs that crashed the checkpoint loader, loaded as its harness loads them
+    /// (the header, then zeros for the data): refused, not a crash.
+    @Test(arguments: ["checkpoint-text-width-missing-1.json", "checkpoint-text-width-missing-2.json"])
+    func fuzzFindingsAreRefused(name: String) throws {
+        let header = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("fuzz/" + name)))
+        var file = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Data($0) }
+        file += header
+        file += Data(count: 2 << 20)
+        let path = temporary.file("finding.safetensors")
+        try file.write(to: URL(fileURLWithPath: path))
+        #expect(throws: (any Error).self) {
+            let checkpoint = try Checkpoint(path: path)
+            _ = try checkpoint.loadTextEncoder()
+            _ = try checkpoint.loadVAE()
+            _ = try checkpoint.loadUNet()
+        }
+    }
+
     @Test func otherModelFamiliesAreNamed() throws {
         let sd2 = temporary.file("sd2.safetensors")
         try TinyModel.writeSingleFile(to: sd2) { $0["cond_stage_model.model.token_embedding.weight"] = Tensor(zeros: [4, 4]) }

@@ -12,11 +12,11 @@ enum ConfigInference {
 
     static func unetConfig(_ s: ParameterStore, path: String) throws -> UNet.Config {
         var c = UNet.Config.sd15
-        guard let convIn = s.shape("input_blocks.0.0.weight"), convIn.count == 4 else { return c }  // no UNet: loading it will say so
+        guard let convIn = shape(s, "input_blocks.0.0.weight", rank: 4) else { return c }  // no UNet: loading it will say so
         c.inChannels = convIn[1]
         c.modelChannels = convIn[0]
-        if let out = s.shape("out.2.weight") { c.outChannels = out[0] }
-        if let projection = s.shape("time_embed.cond_proj.weight"), projection.count == 2, projection[1] % 2 == 0 {
+        if let out = shape(s, "out.2.weight", rank: 4) { c.outChannels = out[0] }
+        if let projection = shape(s, "time_embed.cond_proj.weight", rank: 2), projection[1] % 2 == 0 {
             c.guidanceEmbeddingDimension = projection[1]  // an LCM-distilled UNet
         }
         // Walk input_blocks: ResBlocks (in_layers) and downsamplers (op) give levels and widths.
@@ -25,7 +25,10 @@ enum ConfigInference {
         var index = 1
         while true {
             if let conv = s.shape("input_blocks.\(index).0.in_layers.2.weight") {
-                if current == 0 { multipliers.append(conv[0] / c.modelChannels) }
+                guard let width = conv.first, width > 0, width % c.modelChannels == 0 else {
+                    throw CheckpointError.notACheckpoint(path: path, reason: "input_blocks.\(index).0.in_layers.2.weight has shape \(conv), not a multiple of the UNet's \(c.modelChannels) channels")
+                }
+                if current == 0 { multipliers.append(width / c.modelChannels) }
                 current += 1
                 if s.contains("input_blocks.\(index).1.norm.weight") { currentAttention = true }
             } else if s.contains("input_blocks.\(index).0.op.weight") {
@@ -49,7 +52,7 @@ enum ConfigInference {
         c.attentionLevels = attention
         c.resBlocksPerLevel = resBlocks[0]
         c.headsPerLevel = Array(repeating: 8, count: multipliers.count)
-        if let key = s.shape("middle_block.1.transformer_blocks.0.attn2.to_k.weight") {
+        if let key = shape(s, "middle_block.1.transformer_blocks.0.attn2.to_k.weight", rank: 2) {
             c.contextDimension = key[1]
             if key[1] == 1024 {
                 throw CheckpointError.unsupportedModel(path: path, reason: "an SD 2.x UNet (1024-wide text context); sdflow runs SD 1.x")
@@ -64,12 +67,15 @@ enum ConfigInference {
 
     static func vaeConfig(_ s: ParameterStore, path: String) throws -> AutoencoderKL.Config {
         var c = AutoencoderKL.Config.sd15
-        guard let convIn = s.shape("encoder.conv_in.weight"), convIn.count == 4 else { return c }
+        guard let convIn = shape(s, "encoder.conv_in.weight", rank: 4) else { return c }
         c.imageChannels = convIn[1]
         c.baseChannels = convIn[0]
         var multipliers: [Int] = []
         while let conv = s.shape("encoder.down.\(multipliers.count).block.0.conv1.weight") {
-            multipliers.append(conv[0] / c.baseChannels)
+            guard let width = conv.first, width > 0, width % c.baseChannels == 0 else {
+                throw CheckpointError.notACheckpoint(path: path, reason: "encoder.down.\(multipliers.count).block.0.conv1.weight has shape \(conv), not a multiple of the VAE's \(c.baseChannels) channels")
+            }
+            multipliers.append(width / c.baseChannels)
         }
         var blocks = 0
         while s.contains("encoder.down.0.block.\(blocks).conv1.weight") { blocks += 1 }
@@ -78,21 +84,28 @@ enum ConfigInference {
         }
         c.channelMultipliers = multipliers
         c.resBlocksPerLevel = blocks
-        if let post = s.shape("post_quant_conv.weight") { c.latentChannels = post[0] }
+        if let post = shape(s, "post_quant_conv.weight", rank: 4) { c.latentChannels = post[0] }
         return c
     }
 
     static func textConfig(_ s: ParameterStore, path: String) throws -> CLIPTextEncoder.Config {
         var c = CLIPTextEncoder.Config.sd15
-        guard let tokens = s.shape("text_model.embeddings.token_embedding.weight") else { return c }
+        guard let tokens = shape(s, "text_model.embeddings.token_embedding.weight", rank: 2) else { return c }
         c.vocabularySize = tokens[0]
         c.width = tokens[1]
         c.heads = Swift.max(1, c.width / 64)
-        if let positions = s.shape("text_model.embeddings.position_embedding.weight") { c.maxPositions = positions[0] }
-        if let fc1 = s.shape("text_model.encoder.layers.0.mlp.fc1.weight") { c.intermediateWidth = fc1[0] }
+        if let positions = shape(s, "text_model.embeddings.position_embedding.weight", rank: 2) { c.maxPositions = positions[0] }
+        if let fc1 = shape(s, "text_model.encoder.layers.0.mlp.fc1.weight", rank: 2) { c.intermediateWidth = fc1[0] }
         var layers = 0
         while s.contains("text_model.encoder.layers.\(layers).layer_norm1.weight") { layers += 1 }
         c.layers = layers
         return c
+    }
+
+    /// The shape of `name` when it has `rank` dimensions, all positive; nil when it is missing or
+    /// has another shape (the defaults are kept, and loading the part then names the tensor).
+    static func shape(_ s: ParameterStore, _ name: String, rank: Int) -> [Int]? {
+        guard let shape = s.shape(name), shape.count == rank, shape.allSatisfy({ $0 > 0 }) else { return nil }
+        return shape
     }
 }
