@@ -5,7 +5,8 @@
 // The transforms are done here; the 16 (or 36) element-wise products summed over channels are
 // GEMMs done by the caller with BLAS. Layouts: U[e][o][c] (transformed filters),
 // V[e][c][t] (transformed input tiles), M[e][o][t] (products), e = position within the tile.
-// V and M rows hold `ld` tiles; the functions fill or read `tile_count` of them.
+// V and M rows hold `ld` tiles, and positions are `position_stride` floats apart (at least C x ld
+// or O x ld); the functions fill or read `tile_count` of them.
 //
 // Input and output transforms walk a row of tiles at a time: tiles wholly inside the image
 // read and write the image directly in a loop that vectorises across tiles; tiles on the border
@@ -63,12 +64,13 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
     set_inner(r, m * r->ty + m <= height, 0, width / m);
 }
 
-// Defines `name` (multiversioned): the input transform for tiles of m x m outputs read from
-// n x n input windows, `transform(d, row_stride, out, stride)` for one tile.
-#define WINOGRAD_INPUTS(name, m, n, transform)                                                                   \
-    SDF_INLINE void name##_body(const float *image, long height, long width, long tiles_x, long tile_first,        \
-                                long tile_count, long c0, long c1, long channels, long ld, float *v) {             \
-        long stride = channels * ld; /* between positions e */                                                    \
+// Defines name_body: the input transform for tiles of m x m outputs read from n x n input
+// windows, `transform(d, row_stride, out, stride)` for one tile; `blocks(row, width, out, stride,
+// tx0, tx1)` may transform the inner tiles from tx0 on in blocks of its own and returns where it
+// stopped (`no_blocks`: at tx0); `target`: the body's target attribute when `blocks` needs one.
+#define WINOGRAD_INPUTS_BODY(name, m, n, transform, blocks, target)                                              \
+    target SDF_INLINE void name##_body(const float *image, long height, long width, long tiles_x, long tile_first,        \
+                                long tile_count, long c0, long c1, long stride, long ld, float *v) {               \
         for (long k = 0; k < tile_count;) {                                                                        \
             TileRow r = tile_row(tile_first, k, tile_count, tiles_x);                                              \
             inner_inputs(&r, m, n, height, width);                                                                 \
@@ -81,8 +83,9 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
                     transform(d, n, out + tx, stride);                                                             \
                 }                                                                                                  \
                 const float *row = plane + (m * r.ty - 1) * width - 1;                                             \
+                long done = blocks(row, width, out, stride, r.inner0, r.inner1);                                   \
                 _Pragma("clang loop vectorize(assume_safety)") /* tiles write disjoint columns */                  \
-                for (long tx = r.inner0; tx < r.inner1; tx++) transform(row + m * tx, width, out + tx, stride);   \
+                for (long tx = done; tx < r.inner1; tx++) transform(row + m * tx, width, out + tx, stride);       \
                 for (long tx = r.inner1; tx < r.tx1; tx++) {                                                       \
                     load_tile(plane, height, width, m * r.ty - 1, m * tx - 1, n, d);                               \
                     transform(d, n, out + tx, stride);                                                             \
@@ -90,19 +93,32 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
             }                                                                                                      \
             k += r.tx1 - r.tx0;                                                                                    \
         }                                                                                                          \
-    }                                                                                                              \
-    SDF_MULTIVERSION(name,                                                                                         \
-                     (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count, \
-                      long c0, long c1, long channels, long ld, float *v),                                         \
-                     (image, height, width, tiles_x, tile_first, tile_count, c0, c1, channels, ld, v))
+    }
+#define WINOGRAD_INPUTS_PARAMS                                                                                    \
+    (const float *image, long height, long width, long tiles_x, long tile_first, long tile_count, long c0, long c1, \
+     long stride, long ld, float *v)
+#define WINOGRAD_INPUTS_ARGS (image, height, width, tiles_x, tile_first, tile_count, c0, c1, stride, ld, v)
+
+SDF_INLINE long no_blocks(const float *row, long width, float *out, long stride, long tx0, long tx1) {
+    (void)row, (void)width, (void)out, (void)stride, (void)tx1;
+    return tx0;
+}
+
+// y[i] = max(y[i] + residual[i], 0) or its parts (residual may be NULL), for n values.
+SDF_INLINE void finish_outputs(float *y, const float *residual, long n, int relu) {
+    if (residual)
+        for (long i = 0; i < n; i++) y[i] += residual[i];
+    if (relu)
+        for (long i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0;
+}
 
 // Defines `name` (multiversioned): the output transform for m x m output tiles,
-// `transform(src, stride, bias, y, row_stride)` for one tile.
+// `transform(src, stride, bias, y, row_stride)` for one tile, then the residual and ReLU on the
+// rows just written, while they are in the cache.
 #define WINOGRAD_OUTPUTS(name, m, transform)                                                                       \
-    SDF_INLINE void name##_body(const float *mm, long outputs, long tile_count, long ld, long tile_first,           \
-                                long tiles_x, long height, long width, const float *bias, long o0, long o1,        \
-                                float *image) {                                                                    \
-        long stride = outputs * ld;                                                                                \
+    SDF_INLINE void name##_body(const float *mm, long stride, long tile_count, long ld, long tile_first,            \
+                                long tiles_x, long height, long width, const float *bias,                          \
+                                const float *residual, int relu, long o0, long o1, float *image) {                 \
         for (long k = 0; k < tile_count;) {                                                                        \
             TileRow r = tile_row(tile_first, k, tile_count, tiles_x);                                              \
             inner_outputs(&r, m, height, width);                                                                   \
@@ -120,14 +136,22 @@ static inline void inner_outputs(TileRow *r, long m, long height, long width) {
                     for (int i = 0; i < m && m * r.ty + i < height; i++)                                           \
                         for (int j = 0; j < m && m * tx + j < width; j++) plane[i * width + m * tx + j] = y[i * m + j]; \
                 }                                                                                                  \
+                if (residual || relu) {                                                                            \
+                    long x0 = m * r.tx0, x1 = m * r.tx1 < width ? m * r.tx1 : width;                               \
+                    for (long i = 0; i < m && m * r.ty + i < height; i++) {                                        \
+                        long offset = (o * height + m * r.ty + i) * width + x0;                                    \
+                        finish_outputs(image + offset, residual ? residual + offset : 0, x1 - x0, relu);           \
+                    }                                                                                              \
+                }                                                                                                  \
             }                                                                                                      \
             k += r.tx1 - r.tx0;                                                                                    \
         }                                                                                                          \
     }                                                                                                              \
     SDF_MULTIVERSION(name,                                                                                         \
-                     (const float *mm, long outputs, long tile_count, long ld, long tile_first, long tiles_x,      \
-                      long height, long width, const float *bias, long o0, long o1, float *image),                 \
-                     (mm, outputs, tile_count, ld, tile_first, tiles_x, height, width, bias, o0, o1, image))
+                     (const float *mm, long stride, long tile_count, long ld, long tile_first, long tiles_x,       \
+                      long height, long width, const float *bias, const float *residual, int relu, long o0,        \
+                      long o1, float *image),                                                                      \
+                     (mm, stride, tile_count, ld, tile_first, tiles_x, height, width, bias, residual, relu, o0, o1, image))
 
 // Filters for output channels [o0, o1): u[e][o][c] = (G g G^T)[e] for the 3x3 filter g of (o, c),
 // with G (M x 3). 16 input channels at a time, so the arithmetic runs across channels in vectors.
@@ -179,7 +203,57 @@ SDF_INLINE void input23(const float *d, long w, float *out, long stride) {
         out[(i * 4 + 3) * stride] = t[i][1] - t[i][3];
     }
 }
-WINOGRAD_INPUTS(sdf_winograd23_inputs, 2, 4, input23)
+WINOGRAD_INPUTS_BODY(winograd23_inputs, 2, 4, input23, no_blocks, )
+
+#if SDF_X86
+#include <immintrin.h>
+
+// input23 for 16 tiles at once, tiles tx0, tx0 + 16, ... while they fit before tx1: the four
+// columns of each input row are the even and odd elements of two unaligned loads (the compiler's
+// vectorisation of input23 gathers them less directly and ran at half this speed on a Zen 4).
+SDF_AVX512 SDF_INLINE long input23_blocks(const float *row, long width, float *out, long stride, long tx0, long tx1) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    long tx = tx0;
+    for (; tx + 16 <= tx1; tx += 16) {
+        __m512 d[4][4];  // d[i][j]: row i, column j of the 16 tiles
+        SDF_UNROLL for (int i = 0; i < 4; i++) {
+            const float *p = row + i * width + 2 * tx;
+            __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16), a2 = _mm512_loadu_ps(p + 2), b2 = _mm512_loadu_ps(p + 18);
+            d[i][0] = _mm512_permutex2var_ps(a, even, b);
+            d[i][1] = _mm512_permutex2var_ps(a, odd, b);
+            d[i][2] = _mm512_permutex2var_ps(a2, even, b2);
+            d[i][3] = _mm512_permutex2var_ps(a2, odd, b2);
+        }
+        __m512 t[4][4];
+        SDF_UNROLL for (int j = 0; j < 4; j++) {
+            t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+            t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+            t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+            t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+        }
+        SDF_UNROLL for (int i = 0; i < 4; i++) {
+            _mm512_storeu_ps(out + (i * 4 + 0) * stride + tx, _mm512_sub_ps(t[i][0], t[i][2]));
+            _mm512_storeu_ps(out + (i * 4 + 1) * stride + tx, _mm512_add_ps(t[i][1], t[i][2]));
+            _mm512_storeu_ps(out + (i * 4 + 2) * stride + tx, _mm512_sub_ps(t[i][2], t[i][1]));
+            _mm512_storeu_ps(out + (i * 4 + 3) * stride + tx, _mm512_sub_ps(t[i][1], t[i][3]));
+        }
+    }
+    return tx;
+}
+WINOGRAD_INPUTS_BODY(winograd23_inputs_blocked, 2, 4, input23, input23_blocks, SDF_AVX512)
+
+SDF_AVX512 static void winograd23_inputs_avx512 WINOGRAD_INPUTS_PARAMS { winograd23_inputs_blocked_body WINOGRAD_INPUTS_ARGS; }
+SDF_AVX2 static void winograd23_inputs_avx2 WINOGRAD_INPUTS_PARAMS { winograd23_inputs_body WINOGRAD_INPUTS_ARGS; }
+static void winograd23_inputs_generic WINOGRAD_INPUTS_PARAMS { winograd23_inputs_body WINOGRAD_INPUTS_ARGS; }
+void sdf_winograd23_inputs WINOGRAD_INPUTS_PARAMS {
+    if (sdf_cpu_avx512()) winograd23_inputs_avx512 WINOGRAD_INPUTS_ARGS;
+    else if (sdf_cpu_avx2()) winograd23_inputs_avx2 WINOGRAD_INPUTS_ARGS;
+    else winograd23_inputs_generic WINOGRAD_INPUTS_ARGS;
+}
+#else
+SDF_MULTIVERSION(sdf_winograd23_inputs, WINOGRAD_INPUTS_PARAMS, WINOGRAD_INPUTS_ARGS)
+#endif
 
 // A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A + bias for the tile whose products are src[e * stride],
 // written to y (row stride w).
@@ -232,7 +306,8 @@ SDF_INLINE void input43(const float *d, long w, float *out, long stride) {
         SDF_UNROLL for (int j = 0; j < 6; j++) out[(i * 6 + j) * stride] = r[j];
     }
 }
-WINOGRAD_INPUTS(sdf_winograd43_inputs, 4, 6, input43)
+WINOGRAD_INPUTS_BODY(sdf_winograd43_inputs, 4, 6, input43, no_blocks, )
+SDF_MULTIVERSION(sdf_winograd43_inputs, WINOGRAD_INPUTS_PARAMS, WINOGRAD_INPUTS_ARGS)
 
 // A^T (4x6) = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]].
 SDF_INLINE void at43(const float *x, long step, float *r) {

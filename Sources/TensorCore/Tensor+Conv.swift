@@ -31,8 +31,12 @@ extension Tensor {
     /// fastest for this shape among `ConvolutionMode.current.candidates` (`KernelTuning.tuned`),
     /// or where nothing is measured, `ConvolutionMode.current` where Winograd pays (at least 1024
     /// output pixels over the batch) and im2col elsewhere.
+    ///
+    /// `residual` (the output's shape) is added to the result and `relu` applies ReLU after that;
+    /// Winograd does both on each output row while it is in the cache, instead of in extra passes.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
-                       bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil) -> Tensor {
+                       bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil,
+                       residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
@@ -41,12 +45,17 @@ extension Tensor {
         let ow = (w + padding.left + padding.right - kw) / stride + 1
         precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
         if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
+        if let residual { precondition(residual.shape == [n, o, oh, ow], "conv2d: residual \(residual.shape) for output \([n, o, oh, ow])") }
+        let epilogue = Epilogue(residual: residual, relu: relu)
 
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
         let winogradShape = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1)
-        if let mode { return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode) }
+        if let mode {
+            return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode, epilogue: epilogue)
+        }
         guard winogradShape else {
-            return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: .direct)
+            return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: .direct,
+                            epilogue: epilogue)
         }
         // Unmeasured, small images (the UNet's 16x16 and 8x8 levels at 512x512) use im2col:
         // transforming the large filters costs about as much as Winograd saves in the GEMMs.
@@ -56,22 +65,43 @@ extension Tensor {
         let key = "conv3x3 \(ConvolutionMode.current.rawValue)/\(BLAS.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
         return KernelTuning.tuned(key, candidates: preferred.map(\.rawValue)) { name in
             convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
-                     mode: ConvolutionMode(rawValue: name) ?? .direct)
+                     mode: ConvolutionMode(rawValue: name) ?? .direct, epilogue: epilogue)
+        }
+    }
+
+    /// What follows a convolution's bias: a residual added, then ReLU.
+    struct Epilogue {
+        var residual: Tensor?
+        var relu: Bool
+
+        /// Applies both to `result` (the GEMM paths; Winograd applies them itself).
+        func apply(to result: inout Tensor) {
+            if let residual { result += residual }
+            if relu { result.applyReLU() }
         }
     }
 
     /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
-    private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode) -> Tensor {
+    private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode,
+                          epilogue: Epilogue) -> Tensor {
+        if weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
+            var result = Tensor(uninitialized: [shape[0], weight.shape[0], shape[2], shape[3]])
+            winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, epilogue: epilogue, into: result.mutablePointer())
+            return result
+        }
+        var result = convolveByGEMM(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
+        epilogue.apply(to: &result)
+        return result
+    }
+
+    /// 1x1 convolutions as one GEMM per image, others by im2col and GEMMs.
+    private func convolveByGEMM(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int) -> Tensor {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let oh = (h + padding.top + padding.bottom - kh) / stride + 1
         let ow = (w + padding.left + padding.right - kw) / stride + 1
         var result = Tensor(uninitialized: [n, o, oh, ow])
         let out = result.mutablePointer()
-        if kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
-            winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, into: out)
-            return result
-        }
         let outPlane = oh * ow
         // Start every output channel from its bias (or zero) and accumulate the GEMMs onto it.
         Parallel.forEach(n * o, minimumPerThread: Swift.max(1, 16384 / Swift.max(outPlane, 1))) { i in
@@ -174,7 +204,8 @@ extension Tensor {
     /// chunks of input tiles from all images (V), one GEMM per tile position (O x C times
     /// C x tiles; the positions run in parallel), transform back.
     /// `chunkFloats` bounds V (at least one tile).
-    func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, into out: UnsafeMutablePointer<Float>) {
+    func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, epilogue: Epilogue,
+                     into out: UnsafeMutablePointer<Float>) {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let o = weight.shape[0]
         let positions = (m + 2) * (m + 2)
@@ -187,7 +218,7 @@ extension Tensor {
         let up = u.mutablePointer(), wp = weight.pointer
         Parallel.forRanges(o) { r in filters(wp, o, c, r.lowerBound, r.upperBound, up) }
         if Swift.max(c, o) <= Tensor.narrowWinogradChannels {
-            winograd3x3Narrow(u: up, o: o, tile: m, bias: bias, chunkFloats: chunkFloats, into: out)
+            winograd3x3Narrow(u: up, o: o, tile: m, bias: bias, chunkFloats: chunkFloats, epilogue: epilogue, into: out)
             withExtendedLifetime(u) {}
             return
         }
@@ -197,7 +228,7 @@ extension Tensor {
         var v = Tensor(uninitialized: [positions, c, chunk])
         var products = Tensor(uninitialized: [positions, o, chunk])
         let vp = v.mutablePointer(), mp = products.mutablePointer()
-        let image = pointer, biasPointer = bias?.pointer
+        let image = pointer, biasPointer = bias?.pointer, residual = epilogue.residual?.pointer, relu: Int32 = epilogue.relu ? 1 : 0
         var first = 0
         while first < tiles {
             let count = Swift.min(chunk, tiles - first)
@@ -212,8 +243,8 @@ extension Tensor {
             }
             Parallel.forRanges(c) { r in
                 for run in runs {
-                    inputs(image + run.image * c * h * w, h, w, tilesX, run.first, run.count, r.lowerBound, r.upperBound, c, chunk,
-                           vp + run.column)
+                    inputs(image + run.image * c * h * w, h, w, tilesX, run.first, run.count, r.lowerBound, r.upperBound, c * chunk,
+                           chunk, vp + run.column)
                 }
             }
             Parallel.forEach(positions) { e in
@@ -223,13 +254,13 @@ extension Tensor {
             }
             Parallel.forRanges(o) { r in
                 for run in runs {
-                    outputs(mp + run.column, o, run.count, chunk, run.first, tilesX, h, w, biasPointer, r.lowerBound, r.upperBound,
-                            out + run.image * o * h * w)
+                    outputs(mp + run.column, o * chunk, run.count, chunk, run.first, tilesX, h, w, biasPointer,
+                            residual.map { $0 + run.image * o * h * w }, relu, r.lowerBound, r.upperBound, out + run.image * o * h * w)
                 }
             }
             first += count
         }
-        withExtendedLifetime((u, v, products)) {}  // up, vp and mp point into them
+        withExtendedLifetime((u, v, products, epilogue)) {}  // up, vp, mp and residual point into them
     }
 }
 
@@ -245,7 +276,7 @@ extension Tensor {
     /// input transform, the GEMM of each tile position, output transform. Same arithmetic, same
     /// results. `u`: the transformed filters (positions, O, C); `chunkFloats` bounds V further.
     func winograd3x3Narrow(u up: UnsafeMutablePointer<Float>, o: Int, tile m: Int, bias: Tensor?, chunkFloats: Int,
-                           into out: UnsafeMutablePointer<Float>) {
+                           epilogue: Epilogue, into out: UnsafeMutablePointer<Float>) {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let positions = (m + 2) * (m + 2)
         let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
@@ -253,32 +284,38 @@ extension Tensor {
         let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
         let chunk = Swift.max(1, Swift.min(tiles, Swift.min(64 << 10, chunkFloats) / (positions * Swift.max(c, o))))  // 256 KB of floats
         let chunks = (tiles + chunk - 1) / chunk
-        let image = pointer, biasPointer = bias?.pointer
+        // Positions one cache line further apart than their rows need: C x chunk is 16 KB here, and
+        // positions a multiple of 4 KB apart all fall into one set of the L1 cache.
+        let strideV = c * chunk + 16, strideM = o * chunk + 16
+        let image = pointer, biasPointer = bias?.pointer, residual = epilogue.residual?.pointer, relu: Int32 = epilogue.relu ? 1 : 0
+        /// Calls `body(image, first tile in it, tiles, column in the chunk)` for the runs of tiles within
+        /// one image that chunk `index` is made of.
+        func runs(_ index: Int, _ body: (Int, Int, Int, Int) -> Void) {
+            let first = index * chunk, end = Swift.min(first + chunk, tiles)
+            var next = first
+            while next < end {
+                let b = next / tilesPerImage, t = next % tilesPerImage, length = Swift.min(tilesPerImage - t, end - next)
+                body(b, t, length, next - first)
+                next += length
+            }
+        }
         Parallel.forRanges(chunks) { range in
-            let vp = UnsafeMutablePointer<Float>.allocate(capacity: positions * c * chunk)
-            let mp = UnsafeMutablePointer<Float>.allocate(capacity: positions * o * chunk)
+            let vp = UnsafeMutablePointer<Float>.allocate(capacity: positions * strideV)
+            let mp = UnsafeMutablePointer<Float>.allocate(capacity: positions * strideM)
             defer { vp.deallocate(); mp.deallocate() }
             for index in range {
-                let first = index * chunk, count = Swift.min(chunk, tiles - first)
-                // The chunk as runs of tiles within one image.
-                var next = first
-                while next < first + count {
-                    let b = next / tilesPerImage, t = next % tilesPerImage
-                    let length = Swift.min(tilesPerImage - t, first + count - next)
-                    inputs(image + b * c * h * w, h, w, tilesX, t, length, 0, c, c, chunk, vp + (next - first))
-                    next += length
+                let count = Swift.min(chunk, tiles - index * chunk)
+                runs(index) { b, t, length, column in
+                    inputs(image + b * c * h * w, h, w, tilesX, t, length, 0, c, strideV, chunk, vp + column)
                 }
                 for e in 0..<positions {
                     // (O, C) x (C, count) -> (O, count) at tile position e
-                    BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * c * chunk, ldb: chunk,
-                               c: mp + e * o * chunk, ldc: chunk, parallel: false)
+                    BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * strideV, ldb: chunk,
+                               c: mp + e * strideM, ldc: chunk, parallel: false)
                 }
-                next = first
-                while next < first + count {
-                    let b = next / tilesPerImage, t = next % tilesPerImage
-                    let length = Swift.min(tilesPerImage - t, first + count - next)
-                    outputs(mp + (next - first), o, length, chunk, t, tilesX, h, w, biasPointer, 0, o, out + b * o * h * w)
-                    next += length
+                runs(index) { b, t, length, column in
+                    outputs(mp + column, strideM, length, chunk, t, tilesX, h, w, biasPointer,
+                            residual.map { $0 + b * o * h * w }, relu, 0, o, out + b * o * h * w)
                 }
             }
         }

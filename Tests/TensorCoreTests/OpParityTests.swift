@@ -53,17 +53,43 @@ import Testing
         check("conv3x3 banded", xl.conv2d(weight: wl, bias: bl, padding: .uniform(1), bandFloats: 1, mode: .direct),
               try t("conv3x3_large.output"))
         // Winograd for narrow (at most 128 channels, one pipeline per thread) and wide convolutions,
-        // against the direct (im2col) convolution, which the fixtures check against torch.
+        // against the direct (im2col) convolution, which the fixtures check against torch; rows of
+        // 35 tiles take the AVX-512 input transform's blocks of 16 tiles and the rest after them.
         for channels in [64, 136] {
-            let xw = Tensor(shape: [2, channels, 12, 10], values: (0..<(2 * channels * 120)).map { sin(Float($0) * 0.013) })
-            let ww = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { cos(Float($0) * 0.007) * 0.05 })
-            let bw = Tensor(shape: [channels], values: (0..<channels).map { Float($0) * 0.01 })
-            let direct = xw.conv2d(weight: ww, bias: bw, padding: .uniform(1), mode: .direct)
-            for mode in [ConvolutionMode.winograd, .fast] {
-                let (error, scale) = parityReport("conv3x3 \(channels) channels \(mode) vs direct",
-                                                  actual: xw.conv2d(weight: ww, bias: bw, padding: .uniform(1), mode: mode), expected: direct)
-                #expect(error <= (mode == .fast ? 1e-4 : 1e-5) * scale)
+            for shape in [[2, channels, 12, 10], [1, channels, 9, 70]] {
+                let count = shape.reduce(1, *)
+                let xw = Tensor(shape: shape, values: (0..<count).map { sin(Float($0) * 0.013) })
+                let ww = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { cos(Float($0) * 0.007) * 0.05 })
+                let bw = Tensor(shape: [channels], values: (0..<channels).map { Float($0) * 0.01 })
+                let direct = xw.conv2d(weight: ww, bias: bw, padding: .uniform(1), mode: .direct)
+                for mode in [ConvolutionMode.winograd, .fast] {
+                    let (error, scale) = parityReport("conv3x3 \(shape) \(mode) vs direct",
+                                                      actual: xw.conv2d(weight: ww, bias: bw, padding: .uniform(1), mode: mode), expected: direct)
+                    #expect(error <= (mode == .fast ? 1e-4 : 1e-5) * scale)
+                }
             }
+        }
+    }
+
+    /// A residual and ReLU after the convolution, fused (Winograd's output transform) or not
+    /// (im2col), equal the separate ops.
+    @Test(arguments: [64, 136])
+    func convolutionEpilogue(channels: Int) {
+        let shape = [2, channels, 9, 38], count = shape.reduce(1, *)
+        let x = Tensor(shape: shape, values: (0..<count).map { sin(Float($0) * 0.011) })
+        let residual = Tensor(shape: shape, values: (0..<count).map { cos(Float($0) * 0.017) })
+        let w = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { cos(Float($0) * 0.007) * 0.05 })
+        let b = Tensor(shape: [channels], values: (0..<channels).map { Float($0) * 0.01 - 0.3 })
+        for mode in ConvolutionMode.allCases {
+            var expected = x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode)
+            expected.applyReLU()
+            #expect(x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, relu: true).scalars == expected.scalars)
+            expected = x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode)
+            expected += residual
+            expected.applyReLU()
+            let fused = x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, residual: residual, relu: true)
+            #expect(fused.scalars == expected.scalars, "\(mode): residual and ReLU")
+            #expect(fused.scalars.contains(0) && fused.scalars.contains { $0 > 0 })
         }
     }
 

@@ -36,19 +36,23 @@ void sdf_f16_to_f32(const void *src, float *dst, long n);
 // Winograd F(2x2,3x3) and F(4x4,3x3) transforms for 3x3 stride-1 padding-1 convolutions
 // (see Winograd.c for the layouts). Filters: weights (O, C, 3, 3) -> u (P, O, C) for output
 // channels [o0, o1). Inputs: tiles [tile_first, tile_first + tile_count) of one image (C, H, W)
-// -> the first tile_count columns of v (P, C, ld) for channels [c0, c1) of `channels`. Outputs:
-// the first tile_count columns of m (P, O, ld) -> image (O, H, W) plus bias for output channels
-// [o0, o1). P = 16 for F(2,3), 36 for F(4,3).
+// -> the first tile_count columns of v (P, C, ld) for channels [c0, c1). Outputs: the first
+// tile_count columns of m (P, O, ld) -> image (O, H, W) plus bias for output channels [o0, o1),
+// then plus `residual` (O, H, W; may be NULL) and through ReLU when `relu` is not 0.
+// P = 16 for F(2,3), 36 for F(4,3); `stride`: floats from one position to the next in v or m
+// (at least C x ld or O x ld; more keeps the positions out of one cache set).
 void sdf_winograd23_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u);
 void sdf_winograd23_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                           long c0, long c1, long channels, long ld, float *v);
-void sdf_winograd23_outputs(const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x,
-                            long height, long width, const float *bias, long o0, long o1, float *image);
+                           long c0, long c1, long stride, long ld, float *v);
+void sdf_winograd23_outputs(const float *m, long stride, long tile_count, long ld, long tile_first, long tiles_x,
+                            long height, long width, const float *bias, const float *residual, int relu, long o0, long o1,
+                            float *image);
 void sdf_winograd43_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u);
 void sdf_winograd43_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
-                           long c0, long c1, long channels, long ld, float *v);
-void sdf_winograd43_outputs(const float *m, long outputs, long tile_count, long ld, long tile_first, long tiles_x,
-                            long height, long width, const float *bias, long o0, long o1, float *image);
+                           long c0, long c1, long stride, long ld, float *v);
+void sdf_winograd43_outputs(const float *m, long stride, long tile_count, long ld, long tile_first, long tiles_x,
+                            long height, long width, const float *bias, const float *residual, int relu, long o0, long o1,
+                            float *image);
 
 // One attention head, register-blocked (Attention.c). Keys are first packed into panels of 32
 // (kp: ceil(keys / 32) * 32 * d floats, zero-padded). Scores: scale * q (rows x d, row stride

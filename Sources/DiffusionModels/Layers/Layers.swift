@@ -33,8 +33,9 @@ public struct Conv2d: Sendable {
         try Conv2d(p, inputs: inputs, outputs: outputs, kernel: 3, padding: .uniform(1))
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        x.conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding)
+    /// The convolution, plus `residual` (the output's shape) and through ReLU when asked.
+    public func callAsFunction(_ x: Tensor, adding residual: Tensor? = nil, relu: Bool = false) -> Tensor {
+        x.conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding, residual: residual, relu: relu)
     }
 }
 

@@ -208,13 +208,7 @@ struct TinyBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = conv0(x)
-        h.applyReLU()
-        h = conv2(h)
-        h.applyReLU()
-        h = conv4(h)
-        h += skip?(x) ?? x
-        h.applyReLU()
-        return h
+        let h = conv2(conv0(x, relu: true), relu: true)
+        return conv4(h, adding: skip?(x) ?? x, relu: true)
     }
 }
