@@ -15,6 +15,9 @@
 #include "Dispatch.h"
 
 #include <string.h>
+#if SDF_X86
+#include <immintrin.h>
+#endif
 
 // The 6x6 F(4,3) input transform is too large for the vectoriser on some of the instruction sets
 // the kernels are cloned for; the plain loop is correct there, so its "not vectorized" remark is noise.
@@ -112,22 +115,32 @@ SDF_INLINE void finish_outputs(float *y, const float *residual, long n, int relu
         for (long i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0;
 }
 
-// Defines `name` (multiversioned): the output transform for m x m output tiles,
-// `transform(src, stride, bias, y, row_stride)` for one tile, then the residual and ReLU on the
-// rows just written, while they are in the cache.
-#define WINOGRAD_OUTPUTS(name, m, transform)                                                                       \
-    SDF_INLINE void name##_body(const float *mm, long stride, long tile_count, long ld, long tile_first,            \
-                                long tiles_x, long height, long width, const float *bias,                          \
-                                const float *residual, int relu, long o0, long o1, float *image) {                 \
+// y[x0..x1) of one row += residual[x0..x1) (when there is one), then ReLU (when asked).
+SDF_INLINE void finish_range(float *y, const float *residual, long x0, long x1, int relu) {
+    if (x1 > x0) finish_outputs(y + x0, residual ? residual + x0 : 0, x1 - x0, relu);
+}
+
+// Defines name_body: the output transform for m x m output tiles, `transform(src, stride, bias,
+// y, row_stride)` for one tile, then the residual and ReLU on the rows just written, while they
+// are in the cache. `blocks(src, stride, bias, residual, relu, y, row_stride, tx0, tx1)` may do
+// the inner tiles from tx0 on, residual and ReLU included, in blocks of its own, and returns
+// where it stopped (`no_output_blocks`: at tx0); `target` is its target attribute.
+#define WINOGRAD_OUTPUTS_BODY(name, m, transform, blocks, target)                                                  \
+    target SDF_INLINE void name##_body(const float *mm, long stride, long tile_count, long ld, long tile_first,     \
+                                       long tiles_x, long height, long width, const float *bias,                   \
+                                       const float *residual, int relu, long o0, long o1, float *image) {          \
         for (long k = 0; k < tile_count;) {                                                                        \
             TileRow r = tile_row(tile_first, k, tile_count, tiles_x);                                              \
             inner_outputs(&r, m, height, width);                                                                   \
             for (long o = o0; o < o1; o++) {                                                                       \
                 float b = bias ? bias[o] : 0.0f;                                                                   \
-                float *plane = image + o * height * width + m * r.ty * width;                                      \
+                long offset = (o * height + m * r.ty) * width; /* of the tile row's first output row */            \
+                float *plane = image + offset;                                                                     \
+                const float *res = residual ? residual + offset : 0;                                               \
                 const float *src = mm + o * ld + r.column - r.tx0;                                                 \
+                long done = blocks(src, stride, b, res, relu, plane, width, r.inner0, r.inner1);                   \
                 _Pragma("clang loop vectorize(assume_safety)") /* tiles write disjoint columns */                  \
-                for (long tx = r.inner0; tx < r.inner1; tx++) transform(src + tx, stride, b, plane + m * tx, width); \
+                for (long tx = done; tx < r.inner1; tx++) transform(src + tx, stride, b, plane + m * tx, width);   \
                 for (long tx = r.tx0; tx < r.tx1; tx++) {                                                          \
                     if (tx == r.inner0) tx = r.inner1;                                                             \
                     if (tx == r.tx1) break;                                                                        \
@@ -136,22 +149,28 @@ SDF_INLINE void finish_outputs(float *y, const float *residual, long n, int relu
                     for (int i = 0; i < m && m * r.ty + i < height; i++)                                           \
                         for (int j = 0; j < m && m * tx + j < width; j++) plane[i * width + m * tx + j] = y[i * m + j]; \
                 }                                                                                                  \
-                if (residual || relu) {                                                                            \
-                    long x0 = m * r.tx0, x1 = m * r.tx1 < width ? m * r.tx1 : width;                               \
+                if (residual || relu) { /* the columns `blocks` did not finish */                                  \
+                    long end = m * r.tx1 < width ? m * r.tx1 : width;                                              \
+                    long inner = m * r.inner0 < end ? m * r.inner0 : end;                                          \
                     for (long i = 0; i < m && m * r.ty + i < height; i++) {                                        \
-                        long offset = (o * height + m * r.ty + i) * width + x0;                                    \
-                        finish_outputs(image + offset, residual ? residual + offset : 0, x1 - x0, relu);           \
+                        finish_range(plane + i * width, res ? res + i * width : 0, m * r.tx0, inner, relu);        \
+                        finish_range(plane + i * width, res ? res + i * width : 0, m * done, end, relu);           \
                     }                                                                                              \
                 }                                                                                                  \
             }                                                                                                      \
             k += r.tx1 - r.tx0;                                                                                    \
         }                                                                                                          \
-    }                                                                                                              \
-    SDF_MULTIVERSION(name,                                                                                         \
-                     (const float *mm, long stride, long tile_count, long ld, long tile_first, long tiles_x,       \
-                      long height, long width, const float *bias, const float *residual, int relu, long o0,        \
-                      long o1, float *image),                                                                      \
-                     (mm, stride, tile_count, ld, tile_first, tiles_x, height, width, bias, residual, relu, o0, o1, image))
+    }
+#define WINOGRAD_OUTPUTS_PARAMS                                                                                    \
+    (const float *mm, long stride, long tile_count, long ld, long tile_first, long tiles_x, long height, long width, \
+     const float *bias, const float *residual, int relu, long o0, long o1, float *image)
+#define WINOGRAD_OUTPUTS_ARGS (mm, stride, tile_count, ld, tile_first, tiles_x, height, width, bias, residual, relu, o0, o1, image)
+
+SDF_INLINE long no_output_blocks(const float *src, long stride, float bias, const float *residual, int relu, float *y,
+                                 long width, long tx0, long tx1) {
+    (void)src, (void)stride, (void)bias, (void)residual, (void)relu, (void)y, (void)width, (void)tx1;
+    return tx0;
+}
 
 // Filters for output channels [o0, o1): u[e][o][c] = (G g G^T)[e] for the 3x3 filter g of (o, c),
 // with G (M x 3). 16 input channels at a time, so the arithmetic runs across channels in vectors.
@@ -206,8 +225,6 @@ SDF_INLINE void input23(const float *d, long w, float *out, long stride) {
 WINOGRAD_INPUTS_BODY(winograd23_inputs, 2, 4, input23, no_blocks, )
 
 #if SDF_X86
-#include <immintrin.h>
-
 // input23 for 16 tiles at once, tiles tx0, tx0 + 16, ... while they fit before tx1: the four
 // columns of each input row are the even and odd elements of two unaligned loads (the compiler's
 // vectorisation of input23 gathers them less directly and ran at half this speed on a Zen 4).
@@ -270,7 +287,59 @@ SDF_INLINE void output23(const float *src, long stride, float bias, float *y, lo
         y[i * w + 1] = t[i][1] - t[i][2] - t[i][3] + bias;
     }
 }
-WINOGRAD_OUTPUTS(sdf_winograd23_outputs, 2, output23)
+WINOGRAD_OUTPUTS_BODY(winograd23_outputs, 2, output23, no_output_blocks, )
+
+#if SDF_X86
+// output23 for 16 tiles at once, with the residual and ReLU: the two outputs of each tile row are
+// interleaved in registers and stored as whole vectors. Same operations in the same order as
+// output23 and finish_outputs, so the same results.
+SDF_AVX512 SDF_INLINE long output23_blocks(const float *src, long stride, float bias, const float *residual, int relu,
+                                           float *y, long width, long tx0, long tx1) {
+    const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+    long tx = tx0;
+    for (; tx + 16 <= tx1; tx += 16) {
+        __m512 x[16];
+        SDF_UNROLL for (int e = 0; e < 16; e++) x[e] = _mm512_loadu_ps(src + e * stride + tx);
+        __m512 t[2][4];
+        SDF_UNROLL for (int j = 0; j < 4; j++) {
+            t[0][j] = _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j]);
+            t[1][j] = _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
+        }
+        SDF_UNROLL for (int i = 0; i < 2; i++) {
+            __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2]), b);
+            __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(t[i][1], t[i][2]), t[i][3]), b);
+            __m512 first = _mm512_permutex2var_ps(y0, low, y1), second = _mm512_permutex2var_ps(y0, high, y1);
+            float *row = y + i * width + 2 * tx;
+            if (residual) {
+                const float *r = residual + i * width + 2 * tx;
+                first = _mm512_add_ps(first, _mm512_loadu_ps(r));
+                second = _mm512_add_ps(second, _mm512_loadu_ps(r + 16));
+            }
+            if (relu) {
+                first = _mm512_max_ps(first, zero);
+                second = _mm512_max_ps(second, zero);
+            }
+            _mm512_storeu_ps(row, first);
+            _mm512_storeu_ps(row + 16, second);
+        }
+    }
+    return tx;
+}
+WINOGRAD_OUTPUTS_BODY(winograd23_outputs_blocked, 2, output23, output23_blocks, SDF_AVX512)
+
+SDF_AVX512 static void winograd23_outputs_avx512 WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_blocked_body WINOGRAD_OUTPUTS_ARGS; }
+SDF_AVX2 static void winograd23_outputs_avx2 WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_body WINOGRAD_OUTPUTS_ARGS; }
+static void winograd23_outputs_generic WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_body WINOGRAD_OUTPUTS_ARGS; }
+void sdf_winograd23_outputs WINOGRAD_OUTPUTS_PARAMS {
+    if (sdf_cpu_avx512()) winograd23_outputs_avx512 WINOGRAD_OUTPUTS_ARGS;
+    else if (sdf_cpu_avx2()) winograd23_outputs_avx2 WINOGRAD_OUTPUTS_ARGS;
+    else winograd23_outputs_generic WINOGRAD_OUTPUTS_ARGS;
+}
+#else
+SDF_MULTIVERSION(sdf_winograd23_outputs, WINOGRAD_OUTPUTS_PARAMS, WINOGRAD_OUTPUTS_ARGS)
+#endif
 
 // MARK: - F(4x4, 3x3)
 
@@ -332,5 +401,6 @@ SDF_INLINE void output43(const float *src, long stride, float bias, float *y, lo
         SDF_UNROLL for (int j = 0; j < 4; j++) y[i * w + j] = r[j] + bias;
     }
 }
-WINOGRAD_OUTPUTS(sdf_winograd43_outputs, 4, output43)
+WINOGRAD_OUTPUTS_BODY(sdf_winograd43_outputs, 4, output43, no_output_blocks, )
+SDF_MULTIVERSION(sdf_winograd43_outputs, WINOGRAD_OUTPUTS_PARAMS, WINOGRAD_OUTPUTS_ARGS)
 
