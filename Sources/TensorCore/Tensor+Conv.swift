@@ -34,9 +34,12 @@ extension Tensor {
     ///
     /// `residual` (the output's shape) is added to the result and `relu` applies ReLU after that;
     /// Winograd does both on each output row while it is in the cache, instead of in extra passes.
+    /// `upsampledInput` says the input is a nearest 2x upsampling (`upsampledNearest2x`: every 2x2
+    /// block one value), whose F(2x2,3x3) tiles are zero at 7 of their 16 positions: Winograd
+    /// F(2,3) skips those products (the same result with 9/16 of the multiplications).
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
                        bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil,
-                       residual: Tensor? = nil, relu: Bool = false) -> Tensor {
+                       residual: Tensor? = nil, relu: Bool = false, upsampledInput: Bool = false) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
@@ -46,16 +49,17 @@ extension Tensor {
         precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
         if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
         if let residual { precondition(residual.shape == [n, o, oh, ow], "conv2d: residual \(residual.shape) for output \([n, o, oh, ow])") }
-        let epilogue = Epilogue(residual: residual, relu: relu)
+        precondition(!upsampledInput || (h % 2 == 0 && w % 2 == 0), "conv2d: an upsampled input \(shape) has odd sides")
+        let fusion = Fusion(residual: residual, relu: relu, upsampledInput: upsampledInput)
 
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
         let winogradShape = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1)
         if let mode {
-            return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode, epilogue: epilogue)
+            return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode, fusion: fusion)
         }
         guard winogradShape else {
             return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: .direct,
-                            epilogue: epilogue)
+                            fusion: fusion)
         }
         // Unmeasured, small images (the UNet's 16x16 and 8x8 levels at 512x512) use im2col:
         // transforming the large filters costs about as much as Winograd saves in the GEMMs.
@@ -63,18 +67,30 @@ extension Tensor {
         var preferred = n * h * w >= 1024 ? modes : modes.reversed()
         if ConvolutionMode.forced { preferred = [preferred[0]] }
         let key = "conv3x3 \(ConvolutionMode.current.rawValue)/\(BLAS.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
+            + (upsampledInput ? " upsampled" : "")
         return KernelTuning.tuned(key, candidates: preferred.map(\.rawValue)) { name in
             convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
-                     mode: ConvolutionMode(rawValue: name) ?? .direct, epilogue: epilogue)
+                     mode: ConvolutionMode(rawValue: name) ?? .direct, fusion: fusion)
         }
     }
 
-    /// What follows a convolution's bias: a residual added, then ReLU.
-    struct Epilogue {
+    /// What a convolution does beyond its weights and bias: a residual added after it, then ReLU;
+    /// and whether its input is a nearest 2x upsampling (for Winograd F(2,3) to skip zero positions).
+    struct Fusion {
         var residual: Tensor?
         var relu: Bool
+        var upsampledInput: Bool
 
-        /// Applies both to `result` (the GEMM paths; Winograd applies them itself).
+        /// The F(tile x tile, 3x3) positions whose products are needed: all but those with row or
+        /// column 2 when the input is an upsampling and the tile 2x2 (each 4x4 input window then has
+        /// rows 1 and 2 equal, and columns 1 and 2, so B^T d B is exactly zero there).
+        func computedPositions(tile m: Int) -> [Int] {
+            let positions = (m + 2) * (m + 2)
+            guard upsampledInput && m == 2 else { return Array(0..<positions) }
+            return (0..<positions).filter { $0 / 4 != 2 && $0 % 4 != 2 }
+        }
+
+        /// Applies the residual and ReLU to `result` (the GEMM paths; Winograd applies them itself).
         func apply(to result: inout Tensor) {
             if let residual { result += residual }
             if relu { result.applyReLU() }
@@ -83,14 +99,14 @@ extension Tensor {
 
     /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
     private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode,
-                          epilogue: Epilogue) -> Tensor {
+                          fusion: Fusion) -> Tensor {
         if weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
             var result = Tensor(uninitialized: [shape[0], weight.shape[0], shape[2], shape[3]])
-            winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, epilogue: epilogue, into: result.mutablePointer())
+            winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, fusion: fusion, into: result.mutablePointer())
             return result
         }
         var result = convolveByGEMM(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
-        epilogue.apply(to: &result)
+        fusion.apply(to: &result)
         return result
     }
 
@@ -204,7 +220,7 @@ extension Tensor {
     /// chunks of input tiles from all images (V), one GEMM per tile position (O x C times
     /// C x tiles; the positions run in parallel), transform back.
     /// `chunkFloats` bounds V (at least one tile).
-    func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, epilogue: Epilogue,
+    func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, fusion: Fusion,
                      into out: UnsafeMutablePointer<Float>) {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let o = weight.shape[0]
@@ -213,12 +229,13 @@ extension Tensor {
         let filters = m == 2 ? sdf_winograd23_filters : sdf_winograd43_filters
         let inputs = m == 2 ? sdf_winograd23_inputs : sdf_winograd43_inputs
         let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
+        let computed = fusion.computedPositions(tile: m)  // the others' products stay zero
 
         var u = Tensor(uninitialized: [positions, o, c])
         let up = u.mutablePointer(), wp = weight.pointer
         Parallel.forRanges(o) { r in filters(wp, o, c, r.lowerBound, r.upperBound, up) }
         if Swift.max(c, o) <= Tensor.narrowWinogradChannels {
-            winograd3x3Narrow(u: up, o: o, tile: m, bias: bias, chunkFloats: chunkFloats, epilogue: epilogue, into: out)
+            winograd3x3Narrow(u: up, o: o, tile: m, bias: bias, chunkFloats: chunkFloats, fusion: fusion, into: out)
             withExtendedLifetime(u) {}
             return
         }
@@ -226,9 +243,9 @@ extension Tensor {
         // Chunks of tiles, numbered across the images, small enough for V and M to stay within `chunkFloats`.
         let chunk = Swift.max(1, Swift.min(tiles, chunkFloats / (positions * Swift.max(c, o))))
         var v = Tensor(uninitialized: [positions, c, chunk])
-        var products = Tensor(uninitialized: [positions, o, chunk])
+        var products = computed.count < positions ? Tensor(zeros: [positions, o, chunk]) : Tensor(uninitialized: [positions, o, chunk])
         let vp = v.mutablePointer(), mp = products.mutablePointer()
-        let image = pointer, biasPointer = bias?.pointer, residual = epilogue.residual?.pointer, relu: Int32 = epilogue.relu ? 1 : 0
+        let image = pointer, biasPointer = bias?.pointer, residual = fusion.residual?.pointer, relu: Int32 = fusion.relu ? 1 : 0
         var first = 0
         while first < tiles {
             let count = Swift.min(chunk, tiles - first)
@@ -247,7 +264,8 @@ extension Tensor {
                            chunk, vp + run.column)
                 }
             }
-            Parallel.forEach(positions) { e in
+            Parallel.forEach(computed.count) { i in
+                let e = computed[i]
                 // (O, C) x (C, count) -> (O, count) at tile position e
                 BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * c * chunk, ldb: chunk,
                            c: mp + e * o * chunk, ldc: chunk, parallel: false)
@@ -260,7 +278,7 @@ extension Tensor {
             }
             first += count
         }
-        withExtendedLifetime((u, v, products, epilogue)) {}  // up, vp, mp and residual point into them
+        withExtendedLifetime((u, v, products, fusion)) {}  // up, vp, mp and residual point into them
     }
 }
 
@@ -276,7 +294,7 @@ extension Tensor {
     /// input transform, the GEMM of each tile position, output transform. Same arithmetic, same
     /// results. `u`: the transformed filters (positions, O, C); `chunkFloats` bounds V further.
     func winograd3x3Narrow(u up: UnsafeMutablePointer<Float>, o: Int, tile m: Int, bias: Tensor?, chunkFloats: Int,
-                           epilogue: Epilogue, into out: UnsafeMutablePointer<Float>) {
+                           fusion: Fusion, into out: UnsafeMutablePointer<Float>) {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let positions = (m + 2) * (m + 2)
         let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
@@ -287,7 +305,8 @@ extension Tensor {
         // Positions one cache line further apart than their rows need: C x chunk is 16 KB here, and
         // positions a multiple of 4 KB apart all fall into one set of the L1 cache.
         let strideV = c * chunk + 16, strideM = o * chunk + 16
-        let image = pointer, biasPointer = bias?.pointer, residual = epilogue.residual?.pointer, relu: Int32 = epilogue.relu ? 1 : 0
+        let image = pointer, biasPointer = bias?.pointer, residual = fusion.residual?.pointer, relu: Int32 = fusion.relu ? 1 : 0
+        let computed = fusion.computedPositions(tile: m)  // the others' products stay zero
         /// Calls `body(image, first tile in it, tiles, column in the chunk)` for the runs of tiles within
         /// one image that chunk `index` is made of.
         func runs(_ index: Int, _ body: (Int, Int, Int, Int) -> Void) {
@@ -303,12 +322,13 @@ extension Tensor {
             let vp = UnsafeMutablePointer<Float>.allocate(capacity: positions * strideV)
             let mp = UnsafeMutablePointer<Float>.allocate(capacity: positions * strideM)
             defer { vp.deallocate(); mp.deallocate() }
+            if computed.count < positions { mp.initialize(repeating: 0, count: positions * strideM) }
             for index in range {
                 let count = Swift.min(chunk, tiles - index * chunk)
                 runs(index) { b, t, length, column in
                     inputs(image + b * c * h * w, h, w, tilesX, t, length, 0, c, strideV, chunk, vp + column)
                 }
-                for e in 0..<positions {
+                for e in computed {
                     // (O, C) x (C, count) -> (O, count) at tile position e
                     BLAS.sgemm(m: o, n: count, k: c, a: up + e * o * c, lda: c, b: vp + e * strideV, ldb: chunk,
                                c: mp + e * strideM, ldc: chunk, parallel: false)

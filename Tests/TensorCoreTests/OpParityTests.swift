@@ -71,6 +71,20 @@ import Testing
         }
     }
 
+    /// A convolution told that its input is a nearest 2x upsampling (Winograd F(2,3) skips 7 of its
+    /// 16 tile positions) gives the same result as without being told, in every mode.
+    @Test(arguments: [64, 136])
+    func convolutionOfAnUpsampling(channels: Int) {
+        let shape = [2, channels, 5, 19], count = shape.reduce(1, *)
+        let x = Tensor(shape: shape, values: (0..<count).map { sin(Float($0) * 0.019) }).upsampledNearest2x()
+        let w = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { cos(Float($0) * 0.007) * 0.05 })
+        let b = Tensor(shape: [channels], values: (0..<channels).map { Float($0) * 0.01 - 0.3 })
+        for mode in ConvolutionMode.allCases {
+            let plain = x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode)
+            #expect(x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, upsampledInput: true).scalars == plain.scalars, "\(mode)")
+        }
+    }
+
     /// A residual and ReLU after the convolution, fused (Winograd's output transform) or not
     /// (im2col), equal the separate ops.
     @Test(arguments: [64, 136])

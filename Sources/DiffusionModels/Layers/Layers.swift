@@ -37,6 +37,13 @@ public struct Conv2d: Sendable {
     public func callAsFunction(_ x: Tensor, adding residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         x.conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding, residual: residual, relu: relu)
     }
+
+    /// The convolution of `x` upsampled 2x (nearest), as SD's upsamplers do: (N, In, H, W) ->
+    /// (N, Out, 2H, 2W). Winograd skips the products that the repeated pixels make zero.
+    public func upsampling(_ x: Tensor) -> Tensor {
+        x.upsampledNearest2x().conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding,
+                                      upsampledInput: stride == 1 && padding == .uniform(1))
+    }
 }
 
 /// `torch.nn.GroupNorm` over NCHW, optionally fused with the SiLU that follows it.

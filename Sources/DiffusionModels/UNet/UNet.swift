@@ -145,7 +145,9 @@ public struct UNet: Sendable {
             h = Tensor.concatenate([h, skips.removeLast()], axis: 1)  // (N, C + skip, H, W)
             h = run(block, h, activated, context)
             if let upsample = block.upsample, let next = skips.last {
-                h = upsample(h.resizedNearest(height: next.shape[2], width: next.shape[3]))
+                // To the skip's size: twice the size, or one less where the encoder halved an odd size.
+                h = next.shape[2] == 2 * h.shape[2] && next.shape[3] == 2 * h.shape[3]
+                    ? upsample.upsampling(h) : upsample(h.resizedNearest(height: next.shape[2], width: next.shape[3]))
             }
         }
         return convOut(normOut(h, silu: true))

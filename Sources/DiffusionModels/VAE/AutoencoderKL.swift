@@ -240,7 +240,7 @@ struct Decoder: Sendable {
         var h = middle2(middleAttention(middle1(convIn(z))))
         for level in levels {
             for block in level.blocks { h = block(h) }
-            if let up = level.upsample { h = up(h.upsampledNearest2x()) }
+            if let up = level.upsample { h = up.upsampling(h) }
         }
         return convOut(normOut(h, silu: true))
     }

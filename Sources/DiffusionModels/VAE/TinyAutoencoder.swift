@@ -166,13 +166,21 @@ public struct TinyAutoencoder: LatentAutoencoder {
 
     static func run(_ layers: [Layer], _ input: Tensor) -> Tensor {
         var x = input
-        for layer in layers {
-            switch layer {
-            case .conv(let conv): x = conv(x)
-            case .block(let block): x = block(x)
-            case .relu: x.applyReLU()
-            case .upsample: x = x.upsampledNearest2x()
+        var index = layers.startIndex
+        while index < layers.endIndex {
+            switch (layers[index], index + 1 < layers.endIndex ? layers[index + 1] : nil) {
+            case (.upsample, .conv(let conv)?):  // the upsampling and the convolution after it in one
+                x = conv.upsampling(x)
+                index += 1
+            case (.conv(let conv), .relu?):
+                x = conv(x, relu: true)
+                index += 1
+            case (.conv(let conv), _): x = conv(x)
+            case (.block(let block), _): x = block(x)
+            case (.relu, _): x.applyReLU()
+            case (.upsample, _): x = x.upsampledNearest2x()
             }
+            index += 1
         }
         return x
     }
