@@ -269,7 +269,7 @@ void sdf_winograd23_inputs WINOGRAD_INPUTS_PARAMS {
     else winograd23_inputs_generic WINOGRAD_INPUTS_ARGS;
 }
 #else
-SDF_MULTIVERSION(sdf_winograd23_inputs, WINOGRAD_INPUTS_PARAMS, WINOGRAD_INPUTS_ARGS)
+void sdf_winograd23_inputs WINOGRAD_INPUTS_PARAMS { winograd23_inputs_body WINOGRAD_INPUTS_ARGS; }
 #endif
 
 // A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A + bias for the tile whose products are src[e * stride],
@@ -338,7 +338,7 @@ void sdf_winograd23_outputs WINOGRAD_OUTPUTS_PARAMS {
     else winograd23_outputs_generic WINOGRAD_OUTPUTS_ARGS;
 }
 #else
-SDF_MULTIVERSION(sdf_winograd23_outputs, WINOGRAD_OUTPUTS_PARAMS, WINOGRAD_OUTPUTS_ARGS)
+void sdf_winograd23_outputs WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_body WINOGRAD_OUTPUTS_ARGS; }
 #endif
 
 // MARK: - F(4x4, 3x3)
