@@ -24,19 +24,21 @@ SDF_INLINE int sdf_cpu_avx512(void) {
            __builtin_cpu_supports("avx512dq");
 }
 SDF_INLINE int sdf_cpu_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-// Defines name_avx512, name_avx2 and name_generic from the inline body name_body, and the
-// public name that picks one per call.
-#define SDF_MULTIVERSION(name, params, args)                         \
-    SDF_AVX512 static void name##_avx512 params { name##_body args; } \
-    SDF_AVX2 static void name##_avx2 params { name##_body args; }     \
-    static void name##_generic params { name##_body args; }          \
-    void name params {                                                \
-        if (sdf_cpu_avx512()) name##_avx512 args;                     \
-        else if (sdf_cpu_avx2()) name##_avx2 args;                    \
-        else name##_generic args;                                     \
+// Defines name_avx512 from the inline body avx512_body (which may use AVX-512 intrinsics),
+// name_avx2 and name_generic from plain_body, and the public name that picks one per call.
+#define SDF_MULTIVERSION_BODIES(name, avx512_body, plain_body, params, args) \
+    SDF_AVX512 static void name##_avx512 params { avx512_body args; }         \
+    SDF_AVX2 static void name##_avx2 params { plain_body args; }              \
+    static void name##_generic params { plain_body args; }                   \
+    void name params {                                                        \
+        if (sdf_cpu_avx512()) name##_avx512 args;                             \
+        else if (sdf_cpu_avx2()) name##_avx2 args;                            \
+        else name##_generic args;                                             \
     }
 #else
 #define SDF_X86 0
-#define SDF_MULTIVERSION(name, params, args) \
-    void name params { name##_body args; }
+#define SDF_MULTIVERSION_BODIES(name, avx512_body, plain_body, params, args) \
+    void name params { plain_body args; }
 #endif
+// The same clones, all from the inline body name_body.
+#define SDF_MULTIVERSION(name, params, args) SDF_MULTIVERSION_BODIES(name, name##_body, name##_body, params, args)

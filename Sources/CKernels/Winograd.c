@@ -259,18 +259,9 @@ SDF_AVX512 SDF_INLINE long input23_blocks(const float *row, long width, float *o
     return tx;
 }
 WINOGRAD_INPUTS_BODY(winograd23_inputs_blocked, 2, 4, input23, input23_blocks, SDF_AVX512)
-
-SDF_AVX512 static void winograd23_inputs_avx512 WINOGRAD_INPUTS_PARAMS { winograd23_inputs_blocked_body WINOGRAD_INPUTS_ARGS; }
-SDF_AVX2 static void winograd23_inputs_avx2 WINOGRAD_INPUTS_PARAMS { winograd23_inputs_body WINOGRAD_INPUTS_ARGS; }
-static void winograd23_inputs_generic WINOGRAD_INPUTS_PARAMS { winograd23_inputs_body WINOGRAD_INPUTS_ARGS; }
-void sdf_winograd23_inputs WINOGRAD_INPUTS_PARAMS {
-    if (sdf_cpu_avx512()) winograd23_inputs_avx512 WINOGRAD_INPUTS_ARGS;
-    else if (sdf_cpu_avx2()) winograd23_inputs_avx2 WINOGRAD_INPUTS_ARGS;
-    else winograd23_inputs_generic WINOGRAD_INPUTS_ARGS;
-}
-#else
-void sdf_winograd23_inputs WINOGRAD_INPUTS_PARAMS { winograd23_inputs_body WINOGRAD_INPUTS_ARGS; }
 #endif
+SDF_MULTIVERSION_BODIES(sdf_winograd23_inputs, winograd23_inputs_blocked_body, winograd23_inputs_body, WINOGRAD_INPUTS_PARAMS,
+                        WINOGRAD_INPUTS_ARGS)
 
 // A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A + bias for the tile whose products are src[e * stride],
 // written to y (row stride w).
@@ -328,18 +319,9 @@ SDF_AVX512 SDF_INLINE long output23_blocks(const float *src, long stride, float 
     return tx;
 }
 WINOGRAD_OUTPUTS_BODY(winograd23_outputs_blocked, 2, output23, output23_blocks, SDF_AVX512)
-
-SDF_AVX512 static void winograd23_outputs_avx512 WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_blocked_body WINOGRAD_OUTPUTS_ARGS; }
-SDF_AVX2 static void winograd23_outputs_avx2 WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_body WINOGRAD_OUTPUTS_ARGS; }
-static void winograd23_outputs_generic WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_body WINOGRAD_OUTPUTS_ARGS; }
-void sdf_winograd23_outputs WINOGRAD_OUTPUTS_PARAMS {
-    if (sdf_cpu_avx512()) winograd23_outputs_avx512 WINOGRAD_OUTPUTS_ARGS;
-    else if (sdf_cpu_avx2()) winograd23_outputs_avx2 WINOGRAD_OUTPUTS_ARGS;
-    else winograd23_outputs_generic WINOGRAD_OUTPUTS_ARGS;
-}
-#else
-void sdf_winograd23_outputs WINOGRAD_OUTPUTS_PARAMS { winograd23_outputs_body WINOGRAD_OUTPUTS_ARGS; }
 #endif
+SDF_MULTIVERSION_BODIES(sdf_winograd23_outputs, winograd23_outputs_blocked_body, winograd23_outputs_body,
+                        WINOGRAD_OUTPUTS_PARAMS, WINOGRAD_OUTPUTS_ARGS)
 
 // MARK: - F(4x4, 3x3)
 
