@@ -225,18 +225,24 @@ SDF_INLINE void input23(const float *d, long w, float *out, long stride) {
 WINOGRAD_INPUTS_BODY(winograd23_inputs, 2, 4, input23, no_blocks, )
 
 #if SDF_X86
-// input23 for 16 tiles at once, tiles tx0, tx0 + 16, ... while they fit before tx1: the four
-// columns of each input row are the even and odd elements of two unaligned loads (the compiler's
-// vectorisation of input23 gathers them less directly and ran at half this speed on a Zen 4).
+// The first n lanes of a vector of 16 (none for n <= 0, all for n >= 16).
+SDF_AVX512 SDF_INLINE __mmask16 first_lanes(long n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+// input23 for 16 tiles at once, tiles [tx0, tx1) (the last block masked): the four columns of each
+// input row are the even and odd elements of two unaligned loads (the compiler's vectorisation of
+// input23 gathers them less directly and ran at half this speed on a Zen 4).
 SDF_AVX512 SDF_INLINE long input23_blocks(const float *row, long width, float *out, long stride, long tx0, long tx1) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    long tx = tx0;
-    for (; tx + 16 <= tx1; tx += 16) {
+    for (long tx = tx0; tx < tx1; tx += 16) {
+        long n = tx1 - tx;  // tiles left; the k-th reads floats 2k .. 2k + 3 of each row from p
+        __mmask16 ma = first_lanes(2 * n + 2), mb = first_lanes(2 * n - 14), ma2 = first_lanes(2 * n), mb2 = first_lanes(2 * n - 16);
+        __mmask16 mo = first_lanes(n);
         __m512 d[4][4];  // d[i][j]: row i, column j of the 16 tiles
         SDF_UNROLL for (int i = 0; i < 4; i++) {
             const float *p = row + i * width + 2 * tx;
-            __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16), a2 = _mm512_loadu_ps(p + 2), b2 = _mm512_loadu_ps(p + 18);
+            __m512 a = _mm512_maskz_loadu_ps(ma, p), b = _mm512_maskz_loadu_ps(mb, p + 16);
+            __m512 a2 = _mm512_maskz_loadu_ps(ma2, p + 2), b2 = _mm512_maskz_loadu_ps(mb2, p + 18);
             d[i][0] = _mm512_permutex2var_ps(a, even, b);
             d[i][1] = _mm512_permutex2var_ps(a, odd, b);
             d[i][2] = _mm512_permutex2var_ps(a2, even, b2);
@@ -250,13 +256,13 @@ SDF_AVX512 SDF_INLINE long input23_blocks(const float *row, long width, float *o
             t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
         }
         SDF_UNROLL for (int i = 0; i < 4; i++) {
-            _mm512_storeu_ps(out + (i * 4 + 0) * stride + tx, _mm512_sub_ps(t[i][0], t[i][2]));
-            _mm512_storeu_ps(out + (i * 4 + 1) * stride + tx, _mm512_add_ps(t[i][1], t[i][2]));
-            _mm512_storeu_ps(out + (i * 4 + 2) * stride + tx, _mm512_sub_ps(t[i][2], t[i][1]));
-            _mm512_storeu_ps(out + (i * 4 + 3) * stride + tx, _mm512_sub_ps(t[i][1], t[i][3]));
+            _mm512_mask_storeu_ps(out + (i * 4 + 0) * stride + tx, mo, _mm512_sub_ps(t[i][0], t[i][2]));
+            _mm512_mask_storeu_ps(out + (i * 4 + 1) * stride + tx, mo, _mm512_add_ps(t[i][1], t[i][2]));
+            _mm512_mask_storeu_ps(out + (i * 4 + 2) * stride + tx, mo, _mm512_sub_ps(t[i][2], t[i][1]));
+            _mm512_mask_storeu_ps(out + (i * 4 + 3) * stride + tx, mo, _mm512_sub_ps(t[i][1], t[i][3]));
         }
     }
-    return tx;
+    return tx1;
 }
 WINOGRAD_INPUTS_BODY(winograd23_inputs_blocked, 2, 4, input23, input23_blocks, SDF_AVX512)
 #endif
@@ -281,18 +287,19 @@ SDF_INLINE void output23(const float *src, long stride, float bias, float *y, lo
 WINOGRAD_OUTPUTS_BODY(winograd23_outputs, 2, output23, no_output_blocks, )
 
 #if SDF_X86
-// output23 for 16 tiles at once, with the residual and ReLU: the two outputs of each tile row are
-// interleaved in registers and stored as whole vectors. Same operations in the same order as
-// output23 and finish_outputs, so the same results.
+// output23 for 16 tiles at once, tiles [tx0, tx1) (the last block masked), with the residual and
+// ReLU: the two outputs of each tile row are interleaved in registers and stored as whole vectors.
+// Same operations in the same order as output23 and finish_outputs, so the same results.
 SDF_AVX512 SDF_INLINE long output23_blocks(const float *src, long stride, float bias, const float *residual, int relu,
                                            float *y, long width, long tx0, long tx1) {
     const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
-    long tx = tx0;
-    for (; tx + 16 <= tx1; tx += 16) {
+    for (long tx = tx0; tx < tx1; tx += 16) {
+        long n = tx1 - tx;  // tiles left: n products per position, 2n outputs per row
+        __mmask16 mx = first_lanes(n), m0 = first_lanes(2 * n), m1 = first_lanes(2 * n - 16);
         __m512 x[16];
-        SDF_UNROLL for (int e = 0; e < 16; e++) x[e] = _mm512_loadu_ps(src + e * stride + tx);
+        SDF_UNROLL for (int e = 0; e < 16; e++) x[e] = _mm512_maskz_loadu_ps(mx, src + e * stride + tx);
         __m512 t[2][4];
         SDF_UNROLL for (int j = 0; j < 4; j++) {
             t[0][j] = _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j]);
@@ -305,18 +312,18 @@ SDF_AVX512 SDF_INLINE long output23_blocks(const float *src, long stride, float 
             float *row = y + i * width + 2 * tx;
             if (residual) {
                 const float *r = residual + i * width + 2 * tx;
-                first = _mm512_add_ps(first, _mm512_loadu_ps(r));
-                second = _mm512_add_ps(second, _mm512_loadu_ps(r + 16));
+                first = _mm512_add_ps(first, _mm512_maskz_loadu_ps(m0, r));
+                second = _mm512_add_ps(second, _mm512_maskz_loadu_ps(m1, r + 16));
             }
             if (relu) {
                 first = _mm512_max_ps(first, zero);
                 second = _mm512_max_ps(second, zero);
             }
-            _mm512_storeu_ps(row, first);
-            _mm512_storeu_ps(row + 16, second);
+            _mm512_mask_storeu_ps(row, m0, first);
+            _mm512_mask_storeu_ps(row + 16, m1, second);
         }
     }
-    return tx;
+    return tx1;
 }
 WINOGRAD_OUTPUTS_BODY(winograd23_outputs_blocked, 2, output23, output23_blocks, SDF_AVX512)
 #endif
