@@ -269,6 +269,47 @@ WINOGRAD_INPUTS_BODY(winograd23_inputs_blocked, 2, 4, input23, input23_blocks, S
 SDF_MULTIVERSION_BODIES(sdf_winograd23_inputs, winograd23_inputs_blocked_body, winograd23_inputs_body, WINOGRAD_INPUTS_PARAMS,
                         WINOGRAD_INPUTS_ARGS)
 
+// F(2,3) input tiles of the nearest 2x upsampling of `image` (C, height, width), without making
+// it: tile (ty, tx) of the upsampling reads rows ty-1, ty, ty, ty+1 and columns tx-1, tx, tx, tx+1
+// of `image` (zero outside), so its rows 1 and 2 are equal, and so are its columns 1 and 2. The
+// positions in row or column 2 are then exactly zero and are not written (their products are
+// skipped); the others get what input23 computes from the upsampled tile, operation for operation.
+// Tiles are numbered over the upsampling: `width` per row.
+SDF_INLINE void sdf_winograd23_inputs_upsampled_body(const float *image, long height, long width, long tile_first,
+                                                     long tile_count, long c0, long c1, long stride, long ld, float *v) {
+    for (long k = 0; k < tile_count;) {
+        TileRow r = tile_row(tile_first, k, tile_count, width);
+        for (long c = c0; c < c1; c++) {
+            const float *plane = image + c * height * width;
+            const float *above = r.ty > 0 ? plane + (r.ty - 1) * width : 0, *row = plane + r.ty * width;
+            const float *below = r.ty + 1 < height ? plane + (r.ty + 1) * width : 0;
+            float *out = v + c * ld + r.column - r.tx0;
+            for (long tx = r.tx0; tx < r.tx1; tx++) {
+                float t[3][3];  // rows 0, 1 and 3 of B^T d, at columns tx - 1, tx, tx + 1
+                SDF_UNROLL for (int q = 0; q < 3; q++) {
+                    long x = tx - 1 + q;
+                    int inside = x >= 0 && x < width;
+                    float a = inside && above ? above[x] : 0, b = inside ? row[x] : 0, d = inside && below ? below[x] : 0;
+                    t[0][q] = a - b;
+                    t[1][q] = b + b;
+                    t[2][q] = b - d;
+                }
+                SDF_UNROLL for (int i = 0; i < 3; i++) {
+                    float *o = out + (i == 2 ? 3 : i) * 4 * stride + tx;
+                    o[0] = t[i][0] - t[i][1];
+                    o[stride] = t[i][1] + t[i][1];
+                    o[3 * stride] = t[i][1] - t[i][2];
+                }
+            }
+        }
+        k += r.tx1 - r.tx0;
+    }
+}
+SDF_MULTIVERSION(sdf_winograd23_inputs_upsampled,
+                 (const float *image, long height, long width, long tile_first, long tile_count, long c0, long c1,
+                  long stride, long ld, float *v),
+                 (image, height, width, tile_first, tile_count, c0, c1, stride, ld, v))
+
 // A^T = [[1,1,1,0],[0,1,-1,-1]]; Y = A^T M A + bias for the tile whose products are src[e * stride],
 // written to y (row stride w).
 SDF_INLINE void output23(const float *src, long stride, float bias, float *y, long w) {

@@ -34,26 +34,31 @@ extension Tensor {
     ///
     /// `residual` (the output's shape) is added to the result and `relu` applies ReLU after that;
     /// Winograd does both on each output row while it is in the cache, instead of in extra passes.
-    /// `upsampledInput` says the input is a nearest 2x upsampling (`upsampledNearest2x`: every 2x2
-    /// block one value), whose F(2x2,3x3) tiles are zero at 7 of their 16 positions: Winograd
-    /// F(2,3) skips those products (the same result with 9/16 of the multiplications).
+    /// `upsampling` convolves the nearest 2x upsampling of this tensor instead (the result of
+    /// `upsampledNearest2x().conv2d(...)`): with 3x3 stride 1 padding 1, Winograd F(2,3) reads its
+    /// tiles from this tensor and skips the 7 of 16 positions that the repeated pixels make exactly
+    /// zero (the same result with 9/16 of the multiplications and no upsampled copy).
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .zero,
                        bandFloats: Int = 4 << 20, mode: ConvolutionMode? = nil,
-                       residual: Tensor? = nil, relu: Bool = false, upsampledInput: Bool = false) -> Tensor {
+                       residual: Tensor? = nil, relu: Bool = false, upsampling: Bool = false) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let winogradShape = weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1)
+        if upsampling && !winogradShape {
+            return upsampledNearest2x().conv2d(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
+                                               mode: mode, residual: residual, relu: relu)
+        }
+        let scale = upsampling ? 2 : 1
+        let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let oh = (h + padding.top + padding.bottom - kh) / stride + 1
         let ow = (w + padding.left + padding.right - kw) / stride + 1
         precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) larger than padded input \(shape)")
         if let bias { precondition(bias.count == o, "conv2d: bias \(bias.shape) for \(o) output channels") }
         if let residual { precondition(residual.shape == [n, o, oh, ow], "conv2d: residual \(residual.shape) for output \([n, o, oh, ow])") }
-        precondition(!upsampledInput || (h % 2 == 0 && w % 2 == 0), "conv2d: an upsampled input \(shape) has odd sides")
-        let fusion = Fusion(residual: residual, relu: relu, upsampledInput: upsampledInput)
+        let fusion = Fusion(residual: residual, relu: relu, upsampling: upsampling)
 
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
-        let winogradShape = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1)
         if let mode {
             return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode, fusion: fusion)
         }
@@ -67,7 +72,7 @@ extension Tensor {
         var preferred = n * h * w >= 1024 ? modes : modes.reversed()
         if ConvolutionMode.forced { preferred = [preferred[0]] }
         let key = "conv3x3 \(ConvolutionMode.current.rawValue)/\(BLAS.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
-            + (upsampledInput ? " upsampled" : "")
+            + (upsampling ? " upsampled" : "")
         return KernelTuning.tuned(key, candidates: preferred.map(\.rawValue)) { name in
             convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
                      mode: ConvolutionMode(rawValue: name) ?? .direct, fusion: fusion)
@@ -75,18 +80,18 @@ extension Tensor {
     }
 
     /// What a convolution does beyond its weights and bias: a residual added after it, then ReLU;
-    /// and whether its input is a nearest 2x upsampling (for Winograd F(2,3) to skip zero positions).
+    /// and whether it convolves the nearest 2x upsampling of its input (`conv2d(upsampling:)`).
     struct Fusion {
         var residual: Tensor?
         var relu: Bool
-        var upsampledInput: Bool
+        var upsampling: Bool
 
         /// The F(tile x tile, 3x3) positions whose products are needed: all but those with row or
         /// column 2 when the input is an upsampling and the tile 2x2 (each 4x4 input window then has
         /// rows 1 and 2 equal, and columns 1 and 2, so B^T d B is exactly zero there).
         func computedPositions(tile m: Int) -> [Int] {
             let positions = (m + 2) * (m + 2)
-            guard upsampledInput && m == 2 else { return Array(0..<positions) }
+            guard upsampling && m == 2 else { return Array(0..<positions) }
             return (0..<positions).filter { $0 / 4 != 2 && $0 % 4 != 2 }
         }
 
@@ -100,8 +105,15 @@ extension Tensor {
     /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
     private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode,
                           fusion: Fusion) -> Tensor {
+        if fusion.upsampling && mode.winogradTile != 2 {  // only F(2,3) reads the upsampling from this tensor
+            var plain = fusion
+            plain.upsampling = false
+            return upsampledNearest2x().convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
+                                                 mode: mode, fusion: plain)
+        }
         if weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
-            var result = Tensor(uninitialized: [shape[0], weight.shape[0], shape[2], shape[3]])
+            let scale = fusion.upsampling ? 2 : 1
+            var result = Tensor(uninitialized: [shape[0], weight.shape[0], scale * shape[2], scale * shape[3]])
             winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, fusion: fusion, into: result.mutablePointer())
             return result
         }
@@ -222,12 +234,12 @@ extension Tensor {
     /// `chunkFloats` bounds V (at least one tile).
     func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, fusion: Fusion,
                      into out: UnsafeMutablePointer<Float>) {
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let scale = fusion.upsampling ? 2 : 1
+        let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
         let o = weight.shape[0]
         let positions = (m + 2) * (m + 2)
         let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
         let filters = m == 2 ? sdf_winograd23_filters : sdf_winograd43_filters
-        let inputs = m == 2 ? sdf_winograd23_inputs : sdf_winograd43_inputs
         let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
         let computed = fusion.computedPositions(tile: m)  // the others' products stay zero
 
@@ -245,7 +257,7 @@ extension Tensor {
         var v = Tensor(uninitialized: [positions, c, chunk])
         var products = computed.count < positions ? Tensor(zeros: [positions, o, chunk]) : Tensor(uninitialized: [positions, o, chunk])
         let vp = v.mutablePointer(), mp = products.mutablePointer()
-        let image = pointer, biasPointer = bias?.pointer, residual = fusion.residual?.pointer, relu: Int32 = fusion.relu ? 1 : 0
+        let biasPointer = bias?.pointer, residual = fusion.residual?.pointer, relu: Int32 = fusion.relu ? 1 : 0
         var first = 0
         while first < tiles {
             let count = Swift.min(chunk, tiles - first)
@@ -260,8 +272,8 @@ extension Tensor {
             }
             Parallel.forRanges(c) { r in
                 for run in runs {
-                    inputs(image + run.image * c * h * w, h, w, tilesX, run.first, run.count, r.lowerBound, r.upperBound, c * chunk,
-                           chunk, vp + run.column)
+                    winogradInputs(tile: m, upsampling: fusion.upsampling, image: run.image, tiles: run.first, run.count,
+                                   channels: r, stride: c * chunk, ld: chunk, into: vp + run.column)
                 }
             }
             Parallel.forEach(computed.count) { i in
@@ -295,17 +307,17 @@ extension Tensor {
     /// results. `u`: the transformed filters (positions, O, C); `chunkFloats` bounds V further.
     func winograd3x3Narrow(u up: UnsafeMutablePointer<Float>, o: Int, tile m: Int, bias: Tensor?, chunkFloats: Int,
                            fusion: Fusion, into out: UnsafeMutablePointer<Float>) {
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let scale = fusion.upsampling ? 2 : 1
+        let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
         let positions = (m + 2) * (m + 2)
         let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
-        let inputs = m == 2 ? sdf_winograd23_inputs : sdf_winograd43_inputs
         let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
         let chunk = Swift.max(1, Swift.min(tiles, Swift.min(64 << 10, chunkFloats) / (positions * Swift.max(c, o))))  // 256 KB of floats
         let chunks = (tiles + chunk - 1) / chunk
         // Positions one cache line further apart than their rows need: C x chunk is 16 KB here, and
         // positions a multiple of 4 KB apart all fall into one set of the L1 cache.
         let strideV = c * chunk + 16, strideM = o * chunk + 16
-        let image = pointer, biasPointer = bias?.pointer, residual = fusion.residual?.pointer, relu: Int32 = fusion.relu ? 1 : 0
+        let biasPointer = bias?.pointer, residual = fusion.residual?.pointer, relu: Int32 = fusion.relu ? 1 : 0
         let computed = fusion.computedPositions(tile: m)  // the others' products stay zero
         /// Calls `body(image, first tile in it, tiles, column in the chunk)` for the runs of tiles within
         /// one image that chunk `index` is made of.
@@ -326,7 +338,8 @@ extension Tensor {
             for index in range {
                 let count = Swift.min(chunk, tiles - index * chunk)
                 runs(index) { b, t, length, column in
-                    inputs(image + b * c * h * w, h, w, tilesX, t, length, 0, c, strideV, chunk, vp + column)
+                    winogradInputs(tile: m, upsampling: fusion.upsampling, image: b, tiles: t, length, channels: 0..<c,
+                                   stride: strideV, ld: chunk, into: vp + column)
                 }
                 for e in computed {
                     // (O, C) x (C, count) -> (O, count) at tile position e
@@ -338,6 +351,24 @@ extension Tensor {
                             residual.map { $0 + b * o * h * w }, relu, 0, o, out + b * o * h * w)
                 }
             }
+        }
+    }
+}
+
+extension Tensor {
+    /// Winograd's input transform F(tile x tile, 3x3) of tiles [first, first + count) of image `b`
+    /// of this tensor, channels `channels`, into V (positions `stride` floats apart, rows of `ld`);
+    /// with `upsampling`, of the tiles of its nearest 2x upsampling (F(2,3) only), read from it.
+    func winogradInputs(tile m: Int, upsampling: Bool, image b: Int, tiles first: Int, _ count: Int, channels: Range<Int>,
+                        stride: Int, ld: Int, into v: UnsafeMutablePointer<Float>) {
+        let (c, h, w) = (shape[1], shape[2], shape[3])
+        let image = pointer + b * c * h * w
+        if upsampling {
+            precondition(m == 2, "Winograd reads an upsampling's tiles for F(2,3) only")
+            sdf_winograd23_inputs_upsampled(image, h, w, first, count, channels.lowerBound, channels.upperBound, stride, ld, v)
+        } else {
+            (m == 2 ? sdf_winograd23_inputs : sdf_winograd43_inputs)(image, h, w, (w + m - 1) / m, first, count,
+                                                                     channels.lowerBound, channels.upperBound, stride, ld, v)
         }
     }
 }

@@ -71,18 +71,28 @@ import Testing
         }
     }
 
-    /// A convolution told that its input is a nearest 2x upsampling (Winograd F(2,3) skips 7 of its
-    /// 16 tile positions) gives the same result as without being told, in every mode.
+    /// The convolution of an upsampling computed from the small tensor (Winograd F(2,3) reads its
+    /// tiles from it and skips 7 of their 16 positions) equals the convolution of the upsampling
+    /// made, in every mode, with and without a residual and ReLU, for odd sizes and batches.
     @Test(arguments: [64, 136])
     func convolutionOfAnUpsampling(channels: Int) {
         let shape = [2, channels, 5, 19], count = shape.reduce(1, *)
-        let x = Tensor(shape: shape, values: (0..<count).map { sin(Float($0) * 0.019) }).upsampledNearest2x()
+        let x = Tensor(shape: shape, values: (0..<count).map { sin(Float($0) * 0.019) })
         let w = Tensor(shape: [channels, channels, 3, 3], values: (0..<(channels * channels * 9)).map { cos(Float($0) * 0.007) * 0.05 })
         let b = Tensor(shape: [channels], values: (0..<channels).map { Float($0) * 0.01 - 0.3 })
+        let residual = Tensor(shape: [2, channels, 10, 38], values: (0..<(4 * count)).map { cos(Float($0) * 0.023) })
+        let upsampled = x.upsampledNearest2x()
         for mode in ConvolutionMode.allCases {
-            let plain = x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode)
-            #expect(x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, upsampledInput: true).scalars == plain.scalars, "\(mode)")
+            let plain = upsampled.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode)
+            #expect(x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, upsampling: true).scalars == plain.scalars, "\(mode)")
+            let fused = upsampled.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, residual: residual, relu: true)
+            #expect(x.conv2d(weight: w, bias: b, padding: .uniform(1), mode: mode, residual: residual, relu: true, upsampling: true).scalars
+                    == fused.scalars, "\(mode) with a residual and ReLU")
         }
+        // Without a mode: the measured or default choice, and a 1x1 convolution (upsampled first).
+        #expect(x.conv2d(weight: w, bias: b, padding: .uniform(1), upsampling: true).shape == [2, channels, 10, 38])
+        let pointwise = Tensor(shape: [3, channels, 1, 1], values: (0..<(3 * channels)).map { Float($0) * 0.01 })
+        #expect(x.conv2d(weight: pointwise, bias: nil, upsampling: true).scalars == upsampled.conv2d(weight: pointwise, bias: nil).scalars)
     }
 
     /// A residual and ReLU after the convolution, fused (Winograd's output transform) or not

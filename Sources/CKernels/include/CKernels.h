@@ -44,6 +44,11 @@ void sdf_f16_to_f32(const void *src, float *dst, long n);
 void sdf_winograd23_filters(const float *weights, long outputs, long inputs, long o0, long o1, float *u);
 void sdf_winograd23_inputs(const float *image, long height, long width, long tiles_x, long tile_first, long tile_count,
                            long c0, long c1, long stride, long ld, float *v);
+// The F(2,3) input tiles [tile_first, tile_first + tile_count) of the nearest 2x upsampling of
+// one image (C, height, width), numbered over the upsampling (width tiles per row), read from the
+// image itself; positions in row or column 2, exactly zero there, are left unwritten.
+void sdf_winograd23_inputs_upsampled(const float *image, long height, long width, long tile_first, long tile_count,
+                                     long c0, long c1, long stride, long ld, float *v);
 void sdf_winograd23_outputs(const float *m, long stride, long tile_count, long ld, long tile_first, long tiles_x,
                             long height, long width, const float *bias, const float *residual, int relu, long o0, long o1,
                             float *image);

@@ -39,10 +39,10 @@ public struct Conv2d: Sendable {
     }
 
     /// The convolution of `x` upsampled 2x (nearest), as SD's upsamplers do: (N, In, H, W) ->
-    /// (N, Out, 2H, 2W). Winograd skips the products that the repeated pixels make zero.
+    /// (N, Out, 2H, 2W). Winograd reads the upsampling's tiles from `x` and skips the products
+    /// that the repeated pixels make zero.
     public func upsampling(_ x: Tensor) -> Tensor {
-        x.upsampledNearest2x().conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding,
-                                      upsampledInput: stride == 1 && padding == .uniform(1))
+        x.conv2d(weight: weight.tensor(), bias: bias, stride: stride, padding: padding, upsampling: true)
     }
 }
 
