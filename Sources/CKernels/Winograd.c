@@ -107,17 +107,12 @@ SDF_INLINE long no_blocks(const float *row, long width, float *out, long stride,
     return tx0;
 }
 
-// y[i] = max(y[i] + residual[i], 0) or its parts (residual may be NULL), for n values.
-SDF_INLINE void finish_outputs(float *y, const float *residual, long n, int relu) {
-    if (residual)
-        for (long i = 0; i < n; i++) y[i] += residual[i];
-    if (relu)
-        for (long i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0;
-}
-
 // y[x0..x1) of one row += residual[x0..x1) (when there is one), then ReLU (when asked).
 SDF_INLINE void finish_range(float *y, const float *residual, long x0, long x1, int relu) {
-    if (x1 > x0) finish_outputs(y + x0, residual ? residual + x0 : 0, x1 - x0, relu);
+    if (residual)
+        for (long x = x0; x < x1; x++) y[x] += residual[x];
+    if (relu)
+        for (long x = x0; x < x1; x++) y[x] = y[x] > 0 ? y[x] : 0;
 }
 
 // Defines name_body: the output transform for m x m output tiles, `transform(src, stride, bias,

@@ -43,11 +43,6 @@ extension Tensor {
                        residual: Tensor? = nil, relu: Bool = false, upsampling: Bool = false) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
-        let winogradShape = weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1)
-        if upsampling && !winogradShape {
-            return upsampledNearest2x().conv2d(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
-                                               mode: mode, residual: residual, relu: relu)
-        }
         let scale = upsampling ? 2 : 1
         let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
@@ -59,6 +54,7 @@ extension Tensor {
         let fusion = Fusion(residual: residual, relu: relu, upsampling: upsampling)
 
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * kh * kw))
+        let winogradShape = kh == 3 && kw == 3 && stride == 1 && padding == .uniform(1)
         if let mode {
             return convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode, fusion: fusion)
         }
@@ -105,13 +101,14 @@ extension Tensor {
     /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
     private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode,
                           fusion: Fusion) -> Tensor {
-        if fusion.upsampling && mode.winogradTile != 2 {  // only F(2,3) reads the upsampling from this tensor
+        let winogradTile = weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1) ? mode.winogradTile : nil
+        if fusion.upsampling && winogradTile != 2 {  // only F(2,3) reads the upsampling from this tensor; the rest make it
             var plain = fusion
             plain.upsampling = false
             return upsampledNearest2x().convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
                                                  mode: mode, fusion: plain)
         }
-        if weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1), let tile = mode.winogradTile {
+        if let tile = winogradTile {
             let scale = fusion.upsampling ? 2 : 1
             var result = Tensor(uninitialized: [shape[0], weight.shape[0], scale * shape[2], scale * shape[3]])
             winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, fusion: fusion, into: result.mutablePointer())

@@ -25,10 +25,9 @@ enum ConfigInference {
         var index = 1
         while true {
             if let conv = s.shape("input_blocks.\(index).0.in_layers.2.weight") {
-                guard let width = conv.first, width > 0, width % c.modelChannels == 0 else {
-                    throw CheckpointError.notACheckpoint(path: path, reason: "input_blocks.\(index).0.in_layers.2.weight has shape \(conv), not a multiple of the UNet's \(c.modelChannels) channels")
-                }
-                if current == 0 { multipliers.append(width / c.modelChannels) }
+                let multiplier = try widthMultiplier(conv, of: "input_blocks.\(index).0.in_layers.2.weight", base: c.modelChannels,
+                                                     part: "UNet", path: path)
+                if current == 0 { multipliers.append(multiplier) }
                 current += 1
                 if s.contains("input_blocks.\(index).1.norm.weight") { currentAttention = true }
             } else if s.contains("input_blocks.\(index).0.op.weight") {
@@ -72,10 +71,8 @@ enum ConfigInference {
         c.baseChannels = convIn[0]
         var multipliers: [Int] = []
         while let conv = s.shape("encoder.down.\(multipliers.count).block.0.conv1.weight") {
-            guard let width = conv.first, width > 0, width % c.baseChannels == 0 else {
-                throw CheckpointError.notACheckpoint(path: path, reason: "encoder.down.\(multipliers.count).block.0.conv1.weight has shape \(conv), not a multiple of the VAE's \(c.baseChannels) channels")
-            }
-            multipliers.append(width / c.baseChannels)
+            multipliers.append(try widthMultiplier(conv, of: "encoder.down.\(multipliers.count).block.0.conv1.weight",
+                                                   base: c.baseChannels, part: "VAE", path: path))
         }
         var blocks = 0
         while s.contains("encoder.down.0.block.\(blocks).conv1.weight") { blocks += 1 }
@@ -100,6 +97,15 @@ enum ConfigInference {
         while s.contains("text_model.encoder.layers.\(layers).layer_norm1.weight") { layers += 1 }
         c.layers = layers
         return c
+    }
+
+    /// A level's width (`shape[0]` of tensor `name`) over the model's base width, which it must be a
+    /// positive multiple of.
+    static func widthMultiplier(_ shape: [Int], of name: String, base: Int, part: String, path: String) throws -> Int {
+        guard let width = shape.first, width > 0, width % base == 0 else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "\(name) has shape \(shape), not a multiple of the \(part)'s \(base) channels")
+        }
+        return width / base
     }
 
     /// The shape of `name` when it has `rank` dimensions, all positive; nil when it is missing or
