@@ -174,11 +174,30 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public func tensor(_ name: String) throws -> Tensor {
         guard let entry = entries[name] else { throw SafeTensorsError.missingTensor(path: path, tensor: name) }
         let raw = try rawBytes(name)
-        let count = entry.byteRange.count / entry.dtype.size
         if entry.dtype == .f32, let base = raw.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
             return Tensor(shape: entry.shape, borrowing: base.assumingMemoryBound(to: Float.self), owner: file)
         }
-        var result = Tensor(uninitialized: entry.shape)
+        return try converted(name, entry, raw, shape: entry.shape)
+    }
+
+    /// Rows `rows` of the tensor's first dimension as float32 (shape [rows.count] + the rest), read
+    /// and converted from the mapped file alone: an embedding lookup reads a few rows of a large
+    /// table, and only their pages become resident.
+    public func tensor(_ name: String, rows: Range<Int>) throws -> Tensor {
+        guard let entry = entries[name] else { throw SafeTensorsError.missingTensor(path: path, tensor: name) }
+        guard let first = entry.shape.first, rows.lowerBound >= 0, rows.upperBound <= first else {
+            throw SafeTensorsError.invalidEntry(path: path, tensor: name, reason: "rows \(rows) of a tensor of shape \(entry.shape)")
+        }
+        let raw = try rawBytes(name)
+        let rowBytes = first == 0 ? 0 : raw.count / first
+        let slice = UnsafeRawBufferPointer(rebasing: raw[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)])
+        return try converted(name, entry, slice, shape: [rows.count] + entry.shape.dropFirst())
+    }
+
+    /// `raw` (data of `entry`'s dtype) converted to a float32 tensor of `shape`.
+    private func converted(_ name: String, _ entry: Entry, _ raw: UnsafeRawBufferPointer, shape: [Int]) throws -> Tensor {
+        let count = raw.count / entry.dtype.size
+        var result = Tensor(uninitialized: shape)
         let dst = result.mutablePointer()
         guard let src = raw.baseAddress else { return result }
         switch entry.dtype {

@@ -65,6 +65,30 @@ import Testing
         check("VAE decode, F16 weights kept as stored", try checkpoint.loadVAE().decode(try r("vae.latents")), try r("vae.decoded"))
     }
 
+    @Test func widenedWeightsAreDroppedAndWidenedAgain() throws {
+        // The tiny UNet is an F16 file: with float32 weights its matrices are widened into copies,
+        // which the VAE decoder drops (as an F32 file's pages) and the next use widens again.
+        let file = try SafeTensorsFile(path: TinyModel.folder + "/unet/diffusion_pytorch_model.safetensors")
+        let key = try #require(file.names.first { file.entries[$0]?.shape.count == 4 })
+        let shape = try #require(file.entries[key]?.shape)
+        let weight = try ParameterStore(component: "UNet", locations: [key: .init(file: file, key: key)]).weight(key, shape: shape)
+        let widened = weight.tensor().scalars
+        #expect(weight.isWidenedCopyResident)
+        Weight.releaseWidenedCopies()
+        #expect(!weight.isWidenedCopyResident)
+        #expect(weight.tensor().scalars == widened)
+        #expect(widened == (try file.tensor(key).scalars))
+
+        let checkpoint = try Checkpoint(path: TinyModel.folder)
+        let unet = try checkpoint.loadUNet()
+        let timesteps = try r("unet.timesteps").scalars
+        let before = unet(try r("unet.sample"), timesteps: timesteps, context: try r("unet.context"))
+        check("VAE decode after the UNet", try checkpoint.loadVAE().decode(try r("vae.latents")), try r("vae.decoded"))
+        let after = unet(try r("unet.sample"), timesteps: timesteps, context: try r("unet.context"))
+        #expect(after.scalars == before.scalars)
+        check("UNet widened again after the VAE decode", after, try r("unet.output"))
+    }
+
     @Test func inpaintingUNet() throws {
         let temporary = TemporaryFolder()
         let conv = try r("unet9.conv_in_weight")

@@ -54,6 +54,22 @@ import Testing
         #expect(try file.tensor("i64").scalars == [0, 1, 2, 3, 4])
     }
 
+    @Test func readsRowsOfEveryDType() throws {
+        let file = try Fixtures.tensors("dtypes.safetensors")
+        for name in ["f16", "bf16", "f16_as_f32", "i64"] {
+            let whole = try file.tensor(name)
+            let first = whole.shape[0]
+            for rows in [0..<first, 1..<2, first - 1..<first, 2..<2] {
+                let part = try file.tensor(name, rows: rows)
+                #expect(part.shape == [rows.count] + whole.shape.dropFirst(), "\(name) rows \(rows)")
+                #expect(part.scalars == whole.slice(rows).scalars, "\(name) rows \(rows)")
+            }
+            for rows in [0..<(first + 1), -1..<1] {
+                #expect(throws: SafeTensorsError.self, "\(name) rows \(rows)") { try file.tensor(name, rows: rows) }
+            }
+        }
+    }
+
     @Test func halfConversionMatchesFloat16Everywhere() {
         let all = (UInt16.min...UInt16.max).map { $0.littleEndian }
         var converted = [Float](repeating: 0, count: all.count)

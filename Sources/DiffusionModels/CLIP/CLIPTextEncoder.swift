@@ -52,7 +52,7 @@ public struct CLIPTextEncoder: Sendable {
     }
 
     public let config: Config
-    let tokenEmbedding: Tensor      // (vocab, C)
+    let tokenEmbedding: Weight      // (vocab, C); only the rows of a prompt's tokens are read
     let positionEmbedding: Tensor   // (77, C)
     let layers: [Layer]
     let finalNorm: LayerNorm
@@ -60,7 +60,7 @@ public struct CLIPTextEncoder: Sendable {
     /// Builds the encoder from `parameters` scoped at `text_model`.
     public init(config c: Config, parameters p: ParameterScope) throws {
         config = c
-        tokenEmbedding = try p["embeddings"]["token_embedding"].tensor("weight", shape: [c.vocabularySize, c.width])
+        tokenEmbedding = try p["embeddings"]["token_embedding"].weight("weight", shape: [c.vocabularySize, c.width])
         positionEmbedding = try p["embeddings"]["position_embedding"].tensor("weight", shape: [c.maxPositions, c.width])
         layers = try (0..<c.layers).map { i in
             let q = p["encoder"]["layers"][i]
@@ -96,8 +96,9 @@ public struct CLIPTextEncoder: Sendable {
                     for j in 0..<c { out[j] = vector[j] + position[j] }
                 } else {
                     precondition(id >= 0 && id < config.vocabularySize, "token id \(id) outside the vocabulary of \(config.vocabularySize)")
-                    let token = tokenEmbedding.pointer + id * c
-                    for j in 0..<c { out[j] = token[j] + position[j] }
+                    tokenEmbedding.rows(id..<(id + 1)).withUnsafeBufferPointer { token in
+                        for j in 0..<c { out[j] = token[j] + position[j] }
+                    }
                 }
             }
         }

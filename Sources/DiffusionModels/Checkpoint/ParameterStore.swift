@@ -1,5 +1,6 @@
 import Foundation
 import SafeTensors
+import Synchronization
 import TensorCore
 
 /// The parameters of one model, by canonical (LDM) name, with strict accounting.
@@ -101,14 +102,16 @@ public final class ParameterStore: @unchecked Sendable {
         return stored == expected || trimmed(stored) == trimmed(expected)
     }
 
-    /// A layer's weight matrix: resident float32, or (with `keepsHalfPrecision` and an F16/BF16
-    /// file) left in the memory-mapped file and widened each time it is used.
+    /// A layer's weight matrix (or embedding table) as float32: used in place from an F32 file;
+    /// from an F16/BF16 file widened into a copy that `Weight.releaseWidenedCopies()` may drop, or
+    /// with `keepsHalfPrecision` left in the memory-mapped file and widened at each use.
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
         let (location, entry) = try claim(name, shape: shape)
-        guard keepsHalfPrecision, entry.dtype == .f16 || entry.dtype == .bf16, patches[name] == nil else {
+        guard entry.dtype == .f16 || entry.dtype == .bf16, patches[name] == nil else {
             return Weight(resident: patch(try converted(location, entry, shape), name))
         }
-        return Weight(file: location.file, key: location.key, shape: shape)
+        if keepsHalfPrecision { return Weight(file: location.file, key: location.key, shape: shape) }
+        return Weight(widened: try WidenedCopy(file: location.file, key: location.key, shape: shape))
     }
 
     /// Throws when a stored parameter was never used and is not matched by `ignoring`
@@ -159,33 +162,128 @@ public struct ParameterScope: Sendable {
     public func contains(_ name: String) -> Bool { store.contains(path(name)) }
 }
 
-/// A weight matrix, resident in float32 or widened from the checkpoint's F16/BF16 on each use.
-public struct Weight: @unchecked Sendable {
-    private let resident: Tensor?
-    private let file: SafeTensorsFile?
-    private let key: String
+/// A weight matrix (or embedding table) as float32: resident, widened from the checkpoint's
+/// F16/BF16 into a droppable copy, or widened from it at each use.
+public struct Weight: Sendable {
+    private enum Storage {
+        case resident(Tensor)
+        case widened(WidenedCopy)
+        case perUse(SafeTensorsFile, key: String)
+    }
+    private let storage: Storage
     public let shape: [Int]
 
     init(resident: Tensor) {
-        self.resident = resident
-        file = nil
-        key = ""
+        storage = .resident(resident)
         shape = resident.shape
     }
 
+    init(widened copy: WidenedCopy) {
+        storage = .widened(copy)
+        shape = copy.shape
+    }
+
     init(file: SafeTensorsFile, key: String, shape: [Int]) {
-        resident = nil
-        self.file = file
-        self.key = key
+        storage = .perUse(file, key: key)
         self.shape = shape
     }
 
-    /// The weights as float32 (a fresh conversion when they are kept in half precision).
+    /// The weights as float32 (a fresh conversion when they are kept in half precision, or when
+    /// their widened copy was dropped).
     public func tensor() -> Tensor {
-        if let resident { return resident }
+        switch storage {
+        case .resident(let t): return t
+        case .widened(let copy): return copy.tensor()
+        case .perUse(let file, let key): return WidenedCopy.widen(file, key, shape, releasingPages: false)
+        }
+    }
+
+    /// Whether the weights are held as a float32 copy widened from F16/BF16 (false once
+    /// `releaseWidenedCopies` dropped it, until the next use widens them again).
+    public var isWidenedCopyResident: Bool {
+        if case .widened(let copy) = storage { return copy.isResident }
+        return false
+    }
+
+    /// Rows `rows` of the first dimension (an embedding lookup): from a half-precision file only
+    /// these rows are read and widened.
+    public func rows(_ rows: Range<Int>) -> Tensor {
+        switch storage {
+        case .resident(let t): return t.slice(rows)
+        case .widened(let copy): return copy.tensor().slice(rows)
+        case .perUse(let file, let key):
+            // The entry was validated when the checkpoint was opened and `rows` is checked by the caller.
+            guard let t = try? file.tensor(key, rows: rows) else { preconditionFailure("rows \(rows) of weight '\(key)' unreadable") }
+            return t.reshaped([rows.count] + shape.dropFirst())
+        }
+    }
+
+    /// Drops every widened float32 copy of F16/BF16 weights (the UNet's, with `--weights float32`)
+    /// from memory, as `MappedFile.releaseResidentPages` drops an F32 file's pages: called before
+    /// work that does not need them (the VAE decoder), so that an F16 checkpoint's peak is no
+    /// higher than an F32 one's. The next use widens them again (about a second for SD 1.5's UNet).
+    /// Returns whether there was a copy to drop.
+    @discardableResult
+    public static func releaseWidenedCopies() -> Bool {
+        WidenedCopy.releaseAll()
+    }
+}
+
+/// The float32 copy of one F16/BF16 tensor, widened when made and again at the first use after
+/// `releaseAll`. The file's pages under it are dropped once it is widened, so the checkpoint
+/// does not cost its own size on top of the copy.
+final class WidenedCopy: @unchecked Sendable {
+    let file: SafeTensorsFile
+    let key: String
+    let shape: [Int]
+    private let copy: Mutex<Tensor?>
+
+    /// Every copy made, weakly, for `releaseAll`.
+    private static let all = Mutex<[Weak]>([])
+    private struct Weak: @unchecked Sendable { weak var copy: WidenedCopy? }
+
+    init(file: SafeTensorsFile, key: String, shape: [Int]) throws {
+        self.file = file
+        self.key = key
+        self.shape = shape
+        let widened = try file.tensor(key)
+        file.releasePages(key)
+        copy = Mutex(widened.shape == shape ? widened : widened.reshaped(shape))
+        WidenedCopy.all.withLock { list in
+            list.removeAll { $0.copy == nil }
+            list.append(Weak(copy: self))
+        }
+    }
+
+    /// The copy, widened again if it was dropped.
+    func tensor() -> Tensor {
+        copy.withLock { t in
+            if let t { return t }
+            let widened = WidenedCopy.widen(file, key, shape, releasingPages: true)
+            t = widened
+            return widened
+        }
+    }
+
+    /// Whether the copy is in memory.
+    var isResident: Bool { copy.withLock { $0 != nil } }
+
+    /// `key` of `file` as float32 in `shape`; `releasingPages` drops the file's pages under it
+    /// from resident memory afterwards (not for weights widened at every use, which read them again).
+    static func widen(_ file: SafeTensorsFile, _ key: String, _ shape: [Int], releasingPages: Bool) -> Tensor {
         // The entry was validated when the checkpoint was opened, so reading it cannot fail.
-        guard let t = try? file!.tensor(key) else { preconditionFailure("weight '\(key)' became unreadable") }
+        guard let t = try? file.tensor(key) else { preconditionFailure("weight '\(key)' became unreadable") }
+        if releasingPages { file.releasePages(key) }
         return t.shape == shape ? t : t.reshaped(shape)
+    }
+
+    /// Drops every copy; returns whether one was resident.
+    static func releaseAll() -> Bool {
+        let copies = all.withLock { list in
+            list.removeAll { $0.copy == nil }
+            return list.compactMap(\.copy)
+        }
+        return copies.reduce(false) { dropped, c in c.copy.withLock { t in defer { t = nil }; return t != nil } || dropped }
     }
 }
 

@@ -106,8 +106,14 @@ public struct AutoencoderKL: Sendable {
     /// Scaled latents (N, Z, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1] (not clamped).
     public func decode(_ latents: Tensor) -> Tensor {
         // Lower the peak: the UNet's kept blocks are the wrong sizes for the decoder, and the weights
-        // of the UNet and text encoder need not stay resident (they fault back in when next used).
-        BufferPool.trim()
+        // of the UNet and text encoder need not stay resident (they fault back in, or are widened
+        // again from an F16 file, when next used).
+        if Weight.releaseWidenedCopies() {
+            BufferPool.trim()
+            BufferPool.releaseFreeHeapPages()  // the copies under the pool's block size went to the C heap
+        } else {
+            BufferPool.trim()
+        }
         MappedFile.releaseResidentPages()
         return decoder(postQuantConv(latents.scaled(by: 1 / config.scalingFactor)))
     }
