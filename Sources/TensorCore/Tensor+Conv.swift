@@ -43,8 +43,7 @@ extension Tensor {
                        residual: Tensor? = nil, relu: Bool = false, upsampling: Bool = false) -> Tensor {
         precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
                      "conv2d: input \(shape) does not match weight \(weight.shape)")
-        let scale = upsampling ? 2 : 1
-        let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
+        let (n, c, h, w) = convolvedShape(upsampling: upsampling)
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let oh = (h + padding.top + padding.bottom - kh) / stride + 1
         let ow = (w + padding.left + padding.right - kw) / stride + 1
@@ -73,6 +72,13 @@ extension Tensor {
             convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
                      mode: ConvolutionMode(rawValue: name) ?? .direct, fusion: fusion)
         }
+    }
+
+    /// The (N, C, H, W) of the image a convolution sees: this tensor's, or with `upsampling` its
+    /// nearest 2x upsampling's.
+    func convolvedShape(upsampling: Bool) -> (n: Int, c: Int, h: Int, w: Int) {
+        let scale = upsampling ? 2 : 1
+        return (shape[0], shape[1], scale * shape[2], scale * shape[3])
     }
 
     /// What a convolution does beyond its weights and bias: a residual added after it, then ReLU;
@@ -109,8 +115,8 @@ extension Tensor {
                                                  mode: mode, fusion: plain)
         }
         if let tile = winogradTile {
-            let scale = fusion.upsampling ? 2 : 1
-            var result = Tensor(uninitialized: [shape[0], weight.shape[0], scale * shape[2], scale * shape[3]])
+            let (n, _, h, w) = convolvedShape(upsampling: fusion.upsampling)
+            var result = Tensor(uninitialized: [n, weight.shape[0], h, w])
             winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, fusion: fusion, into: result.mutablePointer())
             return result
         }
@@ -231,8 +237,7 @@ extension Tensor {
     /// `chunkFloats` bounds V (at least one tile).
     func winograd3x3(weight: Tensor, bias: Tensor?, tile m: Int, chunkFloats: Int, fusion: Fusion,
                      into out: UnsafeMutablePointer<Float>) {
-        let scale = fusion.upsampling ? 2 : 1
-        let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
+        let (n, c, h, w) = convolvedShape(upsampling: fusion.upsampling)
         let o = weight.shape[0]
         let positions = (m + 2) * (m + 2)
         let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
@@ -304,8 +309,7 @@ extension Tensor {
     /// results. `u`: the transformed filters (positions, O, C); `chunkFloats` bounds V further.
     func winograd3x3Narrow(u up: UnsafeMutablePointer<Float>, o: Int, tile m: Int, bias: Tensor?, chunkFloats: Int,
                            fusion: Fusion, into out: UnsafeMutablePointer<Float>) {
-        let scale = fusion.upsampling ? 2 : 1
-        let (n, c, h, w) = (shape[0], shape[1], scale * shape[2], scale * shape[3])  // the input convolved
+        let (n, c, h, w) = convolvedShape(upsampling: fusion.upsampling)
         let positions = (m + 2) * (m + 2)
         let tilesX = (w + m - 1) / m, tilesPerImage = ((h + m - 1) / m) * tilesX, tiles = n * tilesPerImage
         let outputs = m == 2 ? sdf_winograd23_outputs : sdf_winograd43_outputs
