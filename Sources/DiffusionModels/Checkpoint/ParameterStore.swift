@@ -283,7 +283,14 @@ final class WidenedCopy: @unchecked Sendable {
             list.removeAll { $0.copy == nil }
             return list.compactMap(\.copy)
         }
-        return copies.reduce(false) { dropped, c in c.copy.withLock { t in defer { t = nil }; return t != nil } || dropped }
+        var dropped = false
+        for c in copies {
+            c.copy.withLock { t in
+                if t != nil { dropped = true }
+                t = nil
+            }
+        }
+        return dropped
     }
 }
 

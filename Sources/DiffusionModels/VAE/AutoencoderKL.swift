@@ -108,12 +108,9 @@ public struct AutoencoderKL: Sendable {
         // Lower the peak: the UNet's kept blocks are the wrong sizes for the decoder, and the weights
         // of the UNet and text encoder need not stay resident (they fault back in, or are widened
         // again from an F16 file, when next used).
-        if Weight.releaseWidenedCopies() {
-            BufferPool.trim()
-            BufferPool.releaseFreeHeapPages()  // the copies under the pool's block size went to the C heap
-        } else {
-            BufferPool.trim()
-        }
+        let dropped = Weight.releaseWidenedCopies()
+        BufferPool.trim()
+        if dropped { BufferPool.releaseFreeHeapPages() }  // the copies under the pool's block size went to the C heap
         MappedFile.releaseResidentPages()
         return decoder(postQuantConv(latents.scaled(by: 1 / config.scalingFactor)))
     }
