@@ -57,6 +57,12 @@ public enum BLAS {
         }
     }()
 
+    /// Who multiplies small float32 matrices (under `parallelFLOPs`, run on one thread: the GEMMs of
+    /// narrow Winograd convolutions such as TAESD's, 64 x 64 x 64). Measured apart from
+    /// `float32Kernel` (`KernelTuning`): OpenBLAS multiplies these without packing them first, so
+    /// the kernel that wins on the UNet's large products may lose here. Same default and override.
+    nonisolated(unsafe) public static var smallFloat32Kernel: Float32Kernel = float32Kernel
+
     /// The default of `float32Kernel` for a loaded OpenBLAS core name and CPU.
     public static func defaultFloat32Kernel(openBLASCore: String, cpuHasAVX512: Bool) -> Float32Kernel {
         let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
@@ -66,7 +72,8 @@ public enum BLAS {
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.
     /// `parallel: false` keeps the product on the calling thread (inside parallel loops); `kernel`
-    /// and `precision` override `float32Kernel` and `BLAS.precision` for this product (to time the candidates).
+    /// and `precision` override `float32Kernel` (`smallFloat32Kernel` for small products) and
+    /// `BLAS.precision` for this product (to time the candidates).
     @inlinable
     public static func sgemm(
         transposeA: Bool = false, transposeB: Bool = false,
@@ -80,7 +87,7 @@ public enum BLAS {
     ) {
         guard m > 0, n > 0 else { return }
         let threads = Parallel.threadCount
-        let kernel = kernel ?? float32Kernel, precision = precision ?? self.precision
+        let kernel = kernel ?? (2 * m * n * k < parallelFLOPs ? smallFloat32Kernel : float32Kernel), precision = precision ?? self.precision
         guard parallel, threads > 1, 2 * m * n * k >= parallelFLOPs else {
             return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kernel, precision)
         }

@@ -7,7 +7,8 @@ import Synchronization
 /// saved as JSON, so later runs start with the faster kernels without measuring again.
 ///
 /// Two kinds of choices: the float32 GEMM (OpenBLAS's or ours with AVX-512 FMA, timed on an SD
-/// 1.x UNet's matrix products when a model workflow first runs), and per shape the way a layer is
+/// 1.x UNet's matrix products when a model workflow first runs, and apart on small products such
+/// as narrow Winograd convolutions'), and per shape the way a layer is
 /// computed (3x3 convolutions: im2col + GEMM or Winograd; attention: the query block size), timed
 /// on the shapes the loaded model really has the first time each one runs (`tuned`). Every
 /// candidate of the exact mode computes float32 results within its bounds against diffusers; the
@@ -31,6 +32,13 @@ public enum KernelTuning {
             self.shapes = shapes
         }
 
+        /// The float32 GEMM for small products (`BLAS.smallFloat32Kernel`): the candidate fastest on
+        /// `smallShapes` (their times are under "<kernel> small"), else `float32Kernel`.
+        public var smallFloat32Kernel: String {
+            let small = KernelTuning.candidates.compactMap { kernel in seconds[kernel.rawValue + " small"].map { (kernel, $0) } }
+            return small.min { $0.1 < $1.1 }?.0.rawValue ?? float32Kernel
+        }
+
         /// Whether the fast mode's bfloat16 GEMM measured faster than the float32 one chosen (on
         /// Zen 4 and 5 vdpbf16ps doubles the multiply-add rate; on Xeons up to Emerald Rapids it
         /// does not, and converting the operands to bfloat16 makes it slower than float32).
@@ -47,7 +55,7 @@ public enum KernelTuning {
             let times = seconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value * 1000)) ms" }
             guard !times.isEmpty else { return "\(float32Kernel) (the only candidate on this CPU)" }
             let fast = seconds[GEMMPrecision.bfloat16.rawValue] == nil ? "" : bfloat16Pays ? "; --fast multiplies in bfloat16" : "; --fast keeps float32 GEMMs (bfloat16 measured slower)"
-            return "\(float32Kernel) (measured: \(times.joined(separator: ", ")))\(fast)"
+            return "\(float32Kernel), small products \(smallFloat32Kernel) (measured: \(times.joined(separator: ", ")))\(fast)"
         }
     }
 
@@ -77,7 +85,8 @@ public enum KernelTuning {
         (1024, 320, 320), (512, 640, 640), (1024, 1280, 320), // projections and the feed-forward layer
     ]
 
-    /// What a choice depends on: the CPU model, the thread count, OpenBLAS's kernels and this build.
+    /// What a choice depends on: the CPU model, the thread count, OpenBLAS's kernels, this build
+    /// and the revision of the candidates.
     public static var machine: String {
         #if DEBUG
         let build = "debug"
@@ -85,7 +94,14 @@ public enum KernelTuning {
         let build = "release"
         #endif
         return "\(cpuModel); \(Parallel.threadCount) threads; OpenBLAS \(BLAS.openBLASCore); \(String(cString: sdf_kernel_set())); \(build)"
+            + "; kernels \(candidatesRevision)"
     }
+
+    /// Raised whenever a candidate kernel changes (faster, or another algorithm behind a name), so
+    /// that choices measured with the old ones are measured again instead of reused.
+    /// 2: 3x3 convolutions with at most 4 outputs compute `direct` by direct multiply-adds; the
+    /// GEMM for small products is chosen apart.
+    static let candidatesRevision = 2
 
     /// The CPU's model name from /proc/cpuinfo ("unknown CPU" elsewhere), read once.
     static let cpuModel: String = {
@@ -93,6 +109,12 @@ public enum KernelTuning {
         let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
         return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
     }()
+
+    /// Small products, timed apart (`BLAS.smallFloat32Kernel`): a narrow Winograd convolution's
+    /// product per tile position (output channels x tiles per chunk x input channels) for 64 and
+    /// 128 channels, each repeated `smallRepeats` times.
+    public static let smallShapes: [(m: Int, n: Int, k: Int)] = [(64, 64, 64), (128, 32, 128)]
+    static let smallRepeats = 200
 
     /// The candidates on this CPU.
     static var candidates: [Float32Kernel] { sdf_gemm_f32_available() != 0 ? [.openBLAS, .avx512] : [.openBLAS] }
@@ -110,17 +132,37 @@ public enum KernelTuning {
              c: UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.n))
         }
         defer { operands.forEach { $0.c.deallocate() } }
+        let smallOperands = smallShapes.map { shape in
+            (a: Tensor.randomForTuning(shape.m * shape.k), b: Tensor.randomForTuning(shape.k * shape.n),
+             c: UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.n))
+        }
+        defer { smallOperands.forEach { $0.c.deallocate() } }
         var seconds: [String: Double] = [:]
+        /// Keeps the best time of `body` under `name`.
+        func time(_ name: String, _ body: () -> Void) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            seconds[name] = Swift.min(seconds[name] ?? .infinity, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
         // Alternate the candidates, so that a slow moment of the machine does not favour one.
         for _ in 0..<repeats {
             for candidate in kernels {
-                let start = DispatchTime.now().uptimeNanoseconds
-                for (shape, operand) in zip(shapes, operands) {
-                    BLAS.sgemm(m: shape.m, n: shape.n, k: shape.k, a: operand.a.pointer, lda: shape.k, b: operand.b.pointer, ldb: shape.n,
-                               c: operand.c, ldc: shape.n, kernel: candidate.kernel, precision: candidate.precision)
+                time(candidate.name) {
+                    for (shape, operand) in zip(shapes, operands) {
+                        BLAS.sgemm(m: shape.m, n: shape.n, k: shape.k, a: operand.a.pointer, lda: shape.k, b: operand.b.pointer,
+                                   ldb: shape.n, c: operand.c, ldc: shape.n, kernel: candidate.kernel, precision: candidate.precision)
+                    }
                 }
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                seconds[candidate.name] = Swift.min(seconds[candidate.name] ?? .infinity, elapsed)
+            }
+            for candidate in candidates {
+                time(candidate.rawValue + " small") {
+                    for _ in 0..<smallRepeats {
+                        for (shape, operand) in zip(smallShapes, smallOperands) {
+                            BLAS.sgemm(m: shape.m, n: shape.n, k: shape.k, a: operand.a.pointer, lda: shape.k, b: operand.b.pointer,
+                                       ldb: shape.n, c: operand.c, ldc: shape.n, parallel: false, kernel: candidate)
+                        }
+                    }
+                }
             }
         }
         let fastest = candidates.min { seconds[$0.rawValue]! < seconds[$1.rawValue]! }!
@@ -157,7 +199,7 @@ public enum KernelTuning {
     /// Why the float32 GEMM in use was chosen (`bench ops` prints it).
     nonisolated(unsafe) public private(set) static var reason = "default (not measured)"
 
-    /// Uses a choice: its float32 GEMM (unless `SDFLOW_SGEMM` chose one), and in the fast mode
+    /// Uses a choice: its float32 GEMMs for large and small products (unless `SDFLOW_SGEMM` chose one), and in the fast mode
     /// bfloat16 GEMMs only where they measured faster (unless `SDFLOW_GEMM` chose the precision).
     public static func apply(_ choice: Choice, from file: String) {
         let environment = ProcessInfo.processInfo.environment
@@ -166,8 +208,9 @@ public enum KernelTuning {
             reason = "SDFLOW_SGEMM=\(explicit)"
             return
         }
-        guard let kernel = Float32Kernel(rawValue: choice.float32Kernel) else { return }
+        guard let kernel = Float32Kernel(rawValue: choice.float32Kernel), let small = Float32Kernel(rawValue: choice.smallFloat32Kernel) else { return }
         BLAS.float32Kernel = kernel
+        BLAS.smallFloat32Kernel = small
         reason = "\(choice.summary), kept in \(file)"
     }
 

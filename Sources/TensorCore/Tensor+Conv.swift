@@ -30,7 +30,8 @@ extension Tensor {
     /// convolutions with stride 1 and padding 1 use `mode`; without one, the algorithm measured
     /// fastest for this shape among `ConvolutionMode.current.candidates` (`KernelTuning.tuned`),
     /// or where nothing is measured, `ConvolutionMode.current` where Winograd pays (at least 1024
-    /// output pixels over the batch) and im2col elsewhere.
+    /// output pixels over the batch and more than 4 outputs) and `direct` elsewhere. `direct` is
+    /// im2col, or for 4 outputs or fewer direct multiply-adds (`convolveFewOutputs`).
     ///
     /// `residual` (the output's shape) is added to the result and `relu` applies ReLU after that;
     /// Winograd does both on each output row while it is in the cache, instead of in extra passes.
@@ -64,7 +65,7 @@ extension Tensor {
         // Unmeasured, small images (the UNet's 16x16 and 8x8 levels at 512x512) use im2col:
         // transforming the large filters costs about as much as Winograd saves in the GEMMs.
         let modes = ConvolutionMode.current.candidates
-        var preferred = n * h * w >= 1024 ? modes : modes.reversed()
+        var preferred = n * h * w >= 1024 && o > Tensor.fewOutputChannels ? modes : modes.reversed()
         if ConvolutionMode.forced { preferred = [preferred[0]] }
         let key = "conv3x3 \(ConvolutionMode.current.rawValue)/\(BLAS.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
             + (upsampling ? " upsampled" : "")
@@ -107,7 +108,7 @@ extension Tensor {
     /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
     private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode,
                           fusion: Fusion) -> Tensor {
-        let winogradTile = weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1) ? mode.winogradTile : nil
+        let winogradTile = winogradShape(weight: weight, stride: stride, padding: padding) ? mode.winogradTile : nil
         if fusion.upsampling && winogradTile != 2 {  // only F(2,3) reads the upsampling from this tensor; the rest make it
             var plain = fusion
             plain.upsampling = false
@@ -120,8 +121,44 @@ extension Tensor {
             winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, fusion: fusion, into: result.mutablePointer())
             return result
         }
-        var result = convolveByGEMM(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
+        var result = weight.shape[0] <= Tensor.fewOutputChannels && winogradShape(weight: weight, stride: stride, padding: padding)
+            ? convolveFewOutputs(weight: weight, bias: bias)
+            : convolveByGEMM(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
         fusion.apply(to: &result)
+        return result
+    }
+
+    /// 3x3 convolutions with stride 1 and padding 1: those Winograd can do.
+    private func winogradShape(weight: Tensor, stride: Int, padding: Padding2D) -> Bool {
+        weight.shape[2] == 3 && weight.shape[3] == 3 && stride == 1 && padding == .uniform(1)
+    }
+
+    /// 3x3 convolutions (stride 1, padding 1) with at most this many outputs are computed directly
+    /// instead of by im2col (`convolveFewOutputs`).
+    static let fewOutputChannels = 4
+
+    /// A 3x3 convolution, stride 1, padding 1, with few outputs (a decoder's last layer, to RGB) by
+    /// direct multiply-adds, the outputs' accumulators in registers (`sdf_conv3x3_few`): im2col
+    /// would copy the input 9 times for a GEMM of 3 rows, Winograd transform all of it for 3 rows.
+    private func convolveFewOutputs(weight: Tensor, bias: Tensor?) -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let o = weight.shape[0]
+        var result = Tensor(uninitialized: [n, o, h, w])
+        let out = result.mutablePointer(), input = pointer, weights = weight.pointer, biasPointer = bias?.pointer
+        let zero = [Float](repeating: 0, count: w)
+        zero.withUnsafeBufferPointer { zeroRow in
+            // Bands of output rows over all images: (N x H) rows, a few per task.
+            Parallel.forRanges(n * h, minimumPerThread: 4) { rows in
+                var row = rows.lowerBound
+                while row < rows.upperBound {
+                    let (b, y) = (row / h, row % h), end = Swift.min(rows.upperBound, (b + 1) * h)
+                    // input (C, H, W) -> output rows [y, y + end - row) of (O, H, W)
+                    sdf_conv3x3_few(input + b * c * h * w, c, h, w, weights, o, biasPointer, zeroRow.baseAddress,
+                                    y, y + end - row, out + b * o * h * w)
+                    row = end
+                }
+            }
+        }
         return result
     }
 

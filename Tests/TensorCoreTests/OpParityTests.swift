@@ -71,6 +71,37 @@ import Testing
         }
     }
 
+    /// 3x3 convolutions with 1 to 4 outputs (a decoder's last layer) are direct multiply-adds:
+    /// against a convolution summed in double precision here, for widths and heights of 1 pixel and
+    /// rows longer than a vector, with and without bias, residual and ReLU; 5 outputs take im2col.
+    @Test func fewOutputConvolutions() {
+        for (o, h, w, withBias) in [(3, 9, 35, true), (1, 1, 1, true), (2, 1, 5, false), (4, 6, 2, true), (3, 2, 16, false), (5, 4, 19, true)] {
+            let (n, c) = (2, 7)
+            let x = Tensor(shape: [n, c, h, w], values: (0..<(n * c * h * w)).map { sin(Float($0) * 0.37) })
+            let weight = Tensor(shape: [o, c, 3, 3], values: (0..<(o * c * 9)).map { cos(Float($0) * 0.11) * 0.2 })
+            let bias = withBias ? Tensor(shape: [o], values: (0..<o).map { Float($0) * 0.1 - 0.15 }) : nil
+            var expected = [Float](repeating: 0, count: n * o * h * w)
+            for b in 0..<n { for k in 0..<o { for y in 0..<h { for x0 in 0..<w {
+                var sum = Double(bias?.scalars[k] ?? 0)
+                for ch in 0..<c { for ky in 0..<3 { for kx in 0..<3 {
+                    let (iy, ix) = (y + ky - 1, x0 + kx - 1)
+                    guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                    sum += Double(weight.scalars[((k * c + ch) * 3 + ky) * 3 + kx]) * Double(x.scalars[((b * c + ch) * h + iy) * w + ix])
+                }}}
+                expected[((b * o + k) * h + y) * w + x0] = Float(sum)
+            }}}}
+            let label = "\(o) outputs, \(h)x\(w)"
+            check(label, x.conv2d(weight: weight, bias: bias, padding: .uniform(1), mode: .direct),
+                  Tensor(shape: [n, o, h, w], values: expected), relative: 1e-6)
+            let residual = Tensor(shape: [n, o, h, w], values: (0..<(n * o * h * w)).map { cos(Float($0) * 0.3) })
+            check(label + " + residual, ReLU",
+                  x.conv2d(weight: weight, bias: bias, padding: .uniform(1), mode: .direct, residual: residual, relu: true),
+                  Tensor(shape: [n, o, h, w], values: zip(expected, residual.scalars).map { Swift.max($0 + $1, 0) }), relative: 1e-6)
+            check(label + " (chosen)", x.conv2d(weight: weight, bias: bias, padding: .uniform(1)),
+                  Tensor(shape: [n, o, h, w], values: expected), relative: 1e-6)
+        }
+    }
+
     /// The convolution of an upsampling computed from the small tensor (Winograd F(2,3) reads its
     /// tiles from it and skips 7 of their 16 positions) equals the convolution of the upsampling
     /// made, in every mode, with and without a residual and ReLU, for odd sizes and batches.

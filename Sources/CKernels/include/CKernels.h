@@ -59,6 +59,12 @@ void sdf_winograd43_outputs(const float *m, long stride, long tile_count, long l
                             long height, long width, const float *bias, const float *residual, int relu, long o0, long o1,
                             float *image);
 
+// Direct 3x3 convolution, stride 1, padding 1, for few output channels (Conv.c): output rows
+// [y0, y1) of one image (channels, height, width) -> out (outputs, height, width), plus bias (may
+// be NULL); weights (outputs, channels, 3, 3); `zero`: `width` zeros.
+void sdf_conv3x3_few(const float *image, long channels, long height, long width, const float *weights, long outputs,
+                     const float *bias, const float *zero, long y0, long y1, float *out);
+
 // One attention head, register-blocked (Attention.c). Keys are first packed into panels of 32
 // (kp: ceil(keys / 32) * 32 * d floats, zero-padded). Scores: scale * q (rows x d, row stride
 // q_stride) times the packed keys -> scores (rows x ceil(keys / 32) * 32, row stride

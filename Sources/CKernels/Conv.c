@@ -1,0 +1,82 @@
+// Direct 3x3 convolution (stride 1, padding 1) for convolutions with few output channels: the
+// last layer of a decoder (64 or 128 channels to RGB). There Winograd's GEMMs have only 3 rows
+// and the input transform costs as much as for a full layer; direct multiply-adds over each
+// output row, with the few outputs' accumulators in registers, do less work.
+#include "CKernels.h"
+#include "Dispatch.h"
+
+// Output rows [y0, y1) of `k` (1 to 4) output channels: out[o][y][x] = bias[o] + sum over c, ky,
+// kx of w[o][c][ky][kx] in[c][y + ky - 1][x + kx - 1], zero outside the image. Each output row is
+// accumulated over the channels in place, nine taps at a time; `zero` is a row of `width` zeros
+// that stands for the rows above and below the image.
+#define CONV3X3_FEW(k)                                                                                         \
+    SDF_INLINE void conv3x3_few_##k(const float *image, long channels, long height, long width,             \
+                                   const float *weights, const float *bias, const float *zero, long y0, long y1, \
+                                   float *out) {                                                           \
+        long plane = height * width;                                                                       \
+        for (long y = y0; y < y1; y++) {                                                                   \
+            float *restrict acc[k];                                                                        \
+            SDF_UNROLL for (int o = 0; o < k; o++) {                                                       \
+                acc[o] = out + o * plane + y * width;                                                      \
+                for (long x = 0; x < width; x++) acc[o][x] = bias ? bias[o] : 0.0f;                        \
+            }                                                                                              \
+            for (long c = 0; c < channels; c++) {                                                          \
+                const float *p = image + c * plane;                                                        \
+                const float *restrict r0 = y > 0 ? p + (y - 1) * width : zero;                             \
+                const float *restrict r1 = p + y * width;                                                  \
+                const float *restrict r2 = y + 1 < height ? p + (y + 1) * width : zero;                    \
+                float w[k][9];                                                                             \
+                SDF_UNROLL for (int o = 0; o < k; o++)                                                     \
+                    SDF_UNROLL for (int t = 0; t < 9; t++) w[o][t] = weights[(o * channels + c) * 9 + t];  \
+                /* the inner columns read x - 1 .. x + 1 inside the row */                                \
+                _Pragma("clang loop vectorize(assume_safety)") for (long x = 1; x < width - 1; x++) {      \
+                    float a0 = r0[x - 1], a1 = r0[x], a2 = r0[x + 1];                                      \
+                    float b0 = r1[x - 1], b1 = r1[x], b2 = r1[x + 1];                                      \
+                    float c0 = r2[x - 1], c1 = r2[x], c2 = r2[x + 1];                                      \
+                    SDF_UNROLL for (int o = 0; o < k; o++) {                                               \
+                        acc[o][x] += w[o][0] * a0 + w[o][1] * a1 + w[o][2] * a2 + w[o][3] * b0 + w[o][4] * b1 + \
+                                     w[o][5] * b2 + w[o][6] * c0 + w[o][7] * c1 + w[o][8] * c2;            \
+                    }                                                                                      \
+                }                                                                                          \
+                /* the first and last columns, with the pixels outside the image zero */                  \
+                long edges[2] = {0, width - 1};                                                            \
+                for (int e = 0; e < (width > 1 ? 2 : 1); e++) {                                            \
+                    long x = edges[e];                                                                     \
+                    const float *rows[3] = {r0, r1, r2};                                                   \
+                    for (int o = 0; o < k; o++) {                                                          \
+                        float s = 0;                                                                       \
+                        for (int ky = 0; ky < 3; ky++)                                                     \
+                            for (int kx = 0; kx < 3; kx++) {                                               \
+                                long xi = x + kx - 1;                                                      \
+                                if (xi >= 0 && xi < width) s += w[o][ky * 3 + kx] * rows[ky][xi];          \
+                            }                                                                              \
+                        acc[o][x] += s;                                                                    \
+                    }                                                                                      \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+CONV3X3_FEW(1)
+CONV3X3_FEW(2)
+CONV3X3_FEW(3)
+CONV3X3_FEW(4)
+
+SDF_INLINE void sdf_conv3x3_few_body(const float *image, long channels, long height, long width, const float *weights,
+                                     long outputs, const float *bias, const float *zero, long y0, long y1, float *out) {
+    long plane = height * width;
+    for (long o = 0; o < outputs; o += 4) {
+        long k = outputs - o < 4 ? outputs - o : 4;
+        const float *w = weights + o * channels * 9, *b = bias ? bias + o : 0;
+        float *dst = out + o * plane;
+        switch (k) {
+            case 1: conv3x3_few_1(image, channels, height, width, w, b, zero, y0, y1, dst); break;
+            case 2: conv3x3_few_2(image, channels, height, width, w, b, zero, y0, y1, dst); break;
+            case 3: conv3x3_few_3(image, channels, height, width, w, b, zero, y0, y1, dst); break;
+            default: conv3x3_few_4(image, channels, height, width, w, b, zero, y0, y1, dst); break;
+        }
+    }
+}
+SDF_MULTIVERSION(sdf_conv3x3_few,
+                 (const float *image, long channels, long height, long width, const float *weights, long outputs,
+                  const float *bias, const float *zero, long y0, long y1, float *out),
+                 (image, channels, height, width, weights, outputs, bias, zero, y0, y1, out))
