@@ -429,3 +429,112 @@ SDF_INLINE void output43(const float *src, long stride, float bias, float *y, lo
 WINOGRAD_OUTPUTS_BODY(sdf_winograd43_outputs, 4, output43, no_output_blocks, )
 SDF_MULTIVERSION(sdf_winograd43_outputs, WINOGRAD_OUTPUTS_PARAMS, WINOGRAD_OUTPUTS_ARGS)
 
+
+// MARK: - F(2x2, 3x3) channels last
+
+// The same transforms for images stored channels last, (height, width, channels): a pixel's
+// channels are contiguous, so each transform runs across channels in whole vectors, with aligned
+// loads that neither straddle cache lines nor need permutes, and the rows read are long runs of
+// memory. Layouts: V[e][k][c] and M[e][k][o] (tile k of the chunk, `stride` floats from one
+// position to the next), so the product per position is V[e] (tiles x C) x U[e] (C x O).
+// Tiles are numbered over the image convolved (its nearest 2x upsampling with `upsampled`),
+// ceil(width / 2) per row.
+
+// Pointers to the 4x4 input pixels of tile (ty, tx) of the image convolved, `zero` (a pixel of
+// zeros) outside it; with `upsampled`, pixel (y, x) of the upsampling is (y / 2, x / 2) here.
+SDF_INLINE void tile_pixels_nhwc(const float *image, long height, long width, long channels, int upsampled, long ty, long tx,
+                                 const float *zero, const float *p[4][4]) {
+    long scale = upsampled ? 2 : 1, h = scale * height, w = scale * width;
+    for (int i = 0; i < 4; i++) {
+        long y = 2 * ty - 1 + i;
+        for (int j = 0; j < 4; j++) {
+            long x = 2 * tx - 1 + j;
+            p[i][j] = y >= 0 && y < h && x >= 0 && x < w ? image + ((y / scale) * width + x / scale) * channels : zero;
+        }
+    }
+}
+
+SDF_INLINE void sdf_winograd23_inputs_nhwc_body(const float *image, long height, long width, long channels, int upsampled,
+                                                long tile_first, long tile_count, const float *zero, long stride, float *v) {
+    long tiles_x = ((upsampled ? 2 : 1) * width + 1) / 2;
+    for (long k = 0; k < tile_count; k++) {
+        long t = tile_first + k;
+        const float *p[4][4];
+        tile_pixels_nhwc(image, height, width, channels, upsampled, t / tiles_x, t % tiles_x, zero, p);
+        float *out = v + k * channels;
+        _Pragma("clang loop vectorize(assume_safety)") for (long c = 0; c < channels; c++) {
+            float t0[4], t1[4], t2[4], t3[4];  // B^T d, column j
+            SDF_UNROLL for (int j = 0; j < 4; j++) {
+                float d0 = p[0][j][c], d1 = p[1][j][c], d2 = p[2][j][c], d3 = p[3][j][c];
+                t0[j] = d0 - d2;
+                t1[j] = d1 + d2;
+                t2[j] = d2 - d1;
+                t3[j] = d1 - d3;
+            }
+            float *rows[4] = {t0, t1, t2, t3};
+            SDF_UNROLL for (int i = 0; i < 4; i++) {
+                const float *r = rows[i];
+                out[(i * 4 + 0) * stride + c] = r[0] - r[2];
+                out[(i * 4 + 1) * stride + c] = r[1] + r[2];
+                out[(i * 4 + 2) * stride + c] = r[2] - r[1];
+                out[(i * 4 + 3) * stride + c] = r[1] - r[3];
+            }
+        }
+    }
+}
+SDF_MULTIVERSION(sdf_winograd23_inputs_nhwc,
+                 (const float *image, long height, long width, long channels, int upsampled, long tile_first, long tile_count,
+                  const float *zero, long stride, float *v),
+                 (image, height, width, channels, upsampled, tile_first, tile_count, zero, stride, v))
+
+// Y = A^T M A + bias (then + residual, then ReLU) for output channels [0, outputs) of one tile:
+// its products are src[e * stride + o]; output pixel (i, j) goes to y[i][j] (a row of `outputs`),
+// its residual is r[i][j]. The same operations in the same order as output23 and finish_range.
+#define OUTPUT23_NHWC_LOOP(residual, relu)                                                                   \
+    _Pragma("clang loop vectorize(assume_safety)") for (long o = 0; o < outputs; o++) {                      \
+        float x[16];                                                                                         \
+        SDF_UNROLL for (int e = 0; e < 16; e++) x[e] = src[e * stride + o];                                  \
+        float b = bias ? bias[o] : 0.0f, t[2][4];                                                            \
+        SDF_UNROLL for (int j = 0; j < 4; j++) {                                                             \
+            t[0][j] = x[j] + x[4 + j] + x[8 + j];                                                            \
+            t[1][j] = x[4 + j] - x[8 + j] - x[12 + j];                                                       \
+        }                                                                                                    \
+        float v00 = t[0][0] + t[0][1] + t[0][2] + b, v01 = t[0][1] - t[0][2] - t[0][3] + b;                  \
+        float v10 = t[1][0] + t[1][1] + t[1][2] + b, v11 = t[1][1] - t[1][2] - t[1][3] + b;                  \
+        if (residual) { v00 += r00[o]; v01 += r01[o]; v10 += r10[o]; v11 += r11[o]; }                        \
+        if (relu) { v00 = v00 > 0 ? v00 : 0; v01 = v01 > 0 ? v01 : 0; v10 = v10 > 0 ? v10 : 0; v11 = v11 > 0 ? v11 : 0; } \
+        y00[o] = v00; y01[o] = v01; y10[o] = v10; y11[o] = v11;                                              \
+    }
+SDF_INLINE void output23_nhwc(const float *restrict src, long stride, long outputs, const float *restrict bias, float *y[2][2],
+                              const float *r[2][2], int relu) {
+    float *restrict y00 = y[0][0], *restrict y01 = y[0][1], *restrict y10 = y[1][0], *restrict y11 = y[1][1];
+    const float *restrict r00 = r[0][0], *restrict r01 = r[0][1], *restrict r10 = r[1][0], *restrict r11 = r[1][1];
+    if (r00 && relu) OUTPUT23_NHWC_LOOP(1, 1)
+    else if (r00) OUTPUT23_NHWC_LOOP(1, 0)
+    else if (relu) OUTPUT23_NHWC_LOOP(0, 1)
+    else OUTPUT23_NHWC_LOOP(0, 0)
+}
+
+SDF_INLINE void sdf_winograd23_outputs_nhwc_body(const float *m, long stride, long tile_first, long tile_count, long height,
+                                                 long width, long outputs, const float *bias, const float *residual, int relu,
+                                                 float *scratch, float *image) {
+    long tiles_x = (width + 1) / 2;
+    for (long k = 0; k < tile_count; k++) {
+        long t = tile_first + k, y0 = 2 * (t / tiles_x), x0 = 2 * (t % tiles_x);
+        float *y[2][2];
+        const float *res[2][2];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                // outputs beyond the image go to `scratch`, each to its own row, their residual from the next four
+                int inside = y0 + i < height && x0 + j < width;
+                long offset = ((y0 + i) * width + x0 + j) * outputs;
+                y[i][j] = inside ? image + offset : scratch + (i * 2 + j) * outputs;
+                res[i][j] = residual ? (inside ? residual + offset : scratch + (4 + i * 2 + j) * outputs) : 0;
+            }
+        output23_nhwc(m + k * outputs, stride, outputs, bias, y, res, relu);
+    }
+}
+SDF_MULTIVERSION(sdf_winograd23_outputs_nhwc,
+                 (const float *m, long stride, long tile_first, long tile_count, long height, long width, long outputs,
+                  const float *bias, const float *residual, int relu, float *scratch, float *image),
+                 (m, stride, tile_first, tile_count, height, width, outputs, bias, residual, relu, scratch, image))

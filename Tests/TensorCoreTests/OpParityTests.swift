@@ -102,6 +102,39 @@ import Testing
         }
     }
 
+    /// Convolutions of images stored channels last (TAESD's decoder) against the channels-first
+    /// ones: 3x3 by Winograd with and without upsampling, residual and ReLU, for odd sizes, batches
+    /// and channel counts that are not multiples of a vector; 1x1; and the last layer's few outputs.
+    @Test(arguments: [(4, 64), (64, 64), (19, 5), (64, 3)])
+    func channelsLastConvolutions(inputs c: Int, outputs o: Int) {
+        for (n, h, w) in [(2, 5, 19), (1, 16, 35), (1, 1, 1)] {
+            let x = Tensor(shape: [n, c, h, w], values: (0..<(n * c * h * w)).map { sin(Float($0) * 0.013) })
+            let weight = Tensor(shape: [o, c, 3, 3], values: (0..<(o * c * 9)).map { cos(Float($0) * 0.007) * 0.05 })
+            let bias = Tensor(shape: [o], values: (0..<o).map { Float($0) * 0.01 - 0.3 })
+            let last = x.channelsLast()
+            #expect(last.shape == [n, h, w, c] && last.channelsFirst().scalars == x.scalars)
+            for upsampling in [false, true] {
+                let (oh, ow) = upsampling ? (2 * h, 2 * w) : (h, w)
+                let residual = Tensor(shape: [n, o, oh, ow], values: (0..<(n * o * oh * ow)).map { cos(Float($0) * 0.023) })
+                let label = "\(c) -> \(o), \(n)x\(h)x\(w)\(upsampling ? " upsampled" : "")"
+                let expected = x.conv2d(weight: weight, bias: bias, padding: .uniform(1), mode: .direct, upsampling: upsampling)
+                check(label, last.conv3x3ChannelsLast(weight: weight, bias: bias, upsampling: upsampling).channelsFirst(), expected)
+                let fused = x.conv2d(weight: weight, bias: bias, padding: .uniform(1), mode: .direct, residual: residual, relu: true,
+                                     upsampling: upsampling)
+                check(label + " + residual, ReLU",
+                      last.conv3x3ChannelsLast(weight: weight, bias: bias, residual: residual.channelsLast(), relu: true,
+                                               upsampling: upsampling).channelsFirst(), fused)
+            }
+            check("\(c) -> \(o) few outputs, \(n)x\(h)x\(w)", last.conv3x3FewOutputsChannelsLast(weight: weight, bias: bias),
+                  x.conv2d(weight: weight, bias: bias, padding: .uniform(1), mode: .direct))
+            let pointwise = Tensor(shape: [o, c, 1, 1], values: (0..<(o * c)).map { sin(Float($0) * 0.05) })
+            for b in [bias, nil] {
+                check("\(c) -> \(o) 1x1", last.conv1x1ChannelsLast(weight: pointwise, bias: b).channelsFirst(),
+                      x.conv2d(weight: pointwise, bias: b))
+            }
+        }
+    }
+
     /// The convolution of an upsampling computed from the small tensor (Winograd F(2,3) reads its
     /// tiles from it and skips 7 of their 16 positions) equals the convolution of the upsampling
     /// made, in every mode, with and without a residual and ReLU, for odd sizes and batches.

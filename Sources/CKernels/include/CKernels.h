@@ -59,11 +59,28 @@ void sdf_winograd43_outputs(const float *m, long stride, long tile_count, long l
                             long height, long width, const float *bias, const float *residual, int relu, long o0, long o1,
                             float *image);
 
+// Winograd F(2x2,3x3) for images stored channels last, (height, width, channels) (Winograd.c):
+// tiles are numbered over the image convolved, ceil(width / 2) per row (of its nearest 2x
+// upsampling with `upsampled`: tile pixels are read from the image itself). Inputs: tiles
+// [tile_first, tile_first + tile_count) -> v (16, tile_count, channels), positions `stride`
+// floats apart; `zero`: `channels` zeros. Outputs: m (16, tile_count, outputs) -> the tiles'
+// pixels of image (height, width, outputs), plus bias, plus `residual` (the image's shape; may be
+// NULL), through ReLU when `relu` is not 0; `scratch`: 8 x `outputs` floats for pixels beyond the image.
+void sdf_winograd23_inputs_nhwc(const float *image, long height, long width, long channels, int upsampled, long tile_first,
+                                long tile_count, const float *zero, long stride, float *v);
+void sdf_winograd23_outputs_nhwc(const float *m, long stride, long tile_first, long tile_count, long height, long width,
+                                 long outputs, const float *bias, const float *residual, int relu, float *scratch, float *image);
+
 // Direct 3x3 convolution, stride 1, padding 1, for few output channels (Conv.c): output rows
 // [y0, y1) of one image (channels, height, width) -> out (outputs, height, width), plus bias (may
 // be NULL); weights (outputs, channels, 3, 3); `zero`: `width` zeros.
 void sdf_conv3x3_few(const float *image, long channels, long height, long width, const float *weights, long outputs,
                      const float *bias, const float *zero, long y0, long y1, float *out);
+
+// The same for an image stored channels last, (height, width, channels), weights (outputs, 3, 3,
+// channels), into rows [y0, y1) of out (outputs, height, width).
+void sdf_conv3x3_few_nhwc(const float *image, long channels, long height, long width, const float *weights, long outputs,
+                          const float *bias, long y0, long y1, float *out);
 
 // One attention head, register-blocked (Attention.c). Keys are first packed into panels of 32
 // (kp: ceil(keys / 32) * 32 * d floats, zero-padded). Scores: scale * q (rows x d, row stride

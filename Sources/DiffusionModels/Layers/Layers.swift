@@ -46,6 +46,24 @@ public struct Conv2d: Sendable {
     }
 }
 
+extension Conv2d {
+    /// The convolution of images stored channels last, (N, H, W, In) -> (N, H', W', Out), plus
+    /// `residual` and through ReLU when asked, of `x` upsampled 2x (nearest) with `upsampling`:
+    /// 3x3 with stride 1 and padding 1 (`Tensor.conv3x3ChannelsLast`), or 1x1 without either.
+    func channelsLast(_ x: Tensor, adding residual: Tensor? = nil, relu: Bool = false, upsampling: Bool = false) -> Tensor {
+        let kernel = weight.shape[2]
+        if kernel == 1 && !upsampling {
+            precondition(stride == 1 && padding == .zero, "Conv2d.channelsLast: 1x1 with stride \(stride), padding \(padding)")
+            var y = x.conv1x1ChannelsLast(weight: weight.tensor(), bias: bias)
+            if let residual { y += residual }
+            if relu { y.applyReLU() }
+            return y
+        }
+        precondition(kernel == 3 && stride == 1 && padding == .uniform(1), "Conv2d.channelsLast: \(weight.shape) with stride \(stride), padding \(padding)")
+        return x.conv3x3ChannelsLast(weight: weight.tensor(), bias: bias, residual: residual, relu: relu, upsampling: upsampling)
+    }
+}
+
 /// `torch.nn.GroupNorm` over NCHW, optionally fused with the SiLU that follows it.
 public struct GroupNorm: Sendable {
     public let weight: Tensor, bias: Tensor

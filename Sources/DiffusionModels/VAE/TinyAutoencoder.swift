@@ -185,6 +185,33 @@ public struct TinyAutoencoder: LatentAutoencoder {
         return x
     }
 
+    /// `run` for a decoder whose convolutions are all 3x3 with stride 1 (checked when loading), on
+    /// images stored channels last from the input on: Winograd's transforms run across channels
+    /// (`Tensor.conv3x3ChannelsLast`), and the last convolution, to RGB, writes channels first.
+    static func decodeChannelsLast(_ layers: [Layer], _ input: Tensor) -> Tensor {
+        var x = input.channelsLast()  // (N, h, w, 4)
+        var index = layers.startIndex
+        while index < layers.endIndex {
+            let next = index + 1 < layers.endIndex ? layers[index + 1] : nil
+            switch (layers[index], next) {
+            case (.conv(let conv), _) where index == layers.endIndex - 1:
+                return x.conv3x3FewOutputsChannelsLast(weight: conv.weight.tensor(), bias: conv.bias)  // (N, 3, H, W)
+            case (.upsample, .conv(let conv)?):
+                x = conv.channelsLast(x, upsampling: true)
+                index += 1
+            case (.conv(let conv), .relu?):
+                x = conv.channelsLast(x, relu: true)
+                index += 1
+            case (.conv(let conv), _): x = conv.channelsLast(x)
+            case (.block(let block), _): x = block.channelsLast(x)
+            case (.relu, _): x.applyReLU()
+            case (.upsample, _): x = x.channelsFirst().upsampledNearest2x().channelsLast()
+            }
+            index += 1
+        }
+        return x.channelsFirst()
+    }
+
     /// Image (N, 3, H, W) in [-1, 1] -> latents (N, 4, H/8, W/8) x scaling factor. TAESD has no
     /// posterior: `noise` is ignored (as diffusers' `retrieve_latents` uses `.latents`).
     public func encode(_ image: Tensor, noise: Tensor? = nil) -> Tensor {
@@ -198,7 +225,7 @@ public struct TinyAutoencoder: LatentAutoencoder {
         guard let decoderLayers else { preconditionFailure("TAESD \(path) has no decoder (load taesd_decoder.safetensors too)") }
         let scale = 1 / scalingFactor
         let z = latents.map { tanh($0 * scale / 3) * 3 }
-        return TinyAutoencoder.run(decoderLayers, z).map { $0 * 2 - 1 }  // (N, 3, 8h, 8w)
+        return TinyAutoencoder.decodeChannelsLast(decoderLayers, z).map { $0 * 2 - 1 }  // (N, 3, 8h, 8w)
     }
 }
 
@@ -218,5 +245,11 @@ struct TinyBlock: Sendable {
     func callAsFunction(_ x: Tensor) -> Tensor {
         let h = conv2(conv0(x, relu: true), relu: true)
         return conv4(h, adding: skip?(x) ?? x, relu: true)
+    }
+
+    /// The block on images stored channels last.
+    func channelsLast(_ x: Tensor) -> Tensor {
+        let h = conv2.channelsLast(conv0.channelsLast(x, relu: true), relu: true)
+        return conv4.channelsLast(h, adding: skip.map { $0.channelsLast(x) } ?? x, relu: true)
     }
 }
