@@ -100,7 +100,7 @@ public enum KernelTuning {
     /// Raised whenever a candidate kernel changes (faster, or another algorithm behind a name), so
     /// that choices measured with the old ones are measured again instead of reused.
     /// 2: 3x3 convolutions with at most 4 outputs compute `direct` by direct multiply-adds; the
-    /// GEMM for small products is chosen apart.
+    /// GEMM for small products is chosen apart; close per-shape times are measured again.
     static let candidatesRevision = 2
 
     /// The CPU's model name from /proc/cpuinfo ("unknown CPU" elsewhere), read once.
@@ -257,7 +257,8 @@ public enum KernelTuning {
 
     /// Runs `body` with the kernel chosen for `key`. With per-shape tuning on (`apply`) and no choice
     /// kept for `key`, times every candidate on this very call instead (each candidate does the work;
-    /// calls under 20 ms are repeated up to three times, alternating), keeps the fastest in the
+    /// up to three times, alternating, unless the first round took at least 20 ms and one candidate
+    /// was 1.5 times faster than another), keeps the fastest in the
     /// choice file and returns its result. Off, or with one candidate, it is `body(candidates[0])`.
     /// `candidates` are `String` raw values; the first is the default.
     static func tuned<Result>(_ key: String, candidates: [String], _ body: (String) -> Result) -> Result {
@@ -277,7 +278,9 @@ public enum KernelTuning {
                     best = (candidate, result)
                 }
             }
-            if round == 0 && seconds.values.max()! >= 0.02 { break }
+            // One round is enough when it is long and decisive; close times are measured again, since
+            // the first candidate also pays for the first touch of buffers (a close second may be the faster).
+            if round == 0 && seconds.values.max()! >= 0.02 && seconds.values.max()! >= 1.5 * seconds.values.min()! { break }
         }
         let chosen = ShapeChoice(kernel: best!.kernel, seconds: seconds)
         table.state.withLock {

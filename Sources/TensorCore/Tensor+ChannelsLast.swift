@@ -11,24 +11,22 @@ extension Tensor {
     public func channelsLast() -> Tensor {
         precondition(rank == 4, "channelsLast: \(shape) is not (N, C, H, W)")
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-        var result = Tensor(uninitialized: [n, h, w, c])
-        let out = result.mutablePointer()
-        for b in 0..<n {
-            // (C, H*W) -> (H*W, C)
-            Parallel.forRanges(c) { r in sdf_transpose(pointer + b * c * h * w, c, h * w, r.lowerBound, r.upperBound, out + b * h * w * c) }
-        }
-        return result
+        return imagesTransposed(rows: c, columns: h * w, into: [n, h, w, c])
     }
 
     /// (N, H, W, C) channels last -> (N, C, H, W).
     public func channelsFirst() -> Tensor {
         precondition(rank == 4, "channelsFirst: \(shape) is not (N, H, W, C)")
         let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
-        var result = Tensor(uninitialized: [n, c, h, w])
-        let out = result.mutablePointer()
-        for b in 0..<n {
-            // (H*W, C) -> (C, H*W)
-            Parallel.forRanges(h * w) { r in sdf_transpose(pointer + b * h * w * c, h * w, c, r.lowerBound, r.upperBound, out + b * c * h * w) }
+        return imagesTransposed(rows: h * w, columns: c, into: [n, c, h, w])
+    }
+
+    /// Each image of the batch, a (rows x columns) matrix, transposed, as a tensor of `shape`.
+    private func imagesTransposed(rows: Int, columns: Int, into shape: [Int]) -> Tensor {
+        var result = Tensor(uninitialized: shape)
+        let out = result.mutablePointer(), size = rows * columns
+        for b in 0..<self.shape[0] {
+            Parallel.forRanges(rows) { r in sdf_transpose(pointer + b * size, rows, columns, r.lowerBound, r.upperBound, out + b * size) }
         }
         return result
     }
