@@ -33,10 +33,11 @@ extension Tensor {
 
     /// 3x3 convolution, stride 1, padding 1, of images stored channels last: (N, H, W, C) * weight
     /// (O, C, 3, 3) + bias (O) -> (N, H, W, O), plus `residual` (the output's shape), then ReLU
-    /// when asked; with `upsampling`, of the nearest 2x upsampling of this tensor, (N, 2H, 2W, O),
-    /// read from this tensor with the 7 of 16 tile positions that are zero skipped, as `conv2d`.
-    /// Winograd F(2,3) with each thread running all three steps on chunks of tiles that stay in its
-    /// L2 cache: V (16, tiles, C), one GEMM per position V x U (C, O), M (16, tiles, O).
+    /// when asked; with `upsampling`, of the nearest 2x upsampling of this tensor, (N, 2H, 2W, O).
+    /// Winograd with each thread running all three steps on chunks of tiles that stay in its L2
+    /// cache: V (positions, tiles, C), one GEMM per position V x U (C, O), M (positions, tiles, O).
+    /// F(2x3,3x3) (20 products per 6 outputs; see Winograd.c for its accuracy), or for an upsampling
+    /// F(2x2,3x3) reading its tiles from this tensor and skipping the 7 of 16 positions that are zero, as `conv2d`.
     public func conv3x3ChannelsLast(weight: Tensor, bias: Tensor?, residual: Tensor? = nil, relu: Bool = false,
                                     upsampling: Bool = false) -> Tensor {
         let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
@@ -47,46 +48,50 @@ extension Tensor {
         if let residual { precondition(residual.shape == [n, oh, ow, o], "conv3x3ChannelsLast: residual \(residual.shape) for output \([n, oh, ow, o])") }
         FLOPCounter.add(2 * Double(n * o * oh * ow) * Double(c * 9))
 
-        // Transformed filters, (16, O, C) -> (16, C, O).
-        var filters = Tensor(uninitialized: [16, o, c]), u = Tensor(uninitialized: [16, c, o])
-        let fp = filters.mutablePointer(), up = u.mutablePointer(), wp = weight.pointer
-        Parallel.forRanges(o) { r in sdf_winograd23_filters(wp, o, c, r.lowerBound, r.upperBound, fp) }
-        Parallel.forEach(16) { e in sdf_transpose(fp + e * o * c, o, c, 0, o, up + e * c * o) }
+        // Output tiles of 2 rows and `tileWidth` columns from input tiles of 4 x (tileWidth + 2).
+        let tileWidth = upsampling ? 2 : 3, positions = 4 * (tileWidth + 2)
+        var u = Tensor(uninitialized: [positions, c, o])  // the transformed filters
+        let up = u.mutablePointer(), wp = weight.pointer
+        Parallel.forRanges(o) { r in sdf_winograd_filters_nhwc(wp, o, c, tileWidth + 2, r.lowerBound, r.upperBound, up) }
 
-        let tilesX = (ow + 1) / 2, tilesPerImage = ((oh + 1) / 2) * tilesX
-        let chunk = Swift.max(1, Swift.min(tilesPerImage, (64 << 10) / (16 * Swift.max(c, o))))  // V and M about 256 KB each
+        let tilesX = (ow + tileWidth - 1) / tileWidth, tilesPerImage = ((oh + 1) / 2) * tilesX
+        let chunk = Swift.max(1, Swift.min(tilesPerImage, (64 << 10) / (positions * Swift.max(c, o))))  // V and M about 256 KB each
         let chunksPerImage = (tilesPerImage + chunk - 1) / chunk
         // Positions one cache line further apart than their rows need (see `winograd3x3Narrow`).
         let strideV = chunk * c + 16, strideM = chunk * o + 16
-        let computed = Fusion(residual: nil, relu: false, upsampling: upsampling).computedPositions(tile: 2)
+        let computed = upsampling ? Fusion(residual: nil, relu: false, upsampling: true).computedPositions(tile: 2) : Array(0..<positions)
         var result = Tensor(uninitialized: [n, oh, ow, o])
         let out = result.mutablePointer(), input = pointer, biasPointer = bias?.pointer, residualPointer = residual?.pointer
         let zero = [Float](repeating: 0, count: c)
         zero.withUnsafeBufferPointer { zeroPixel in
             Parallel.forRanges(n * chunksPerImage) { range in
-                let vp = UnsafeMutablePointer<Float>.allocate(capacity: 16 * strideV)
-                let mp = UnsafeMutablePointer<Float>.allocate(capacity: 16 * strideM)
-                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * o)  // for outputs beyond the image
-                scratch.initialize(repeating: 0, count: 8 * o)
+                let vp = UnsafeMutablePointer<Float>.allocate(capacity: positions * strideV)
+                let mp = UnsafeMutablePointer<Float>.allocate(capacity: positions * strideM)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 12 * o)  // for outputs beyond the image
+                scratch.initialize(repeating: 0, count: 12 * o)
                 defer { vp.deallocate(); mp.deallocate(); scratch.deallocate() }
-                if computed.count < 16 { mp.initialize(repeating: 0, count: 16 * strideM) }  // the skipped positions' products
+                if computed.count < positions { mp.initialize(repeating: 0, count: positions * strideM) }  // the skipped positions' products
                 for index in range {
                     let b = index / chunksPerImage, first = (index % chunksPerImage) * chunk
                     let count = Swift.min(chunk, tilesPerImage - first)
-                    sdf_winograd23_inputs_nhwc(input + b * h * w * c, h, w, c, upsampling ? 1 : 0, first, count, zeroPixel.baseAddress,
-                                               strideV, vp)
+                    let image = input + b * h * w * c, outputImage = b * oh * ow * o
+                    if upsampling {
+                        sdf_winograd23_inputs_nhwc(image, h, w, c, 1, first, count, zeroPixel.baseAddress, strideV, vp)
+                    } else {
+                        sdf_winograd2x3_inputs_nhwc(image, h, w, c, first, count, zeroPixel.baseAddress, strideV, vp)
+                    }
                     for e in computed {
                         // (tiles, C) x (C, O) -> (tiles, O) at tile position e
                         BLAS.sgemm(m: count, n: o, k: c, a: vp + e * strideV, lda: c, b: up + e * c * o, ldb: o,
                                    c: mp + e * strideM, ldc: o, parallel: false)
                     }
-                    let image = b * oh * ow * o
-                    sdf_winograd23_outputs_nhwc(mp, strideM, first, count, oh, ow, o, biasPointer, residualPointer.map { $0 + image },
-                                                relu ? 1 : 0, scratch, out + image)
+                    let outputs = upsampling ? sdf_winograd23_outputs_nhwc : sdf_winograd2x3_outputs_nhwc
+                    outputs(mp, strideM, first, count, oh, ow, o, biasPointer, residualPointer.map { $0 + outputImage }, relu ? 1 : 0,
+                            scratch, out + outputImage)
                 }
             }
         }
-        withExtendedLifetime((filters, u)) {}  // fp and up point into them
+        withExtendedLifetime(u) {}  // up points into it
         return result
     }
 

@@ -135,6 +135,33 @@ import Testing
         }
     }
 
+    /// Channels-last convolutions (F(2x3,3x3)) are about as accurate as a direct float32 convolution
+    /// (im2col and GEMM) and F(2x2), against the convolution summed in double precision, on ReLU'd
+    /// inputs like TAESD's.
+    @Test func channelsLastAccuracy() {
+        let (c, o, h, w) = (64, 64, 10, 17)
+        let x = Tensor(shape: [1, c, h, w], values: (0..<(c * h * w)).map { Swift.max(0, sin(Float($0) * 0.7) * 3) })
+        let weight = Tensor(shape: [o, c, 3, 3], values: (0..<(o * c * 9)).map { sin(Float($0) * 1.3 + 0.2) / 24 })
+        var expected = [Float](repeating: 0, count: o * h * w)
+        for k in 0..<o { for y in 0..<h { for x0 in 0..<w {
+            var sum = 0.0
+            for ch in 0..<c { for ky in 0..<3 { for kx in 0..<3 {
+                let (iy, ix) = (y + ky - 1, x0 + kx - 1)
+                guard iy >= 0 && iy < h && ix >= 0 && ix < w else { continue }
+                sum += Double(weight.scalars[((k * c + ch) * 3 + ky) * 3 + kx]) * Double(x.scalars[(ch * h + iy) * w + ix])
+            }}}
+            expected[(k * h + y) * w + x0] = Float(sum)
+        }}}
+        let reference = Tensor(shape: [1, o, h, w], values: expected)
+        let actual = x.channelsLast().conv3x3ChannelsLast(weight: weight, bias: nil).channelsFirst()
+        let direct = parityReport("im2col float32 vs double", actual: x.conv2d(weight: weight, bias: nil, padding: .uniform(1), mode: .direct),
+                                  expected: reference).error
+        let winograd = parityReport("F(2x2) vs double", actual: x.conv2d(weight: weight, bias: nil, padding: .uniform(1), mode: .winograd),
+                                    expected: reference).error
+        let (error, scale) = parityReport("channels last F(2x3) vs double", actual: actual, expected: reference)
+        #expect(error <= 2 * Swift.max(direct, winograd) && error <= 1e-5 * scale)
+    }
+
     /// The convolution of an upsampling computed from the small tensor (Winograd F(2,3) reads its
     /// tiles from it and skips 7 of their 16 positions) equals the convolution of the upsampling
     /// made, in every mode, with and without a residual and ReLU, for odd sizes and batches.

@@ -71,6 +71,16 @@ void sdf_winograd23_inputs_nhwc(const float *image, long height, long width, lon
 void sdf_winograd23_outputs_nhwc(const float *m, long stride, long tile_first, long tile_count, long height, long width,
                                  long outputs, const float *bias, const float *residual, int relu, float *scratch, float *image);
 
+// Winograd F(2x3, 3x3) channels last (F(2,3) down the columns, F(3,3) along the rows): the same
+// interfaces for 4x5 input tiles and 2x3 output tiles, 20 positions (e = 5 i + j), ceil(width / 3)
+// tiles per row. Filters: weights (O, C, 3, 3) -> u (positions, C, O) for output channels
+// [o0, o1), with `cols` 4 the F(2x2) positions (16), with 5 the F(2x3) ones.
+void sdf_winograd_filters_nhwc(const float *weights, long outputs, long inputs, long cols, long o0, long o1, float *u);
+void sdf_winograd2x3_inputs_nhwc(const float *image, long height, long width, long channels, long tile_first, long tile_count,
+                                 const float *zero, long stride, float *v);
+void sdf_winograd2x3_outputs_nhwc(const float *m, long stride, long tile_first, long tile_count, long height, long width,
+                                  long outputs, const float *bias, const float *residual, int relu, float *scratch, float *image);
+
 // Direct 3x3 convolution, stride 1, padding 1, for few output channels (Conv.c): output rows
 // [y0, y1) of one image (channels, height, width) -> out (outputs, height, width), plus bias (may
 // be NULL); weights (outputs, channels, 3, 3); `zero`: `width` zeros.
