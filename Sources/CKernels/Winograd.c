@@ -515,23 +515,31 @@ SDF_INLINE void output23_nhwc(const float *restrict src, long stride, long outpu
     else OUTPUT23_NHWC_LOOP(0, 0)
 }
 
+// Where the outputs of tile t (2 rows of `tw` columns, ceil(width / tw) tiles per row) go: y[i][j]
+// into `image`, or for outputs beyond it a row of `scratch` each (12 rows), and their residuals
+// (res[i][j] NULL without one).
+SDF_INLINE void tile_outputs_nhwc(long t, int tw, long height, long width, long outputs, const float *residual, float *scratch,
+                                  float *image, float *y[2][3], const float *res[2][3]) {
+    long tiles_x = (width + tw - 1) / tw, y0 = 2 * (t / tiles_x), x0 = tw * (t % tiles_x);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < tw; j++) {
+            int inside = y0 + i < height && x0 + j < width;
+            long offset = ((y0 + i) * width + x0 + j) * outputs;
+            y[i][j] = inside ? image + offset : scratch + (i * 3 + j) * outputs;
+            res[i][j] = residual ? (inside ? residual + offset : scratch + (6 + i * 3 + j) * outputs) : 0;
+        }
+}
+
 SDF_INLINE void sdf_winograd23_outputs_nhwc_body(const float *m, long stride, long tile_first, long tile_count, long height,
                                                  long width, long outputs, const float *bias, const float *residual, int relu,
                                                  float *scratch, float *image) {
-    long tiles_x = (width + 1) / 2;
     for (long k = 0; k < tile_count; k++) {
-        long t = tile_first + k, y0 = 2 * (t / tiles_x), x0 = 2 * (t % tiles_x);
-        float *y[2][2];
-        const float *res[2][2];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++) {
-                // outputs beyond the image go to `scratch`, each to its own row, their residual from the next four
-                int inside = y0 + i < height && x0 + j < width;
-                long offset = ((y0 + i) * width + x0 + j) * outputs;
-                y[i][j] = inside ? image + offset : scratch + (i * 2 + j) * outputs;
-                res[i][j] = residual ? (inside ? residual + offset : scratch + (4 + i * 2 + j) * outputs) : 0;
-            }
-        output23_nhwc(m + k * outputs, stride, outputs, bias, y, res, relu);
+        float *y[2][3];
+        const float *res[2][3];
+        tile_outputs_nhwc(tile_first + k, 2, height, width, outputs, residual, scratch, image, y, res);
+        float *y22[2][2] = {{y[0][0], y[0][1]}, {y[1][0], y[1][1]}};
+        const float *res22[2][2] = {{res[0][0], res[0][1]}, {res[1][0], res[1][1]}};
+        output23_nhwc(m + k * outputs, stride, outputs, bias, y22, res22, relu);
     }
 }
 SDF_MULTIVERSION(sdf_winograd23_outputs_nhwc,
@@ -644,19 +652,10 @@ SDF_INLINE void output2x3_nhwc(const float *restrict src, long stride, long outp
 SDF_INLINE void sdf_winograd2x3_outputs_nhwc_body(const float *m, long stride, long tile_first, long tile_count, long height,
                                                   long width, long outputs, const float *bias, const float *residual, int relu,
                                                   float *scratch, float *image) {
-    long tiles_x = (width + 2) / 3;
     for (long k = 0; k < tile_count; k++) {
-        long t = tile_first + k, y0 = 2 * (t / tiles_x), x0 = 3 * (t % tiles_x);
         float *y[2][3];
         const float *res[2][3];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 3; j++) {
-                // outputs beyond the image go to `scratch`, each to its own row, their residual from the next six
-                int inside = y0 + i < height && x0 + j < width;
-                long offset = ((y0 + i) * width + x0 + j) * outputs;
-                y[i][j] = inside ? image + offset : scratch + (i * 3 + j) * outputs;
-                res[i][j] = residual ? (inside ? residual + offset : scratch + (6 + i * 3 + j) * outputs) : 0;
-            }
+        tile_outputs_nhwc(tile_first + k, 3, height, width, outputs, residual, scratch, image, y, res);
         output2x3_nhwc(m + k * outputs, stride, outputs, bias, y, res, relu);
     }
 }

@@ -65,7 +65,7 @@ void sdf_winograd43_outputs(const float *m, long stride, long tile_count, long l
 // [tile_first, tile_first + tile_count) -> v (16, tile_count, channels), positions `stride`
 // floats apart; `zero`: `channels` zeros. Outputs: m (16, tile_count, outputs) -> the tiles'
 // pixels of image (height, width, outputs), plus bias, plus `residual` (the image's shape; may be
-// NULL), through ReLU when `relu` is not 0; `scratch`: 8 x `outputs` floats for pixels beyond the image.
+// NULL), through ReLU when `relu` is not 0; `scratch`: 12 x `outputs` floats for pixels beyond the image.
 void sdf_winograd23_inputs_nhwc(const float *image, long height, long width, long channels, int upsampled, long tile_first,
                                 long tile_count, const float *zero, long stride, float *v);
 void sdf_winograd23_outputs_nhwc(const float *m, long stride, long tile_first, long tile_count, long height, long width,
