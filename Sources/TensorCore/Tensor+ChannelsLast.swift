@@ -4,7 +4,8 @@ import CKernels
 // runs in this layout between its input and its last convolution: Winograd's transforms then
 // work across channels in whole aligned vectors and read long runs of memory, where across the
 // tiles of channels-first rows they need unaligned loads and permutes (they took about a quarter
-// of a TAESD decode). The arithmetic is the channels-first Winograd F(2,3)'s.
+// of a TAESD decode). Its convolutions use Winograd F(2x3,3x3), about as accurate as a float32
+// im2col convolution (`conv3x3ChannelsLast`).
 
 extension Tensor {
     /// (N, C, H, W) -> the same images channels last, (N, H, W, C).
