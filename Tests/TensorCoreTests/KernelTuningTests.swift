@@ -44,11 +44,15 @@ import Testing
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SDFLOW_SGEMM"] == nil))
     func theChoiceIsUsedAndSaysWhy() throws {
         let file = folder.file("kernels.json")
-        let previous = BLAS.float32Kernel
-        defer { BLAS.float32Kernel = previous }
+        let previous = (BLAS.float32Kernel, BLAS.smallFloat32Kernel)
+        defer { (BLAS.float32Kernel, BLAS.smallFloat32Kernel) = previous }
         let choice = KernelTuning.choice(file: file, repeats: 1).choice
         KernelTuning.apply(choice, from: file)
-        #expect(BLAS.float32Kernel.rawValue == choice.float32Kernel)
+        #expect(BLAS.float32Kernel.rawValue == choice.float32Kernel && BLAS.smallFloat32Kernel.rawValue == choice.smallFloat32Kernel)
+        // The small products' kernel is the one that timed fastest on them, apart from the large ones'.
+        let small = choice.seconds.filter { $0.key.hasSuffix(" small") }
+        #expect(small.count == (choice.seconds.count > 1 ? 2 : 0))
+        if let fastest = small.min(by: { $0.value < $1.value }) { #expect(fastest.key == choice.smallFloat32Kernel + " small") }
         #expect(KernelTuning.reason.contains(file) && KernelTuning.reason.contains(choice.float32Kernel))
     }
 
