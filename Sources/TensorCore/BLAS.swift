@@ -87,8 +87,9 @@ public enum BLAS {
     ) {
         guard m > 0, n > 0 else { return }
         let threads = Parallel.threadCount
-        let kernel = kernel ?? (2 * m * n * k < parallelFLOPs ? smallFloat32Kernel : float32Kernel), precision = precision ?? self.precision
-        guard parallel, threads > 1, 2 * m * n * k >= parallelFLOPs else {
+        let small = 2 * m * n * k < parallelFLOPs
+        let kernel = kernel ?? (small ? smallFloat32Kernel : float32Kernel), precision = precision ?? self.precision
+        guard parallel, threads > 1, !small else {
             return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kernel, precision)
         }
         if n >= m {

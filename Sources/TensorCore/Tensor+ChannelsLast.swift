@@ -128,14 +128,8 @@ extension Tensor {
         for k in 0..<o { sdf_transpose(weight.pointer + k * c * 9, c, 9, 0, c, tp + k * 9 * c) }
         var result = Tensor(uninitialized: [n, o, h, w])
         let out = result.mutablePointer(), input = pointer, biasPointer = bias?.pointer
-        // Bands of output rows over all images: (N x H) rows.
-        Parallel.forRanges(n * h, minimumPerThread: 4) { rows in
-            var row = rows.lowerBound
-            while row < rows.upperBound {
-                let (b, y) = (row / h, row % h), end = Swift.min(rows.upperBound, (b + 1) * h)
-                sdf_conv3x3_few_nhwc(input + b * h * w * c, c, h, w, tp, o, biasPointer, y, y + end - row, out + b * o * h * w)
-                row = end
-            }
+        Tensor.forEachRowBand(images: n, height: h) { b, rows in
+            sdf_conv3x3_few_nhwc(input + b * h * w * c, c, h, w, tp, o, biasPointer, rows.lowerBound, rows.upperBound, out + b * o * h * w)
         }
         withExtendedLifetime(taps) {}  // tp points into it
         return result

@@ -108,7 +108,8 @@ extension Tensor {
     /// `conv2d` with its algorithm decided (`mode` applies to 3x3 convolutions with stride 1 and padding 1).
     private func convolve(weight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, bandFloats: Int, mode: ConvolutionMode,
                           fusion: Fusion) -> Tensor {
-        let winogradTile = winogradShape(weight: weight, stride: stride, padding: padding) ? mode.winogradTile : nil
+        let isWinogradShape = winogradShape(weight: weight, stride: stride, padding: padding)
+        let winogradTile = isWinogradShape ? mode.winogradTile : nil
         if fusion.upsampling && winogradTile != 2 {  // only F(2,3) reads the upsampling from this tensor; the rest make it
             var plain = fusion
             plain.upsampling = false
@@ -121,7 +122,7 @@ extension Tensor {
             winograd3x3(weight: weight, bias: bias, tile: tile, chunkFloats: bandFloats, fusion: fusion, into: result.mutablePointer())
             return result
         }
-        var result = weight.shape[0] <= Tensor.fewOutputChannels && winogradShape(weight: weight, stride: stride, padding: padding)
+        var result = weight.shape[0] <= Tensor.fewOutputChannels && isWinogradShape
             ? convolveFewOutputs(weight: weight, bias: bias)
             : convolveByGEMM(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
         fusion.apply(to: &result)
@@ -147,19 +148,26 @@ extension Tensor {
         let out = result.mutablePointer(), input = pointer, weights = weight.pointer, biasPointer = bias?.pointer
         let zero = [Float](repeating: 0, count: w)
         zero.withUnsafeBufferPointer { zeroRow in
-            // Bands of output rows over all images: (N x H) rows, a few per task.
-            Parallel.forRanges(n * h, minimumPerThread: 4) { rows in
-                var row = rows.lowerBound
-                while row < rows.upperBound {
-                    let (b, y) = (row / h, row % h), end = Swift.min(rows.upperBound, (b + 1) * h)
-                    // input (C, H, W) -> output rows [y, y + end - row) of (O, H, W)
-                    sdf_conv3x3_few(input + b * c * h * w, c, h, w, weights, o, biasPointer, zeroRow.baseAddress,
-                                    y, y + end - row, out + b * o * h * w)
-                    row = end
-                }
+            Tensor.forEachRowBand(images: n, height: h) { b, rows in
+                // input (C, H, W) -> output rows `rows` of (O, H, W)
+                sdf_conv3x3_few(input + b * c * h * w, c, h, w, weights, o, biasPointer, zeroRow.baseAddress,
+                                rows.lowerBound, rows.upperBound, out + b * o * h * w)
             }
         }
         return result
+    }
+
+    /// Runs `body(image, rows)` in parallel over bands of output rows of all images (N x H rows, at
+    /// least 4 per task), a band never spanning two images.
+    static func forEachRowBand(images n: Int, height h: Int, _ body: (Int, Range<Int>) -> Void) {
+        Parallel.forRanges(n * h, minimumPerThread: 4) { rows in
+            var row = rows.lowerBound
+            while row < rows.upperBound {
+                let (b, y) = (row / h, row % h), end = Swift.min(rows.upperBound, (b + 1) * h)
+                body(b, y..<(y + end - row))
+                row = end
+            }
+        }
     }
 
     /// 1x1 convolutions as one GEMM per image, others by im2col and GEMMs.

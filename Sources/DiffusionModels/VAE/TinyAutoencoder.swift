@@ -164,29 +164,20 @@ public struct TinyAutoencoder: LatentAutoencoder {
         return layers
     }
 
-    static func run(_ layers: [Layer], _ input: Tensor) -> Tensor {
-        var x = input
-        var index = layers.startIndex
-        while index < layers.endIndex {
-            switch (layers[index], index + 1 < layers.endIndex ? layers[index + 1] : nil) {
-            case (.upsample, .conv(let conv)?):  // the upsampling and the convolution after it in one
-                x = conv.upsampling(x)
-                index += 1
-            case (.conv(let conv), .relu?):
-                x = conv(x, relu: true)
-                index += 1
-            case (.conv(let conv), _): x = conv(x)
-            case (.block(let block), _): x = block(x)
-            case (.relu, _): x.applyReLU()
-            case (.upsample, _): x = x.upsampledNearest2x()
+    /// The encoder's layers: convolutions and blocks only (checked when loading).
+    static func encodeLayers(_ layers: [Layer], _ input: Tensor) -> Tensor {
+        layers.reduce(input) { x, layer in
+            switch layer {
+            case .conv(let conv): return conv(x)
+            case .block(let block): return block(x)
+            case .relu, .upsample: preconditionFailure("TAESD's encoder has no \(layer) layers")
             }
-            index += 1
         }
-        return x
     }
 
-    /// `run` for a decoder whose convolutions are all 3x3 with stride 1 (checked when loading), on
-    /// images stored channels last from the input on: Winograd's transforms run across channels
+    /// The decoder's layers (all convolutions 3x3 with stride 1, checked when loading), on images
+    /// stored channels last from the input on, with the convolution after an upsampling or before a
+    /// ReLU doing both: Winograd's transforms run across channels
     /// (`Tensor.conv3x3ChannelsLast`), and the last convolution, to RGB, writes channels first.
     static func decodeChannelsLast(_ layers: [Layer], _ input: Tensor) -> Tensor {
         var x = input.channelsLast()  // (N, h, w, 4)
@@ -216,7 +207,7 @@ public struct TinyAutoencoder: LatentAutoencoder {
     /// posterior: `noise` is ignored (as diffusers' `retrieve_latents` uses `.latents`).
     public func encode(_ image: Tensor, noise: Tensor? = nil) -> Tensor {
         guard let encoderLayers else { preconditionFailure("TAESD \(path) has no encoder (load taesd_encoder.safetensors too)") }
-        let out = TinyAutoencoder.run(encoderLayers, image.map { ($0 + 1) / 2 })  // (N, 4, H/8, W/8)
+        let out = TinyAutoencoder.encodeLayers(encoderLayers, image.map { ($0 + 1) / 2 })  // (N, 4, H/8, W/8)
         return scalingFactor == 1 ? out : out.scaled(by: scalingFactor)
     }
 
