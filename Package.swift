@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "DiffusionModels", "Sampling", "ImageIO", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "TestSupport"]),
-        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "TestSupport"]),
+        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "SafeTensors", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -210,7 +210,7 @@ struct VAEEncode: Node {
             .init("mode", .choice(["mean", "sample"]), default: .text("mean"),
                   help: "mean (as ComfyUI), or a sample of the posterior drawn with seed (as diffusers' img2img)"),
             .init("seed", .seed, default: .integer(0), help: "seed of the sample"),
-        ])
+        ] + VAETilingParameters.specs)
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let vae = try context.loadedVAE("vae")
@@ -232,7 +232,8 @@ struct VAEEncode: Node {
             let shape = [1, vae.latentChannels, image.height / factor, image.width / factor]
             noise = TorchGenerator(seed: UInt64(try context.int("seed"))).randn(shape)
         }
-        let latent = vae.encode(input, noise: noise)
+        let tiling = try VAETilingParameters.tiling(context, vae: vae, pixels: image.width * image.height)
+        let latent = vae.encode(input, noise: noise, tiling: tiling)
         try requireFinite(latent, "the VAE encoder's latents", weights: "VAE encoder")
         return ["latent": .latent(latent)]
     }
@@ -243,7 +244,8 @@ struct VAEDecode: Node {
     static let description = NodeDescription(
         name: "vae_decode", summary: "Decode latents into an image.",
         inputs: [.init("vae", .vae, help: "the autoencoder"), .init("latent", .latent, help: "scaled latents")],
-        outputs: [.init("image", .image, help: "the RGB image")])
+        outputs: [.init("image", .image, help: "the RGB image")],
+        parameters: VAETilingParameters.specs)
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let vae = try context.loadedVAE("vae")
@@ -254,9 +256,36 @@ struct VAEDecode: Node {
         guard latent.rank == 4, latent.shape[1] == vae.latentChannels else {
             throw NodeError.invalidInput("the latent has shape \(latent.shape); this VAE decodes (N, \(vae.latentChannels), h, w)")
         }
-        let decoded = vae.decode(latent.slice(0..<1))
+        let f = vae.downsamplingFactor
+        let tiling = try VAETilingParameters.tiling(context, vae: vae, pixels: latent.shape[2] * f * latent.shape[3] * f)
+        let decoded = vae.decode(latent.slice(0..<1), tiling: tiling)
         try requireFinite(decoded, "the VAE decoder's image", weights: "VAE decoder (or the latents given to it)")
         return ["image": .image(Image(modelOutput: decoded))]
+    }
+}
+
+/// The tiling parameters `vae_encode` and `vae_decode` share.
+enum VAETilingParameters {
+    static let specs: [NodeDescription.Parameter] = [
+        .init("tiled", .choice(["auto", "on", "off"]), default: .text("auto"),
+              help: "process big images in overlapping tiles (memory and time linear in pixels): auto tiles images over 1 megapixel; "
+                    + "on tiles anything larger than one tile (as diffusers' enable_vae_tiling); off never tiles"),
+        .init("tile_size", .integer(64...4096), default: .integer(VAETiling.standard.tileSize),
+              help: "tile side in image pixels (a multiple of 8; diffusers: 512)"),
+        .init("tile_overlap", .integer(0...2048), default: .integer(VAETiling.standard.overlap),
+              help: "pixels neighbouring tiles share and blend over (a multiple of 8, less than tile_size; diffusers: 128)"),
+    ]
+
+    /// The tiling to use for an image of `pixels` pixels, or nil to process it whole.
+    static func tiling(_ context: NodeContext, vae: any LatentAutoencoder, pixels: Int) throws -> VAETiling? {
+        let tiling = VAETiling(tileSize: try context.int("tile_size"), overlap: try context.int("tile_overlap"))
+        switch try context.string("tiled") {
+        case "off": return nil
+        case "auto" where pixels <= VAETiling.automaticAbovePixels: return nil
+        default:
+            if let problem = tiling.problem(downscale: vae.downsamplingFactor) { throw NodeError.invalidInput(problem) }
+            return tiling
+        }
     }
 }
 

@@ -4,13 +4,16 @@ import NodeKit
 import SafeTensors
 import TensorCore
 
-/// `load_tensor`: one tensor of a .safetensors file (noise from another tool, saved latents).
+/// `load_tensor`: one tensor of a .safetensors file (noise from another tool, saved latents). A
+/// path with `{stem}` or `{index}` reads one file per item of the workflow's batch (the engine
+/// fills them in), pairing the files with `load_images`' images by name as `mask_folder` does.
 struct LoadTensor: Node {
     static let description = NodeDescription(
         name: "load_tensor", summary: "Load a tensor from a .safetensors file (also usable as a latent, noise or conditioning).",
         outputs: [.init("tensor", .tensor, help: "the tensor, as float32")],
         parameters: [
-            .init("path", .inputPath(.file), help: "the .safetensors file"),
+            .init("path", .inputPath(.file),
+                  help: "the .safetensors file; in a batch, {stem} and {index} name each item's own file (e.g. latents/{stem}.safetensors)"),
             .init("name", .text, default: .text(""), help: "the tensor's name (empty: the file's only tensor)"),
         ])
 
@@ -27,26 +30,43 @@ struct LoadTensor: Node {
     }
 }
 
-/// `save_tensor`: writes a tensor (or latent, or conditioning) to a .safetensors file.
-struct SaveTensor: Node {
+/// `save_tensor`: writes a tensor (or latent, or conditioning) to a .safetensors file. As with
+/// `save_image`, the path may name each batch item's own file, two items writing one file are
+/// refused before anything runs, and a file already written with the same cache key is left alone.
+struct SaveTensor: FileWritingNode {
     static let description = NodeDescription(
         name: "save_tensor", summary: "Save a tensor, latent or conditioning to a .safetensors file.",
         inputs: [.init("tensor", .tensor, help: "what to save")],
         parameters: [
-            .init("path", .outputPath, help: "the file to write"),
+            .init("path", .outputPath,
+                  help: "the file to write; may use {stem} (source file name), {index}, {seed} and {node}, e.g. latents/{stem}.safetensors"),
             .init("name", .text, default: .text("tensor"), help: "the tensor's name in the file"),
             .init("dtype", .choice(["f32", "f16"]), default: .text("f32"), help: "storage precision"),
         ],
         isOutput: true, alwaysRuns: true)
 
+    /// The metadata entry that records the cache key of what the file holds.
+    static let keyEntry = "sdflow:key"
+
     static func run(_ context: NodeContext) throws -> [String: Value] {
         guard let tensor = context.input("tensor")?.tensorValue else { throw NodeError.invalidInput("input 'tensor' is not a tensor") }
-        let path = try context.string("path")
+        let path = try PathTemplate.outputPath(try context.string("path"), context: context)
         try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
                                                 withIntermediateDirectories: true)
-        try SafeTensorsWriter.write([try context.string("name"): tensor], metadata: ["sdflow:key": context.executionKey],
+        try SafeTensorsWriter.write([try context.string("name"): tensor], metadata: [keyEntry: context.executionKey],
                                     storage: try context.string("dtype") == "f16" ? .f16 : .f32, to: path)
         return [:]
+    }
+
+    static func outputFiles(_ context: NodeContext) throws -> [String] {
+        [try PathTemplate.outputPath(try context.string("path"), context: context)]
+    }
+
+    /// A file written before with the same cache key (recorded in its metadata) holds this result.
+    static func isUpToDate(_ context: NodeContext) -> Bool {
+        guard let path = try? outputFiles(context).first, FileManager.default.fileExists(atPath: path),
+              let existing = try? SafeTensorsFile(path: path) else { return false }
+        return existing.metadata[keyEntry] == context.executionKey
     }
 }
 

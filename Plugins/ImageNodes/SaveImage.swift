@@ -23,7 +23,7 @@ struct SaveImage: FileWritingNode {
     static func run(_ context: NodeContext) throws -> [String: Value] {
         var image = try context.image("image")
         let info = context.runInfo
-        let path = try fillTemplate(try context.string("path"), context: context, info: info)
+        let path = try PathTemplate.outputPath(try context.string("path"), context: context)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // A changed rerun of a PNG whose output pattern names that PNG would replace the original.
@@ -51,7 +51,7 @@ struct SaveImage: FileWritingNode {
     }
 
     static func outputFiles(_ context: NodeContext) throws -> [String] {
-        [try fillTemplate(try context.string("path"), context: context, info: context.runInfo)]
+        [try PathTemplate.outputPath(try context.string("path"), context: context)]
     }
 
     /// A PNG written before with the same cache key (recorded in its metadata) holds this result.
@@ -59,37 +59,6 @@ struct SaveImage: FileWritingNode {
         guard let path = try? outputFiles(context).first, path.lowercased().hasSuffix(".png"),
               FileManager.default.fileExists(atPath: path), let existing = try? ImageFile.read(path) else { return false }
         return existing.metadata[ImageMetadataKey.cacheKey] == context.executionKey
-    }
-
-    /// Replaces {stem}, {index}, {seed} and {node} (with an optional zero-padding width, `{index:04}`).
-    static func fillTemplate(_ template: String, context: NodeContext, info: RunInfo) throws -> String {
-        let seed = info.generation["Seed"] ?? "noseed"
-        let values: [String: String] = [
-            "stem": context.batchItem?.stem ?? "image",
-            "index": String(context.batchItem?.index ?? 0),
-            "seed": seed,
-            "node": context.nodeName,
-        ]
-        var result = ""
-        var rest = Substring(template)
-        while let open = rest.firstIndex(of: "{") {
-            result += rest[..<open]
-            guard let close = rest[open...].firstIndex(of: "}") else {
-                throw NodeError.invalidInput("path template '\(template)' has an unclosed {")
-            }
-            let field = rest[rest.index(after: open)..<close]
-            let parts = field.split(separator: ":", maxSplits: 1)
-            guard let name = parts.first.map(String.init), let value = values[name] else {
-                throw NodeError.invalidInput("unknown placeholder {\(field)} in '\(template)'; use {stem}, {index}, {seed} or {node}")
-            }
-            if parts.count == 2, let width = Int(parts[1]), value.count < width {
-                result += String(repeating: "0", count: width - value.count) + value
-            } else {
-                result += value
-            }
-            rest = rest[rest.index(after: close)...]
-        }
-        return result + rest
     }
 
     /// The resolved parameters as JSON: the workflow's, and every upstream node's.

@@ -6,6 +6,7 @@ import NodeKit
 /// every node downstream of such a node. Everything else (models, a fixed prompt's encoding)
 /// runs once. The lists that the per-item nodes map over are the batch's sources; their items
 /// pair up by position (as two folders sorted by file name do), so they must be equally long.
+/// A node that reads one file per item (`{stem}` in an input path) runs once per item too.
 struct ExecutionPlan {
     /// Nodes that run once, inputs first.
     let once: [String]
@@ -31,7 +32,7 @@ struct ExecutionPlan {
         var mappedPorts: [String: Set<String>] = [:]
         for name in graph.order {
             let node = graph.nodes[name]!
-            var runsPerItem = false
+            var runsPerItem = ExecutionPlan.readsFilePerItem(node)
             for (port, edge) in node.inputs.sorted(by: { $0.key < $1.key }) {
                 let takesList: Bool = if case .list = node.description.input(port)!.type { true } else { false }
                 let isList: Bool = if case .list = edge.type { true } else { false }
@@ -58,6 +59,10 @@ struct ExecutionPlan {
                 once.append(name)
             }
         }
+        if sources.isEmpty, let name = perItem.first(where: { ExecutionPlan.readsFilePerItem(graph.nodes[$0]!) }) {
+            throw Unsupported(description: "'\(name)' reads one file per batch item ({stem} or {index} in a path), but nothing in the workflow is a batch "
+                              + "(e.g. load_images of a folder)")
+        }
         self.once = once
         self.perItem = perItem
         self.sources = graph.order.filter { sources.contains($0) }
@@ -66,4 +71,12 @@ struct ExecutionPlan {
     }
 
     var hasBatch: Bool { !perItem.isEmpty }
+
+    /// Whether an input path of the node names each batch item's own file (`{stem}`, `{index}`).
+    static func readsFilePerItem(_ node: Graph.Node) -> Bool {
+        node.description.parameters.contains { spec in
+            guard case .inputPath = spec.kind, case .text(let path)? = node.parameters[spec.name] else { return false }
+            return PathTemplate.hasPlaceholders(path)
+        }
+    }
 }

@@ -88,9 +88,9 @@ extension Executor {
         var problems: [String] = []
         for name in sinks {
             let node = graph.nodes[name]!
-            let parameters = resolvedParameters[name] ?? node.parameters
             let entries: [Batch.Entry?] = perItem.contains(name) ? batch.entries : [nil]
             for entry in entries {
+                let parameters = itemParameters(node, item: entry?.item)
                 let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: [:], key: "", item: entry?.item)
                 let files: [String]
                 do {
@@ -234,7 +234,7 @@ extension Executor {
                 values[port] = value
                 inputKeys[port] = input.key
             }
-            let parameters = resolvedParameters[name] ?? node.parameters
+            let parameters = itemParameters(node, item: entry.item)
             let key: String
             do {
                 key = combine(try baseKey(node, parameters: parameters), inputKeys)
@@ -316,12 +316,12 @@ extension Executor {
                     inputKeys[port] = input.key
                 }
             }
-            guard let base = try? baseKey(node, parameters: resolvedParameters[name] ?? node.parameters) else { return false }
+            guard let base = try? baseKey(node, parameters: itemParameters(node, item: entry.item)) else { return false }
             keys[name] = combine(base, inputKeys)
         }
         return sinks.allSatisfy { name in
             let node = graph.nodes[name]!
-            let context = ExecutionContext(executor: self, node: node, parameters: resolvedParameters[name] ?? node.parameters, values: [:],
+            let context = ExecutionContext(executor: self, node: node, parameters: itemParameters(node, item: entry.item), values: [:],
                                            key: keys[name]!, item: entry.item)
             return node.entry.implementation.files!.isUpToDate(context)
         }

@@ -337,10 +337,28 @@ public final class Executor {
     /// The part of a node's key that does not depend on its inputs; computed once per run (it
     /// fingerprints the files the node reads, and a batch asks for it once per item).
     func baseKey(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
-        if let known = baseKeys[node.name] { return known }
+        // A node that reads one file per item has one base key per file.
+        let files = ExecutionPlan.readsFilePerItem(node)
+            ? node.description.parameters.filter { if case .inputPath = $0.kind { return true }; return false }
+                .map { parameters[$0.name]?.description ?? "" } : []
+        let memo = ([node.name] + files).joined(separator: "\u{0}")
+        if let known = baseKeys[memo] { return known }
         let key = try computeBaseKey(node, parameters: parameters)
-        baseKeys[node.name] = key
+        baseKeys[memo] = key
         return key
+    }
+
+    /// A node's parameters for one batch item: input paths with `{stem}` or `{index}` name the
+    /// item's file (already absolute; validated to have no other placeholder).
+    func itemParameters(_ node: Graph.Node, item: BatchItem?) -> [String: ParameterValue] {
+        var values = resolvedParameters[node.name] ?? node.parameters
+        guard let item else { return values }
+        for spec in node.description.parameters {
+            guard case .inputPath = spec.kind, case .text(let path)? = values[spec.name], PathTemplate.hasPlaceholders(path),
+                  let filled = try? PathTemplate.fill(path, PathTemplate.itemValues(item)) else { continue }
+            values[spec.name] = .text(filled)
+        }
+        return values
     }
 
     private func computeBaseKey(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {

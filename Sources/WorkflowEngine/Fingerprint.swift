@@ -12,12 +12,16 @@ enum Fingerprint {
     /// time and their first and last megabyte, which changes whenever the file is rewritten.
     static let fullHashLimit = 64 << 20
 
+    /// A file or folder that is not there (a batch item's own file, `latents/{stem}.safetensors`).
+    struct Missing: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "no such file or folder: \(path)" }
+    }
+
     /// A fingerprint of a file, or of every file under a folder (names included).
     static func path(_ path: String) throws -> String {
         var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: path])
-        }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw Missing(path: path) }
         if !isFolder.boolValue { return try file(path) }
         var parts: [String] = []
         let enumerator = FileManager.default.enumerator(atPath: path)

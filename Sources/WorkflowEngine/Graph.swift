@@ -352,6 +352,11 @@ public struct Graph {
             // An empty default means the path is optional.
             if value == .text(""), spec.defaultValue == .text("") { return value }
             guard case .text(let raw) = value, !raw.isEmpty else { return fail(.wrongType, "expected a path, got '\(value)'") }
+            if PathTemplate.hasPlaceholders(raw) {
+                // One file per batch item (`latents/{stem}.safetensors`): each is checked when its item runs.
+                do { _ = try PathTemplate.fill(raw, ["stem": "stem", "index": "0"]) } catch { return fail(.wrongType, "\(error)") }
+                return .text(resolve(raw, base: base))
+            }
             let path = resolve(raw, base: base)
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {

@@ -30,6 +30,9 @@ struct WorkflowOptions: ParsableArguments {
     @Option(help: "TAESD (folder or taesd_decoder.safetensors) for full-size live previews.")
     var previewTaesd: String?
 
+    @Option(help: .hidden)  // where relative output paths start (written by `sdflow slurm` for a bundled workflow)
+    var outputsRelativeTo: String?
+
     /// Node parameters the command line sets for every node that leaves them unset.
     var nodeDefaults: [String: String] {
         var defaults: [String: String] = [:]
@@ -40,15 +43,25 @@ struct WorkflowOptions: ParsableArguments {
         return defaults
     }
 
-    /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow; a
-    /// bare name that is no file (`inpaint`) is a bundled workflow (`sdflow workflows`).
-    func load() throws -> Workflow {
+    /// The file the argument names (as given, or a bundled workflow's absolute path) and where its relative output paths start (nil: its
+    /// own folder). A bare name that is no file (`inpaint`) is a bundled workflow (`sdflow workflows`),
+    /// which writes as if it were in `./workflows`, so that `../out/x.png` lands in `./out/`.
+    func source() -> (path: String, outputFolder: String?) {
+        let here = FileManager.default.currentDirectoryPath
+        let outputs = outputsRelativeTo.map { Graph.resolve($0, base: here) }
         if let bundled = BundledWorkflows.path(named: workflow) {
-            var loaded = try Workflow.load(path: bundled)
-            loaded.outputFolder = FileManager.default.currentDirectoryPath + "/workflows"
-            return loaded
+            return (bundled, outputs ?? here + "/workflows")
         }
-        return try Workflow.load(path: workflow)
+        return (workflow, outputs)
+    }
+
+    /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow
+    /// (the file `source()` names).
+    func load() throws -> Workflow {
+        let (path, outputFolder) = source()
+        var loaded = try Workflow.load(path: path)
+        if let outputFolder { loaded.outputFolder = outputFolder }
+        return loaded
     }
 
     /// `--set` pairs; for a PNG, its recorded parameters come first (so the same image results).

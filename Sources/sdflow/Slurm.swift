@@ -51,9 +51,12 @@ struct SlurmCommand: ParsableCommand {
         let here = FileManager.default.currentDirectoryPath
         let logs = Graph.resolve(logDir, base: here)
         let name = jobName ?? "sdflow-" + URL(fileURLWithPath: options.workflow).deletingPathExtension().lastPathComponent
+        // The tasks run exactly the file validated here (a bundled workflow's, for a bare name),
+        // with its outputs starting where they would for `sdflow run` in this folder.
+        let (workflow, outputFolder) = options.source()
         let script = SlurmScript(
             sdflow: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
-            workflow: Graph.resolve(options.workflow, base: here), overrides: options.overrides,
+            workflow: Graph.resolve(workflow, base: here), outputFolder: outputFolder, overrides: options.overrides,
             plugins: options.plugins.map { Graph.resolve($0, base: here) }, tasks: tasks, jobName: name,
             cacheFolder: Graph.resolve(cacheDir ?? ResultCache.defaultFolder, base: here), logFolder: logs,
             workingFolder: here, fast: fast, sbatchOptions: SlurmScript.directives(sbatch)
@@ -89,6 +92,8 @@ struct SlurmCommand: ParsableCommand {
 struct SlurmScript {
     var sdflow: String
     var workflow: String
+    /// Where the workflow's relative output paths start, when not at its own folder.
+    var outputFolder: String?
     var overrides: [String]
     var plugins: [String]
     var tasks: Int
@@ -101,8 +106,10 @@ struct SlurmScript {
     var sbatchOptions: [String]
 
     var text: String {
-        var arguments = [sdflow, "run", workflow, "--cache-dir", cacheFolder] + overrides.flatMap { ["--set", $0] }
-            + plugins.flatMap { ["--plugins", $0] } + (fast ? ["--fast"] : [])
+        var arguments: [String] = [sdflow, "run", workflow]
+        if let outputFolder { arguments += ["--outputs-relative-to", outputFolder] }
+        arguments += ["--cache-dir", cacheFolder] + overrides.flatMap { ["--set", $0] } + plugins.flatMap { ["--plugins", $0] }
+        if fast { arguments.append("--fast") }
         arguments = arguments.map(SlurmScript.quoted)
         let summary = SlurmScript.quoted(logFolder + "/" + jobName) + "-\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\".json"
         var lines = [

@@ -1,6 +1,7 @@
 import Foundation
 import ImageIO
 import NodeKit
+import SafeTensors
 import TestSupport
 import Testing
 import WorkflowEngine
@@ -195,6 +196,95 @@ import WorkflowEngine
         let report = Executor(graph: graph, options: .init()).run()
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors)) \(report.refused)")
         #expect(report.items.map(\.stem) == ["img_000", "img_001", "img_002"])
+    }
+
+    /// Runs a workflow written in `text` (in the test folder) and returns its report.
+    func runText(_ text: String, name: String, cache: ResultCache? = nil) throws -> RunReport {
+        let path = folder.file(name)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry())
+        return Executor(graph: graph, options: .init(cache: cache)).run()
+    }
+
+    /// save_tensor names each item's file as save_image does; load_tensor reads them back per item,
+    /// paired with load_images by file name, whatever order the files are listed in.
+    @Test func tensorsAreSavedAndLoadedPerItem() throws {
+        let images = try makeFolder("photos", count: 3, size: 16)
+        let latents = folder.file("latents"), model = Fixtures.path("tiny-sd")
+        let save = """
+            version: 1
+            nodes:
+              model: {type: load_checkpoint, path: \(model)}
+              photos: {type: load_images, folder: \(images)}
+              encoded: {type: vae_encode, vae: !ref model.vae, image: !ref photos.images}
+              save: {type: save_tensor, tensor: !ref encoded, path: "\(latents)/{stem}.safetensors"}
+            """
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let first = try runText(save, name: "save.yaml", cache: cache)
+        #expect(first.succeeded, "\(first.nodes.flatMap(\.errors)) \(first.refused)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: latents).sorted()
+                == ["img_000.safetensors", "img_001.safetensors", "img_002.safetensors"])
+        #expect(first.items.map(\.outputs) == (0..<3).map { [latents + String(format: "/img_%03d.safetensors", $0)] })
+        // The same run again: every file holds its item's result already and is left alone.
+        let modified = try FileManager.default.attributesOfItem(atPath: latents + "/img_001.safetensors")[.modificationDate] as? Date
+        let again = try runText(save, name: "save.yaml", cache: cache)
+        #expect(again.items.map(\.status) == [.cached, .cached, .cached])
+        #expect(try FileManager.default.attributesOfItem(atPath: latents + "/img_001.safetensors")[.modificationDate] as? Date == modified)
+        // One file for every item is refused before anything runs.
+        let clash = try runText(save.replacingOccurrences(of: "/{stem}.safetensors", with: "/all.safetensors"), name: "clash.yaml")
+        #expect(!clash.refused.isEmpty && clash.refused.allSatisfy { $0.contains("would both write \(latents)/all.safetensors") }, "\(clash.refused)")
+        #expect(!FileManager.default.fileExists(atPath: latents + "/all.safetensors"))
+
+        // Read back per item: each item gets its own file (img_002's latent swapped with img_000's
+        // shows that the pairing is by name, not by the files' order).
+        try FileManager.default.moveItem(atPath: latents + "/img_000.safetensors", toPath: latents + "/swap")
+        try FileManager.default.moveItem(atPath: latents + "/img_002.safetensors", toPath: latents + "/img_000.safetensors")
+        try FileManager.default.moveItem(atPath: latents + "/swap", toPath: latents + "/img_002.safetensors")
+        let out = folder.file("out")
+        let load = """
+            version: 1
+            nodes:
+              photos: {type: load_images, folder: \(images)}
+              latent: {type: load_tensor, path: "\(latents)/{stem}.safetensors"}
+              save: {type: save_tensor, tensor: !ref latent, path: "\(out)/{stem}.safetensors"}
+              copy: {type: save_image, image: !ref photos.images, path: "\(out)/{stem}.png"}
+            """
+        let loaded = try runText(load, name: "load.yaml", cache: cache)
+        #expect(loaded.succeeded, "\(loaded.nodes.flatMap(\.errors)) \(loaded.refused)")
+        for (stem, source) in [("img_000", "img_000"), ("img_001", "img_001"), ("img_002", "img_002")] {
+            let written = try SafeTensorsFile(path: "\(out)/\(stem).safetensors").tensor("tensor")
+            let expected = try SafeTensorsFile(path: "\(latents)/\(source).safetensors").tensor("tensor")
+            #expect(written.shape == expected.shape && written.scalars == expected.scalars, "\(stem)")
+        }
+        // A changed file is read again (the key follows the file's content), and a missing one fails its item only.
+        try FileManager.default.copyItem(atPath: latents + "/img_001.safetensors", toPath: folder.file("img_001.keep"))
+        try FileManager.default.removeItem(atPath: latents + "/img_001.safetensors")
+        try FileManager.default.copyItem(atPath: latents + "/img_002.safetensors", toPath: latents + "/img_000.safetensors.tmp")
+        try FileManager.default.removeItem(atPath: latents + "/img_000.safetensors")
+        try FileManager.default.moveItem(atPath: latents + "/img_000.safetensors.tmp", toPath: latents + "/img_000.safetensors")
+        let partial = try runText(load, name: "load.yaml", cache: cache)
+        #expect(partial.items.map(\.status) == [.done, .failed, .cached], "\(partial.items)")
+        #expect(partial.items[1].errors.joined().contains("no such file or folder: \(latents)/img_001.safetensors"), "\(partial.items[1].errors)")
+        #expect(try SafeTensorsFile(path: "\(out)/img_000.safetensors").tensor("tensor").scalars
+                == SafeTensorsFile(path: "\(latents)/img_002.safetensors").tensor("tensor").scalars)
+        // Without a batch, a per-item path is refused.
+        let single = try runText("""
+            version: 1
+            nodes:
+              latent: {type: load_tensor, path: "\(latents)/{stem}.safetensors"}
+              save: {type: save_tensor, tensor: !ref latent, path: "\(out)/one.safetensors"}
+            """, name: "single.yaml")
+        #expect(single.refused.first?.contains("reads one file per batch item") == true, "\(single.refused)")
+        // An unknown placeholder is a workflow error.
+        #expect(throws: WorkflowErrors.self) {
+            _ = try Graph(workflow: Workflow.parse("""
+                version: 1
+                nodes:
+                  photos: {type: load_images, folder: \(images)}
+                  latent: {type: load_tensor, path: "\(latents)/{seed}.safetensors"}
+                  save: {type: save_tensor, tensor: !ref latent, path: "\(out)/{stem}.safetensors"}
+                """, path: folder.file("bad.yaml")), registry: TestEngine.registry())
+        }
     }
 }
 

@@ -147,3 +147,29 @@ struct SlurmTests {
         #expect(Set(reports.compactMap(\.shard)) == Set((0..<SlurmTests.taskCount).map { "\($0)/\(SlurmTests.taskCount)" }))
     }
 }
+
+/// The sbatch script `sdflow slurm` writes (printed, so no Slurm is needed).
+@Suite struct SlurmScriptTests {
+    let folder = TemporaryFolder()
+
+    /// A bundled workflow named by its bare name: the tasks run the very file that was validated,
+    /// and write where `sdflow run NAME` would (./out/ of the folder it was submitted from).
+    @Test func aBundledWorkflowByNameIsTheFileTheTasksRun() throws {
+        let bundled = TestEngine.workflows + "/batch-img2img.yaml"
+        let printed = try TestEngine.run(["slurm", "batch-img2img", "--tasks", "4", "--print"], in: folder.path)
+        #expect(printed.status == 0, "\(printed.errors)")
+        let command = try #require(printed.output.split(separator: "\n").first { $0.hasPrefix("exec ") })
+        #expect(command.contains(" 'run' '\(URL(fileURLWithPath: bundled).standardizedFileURL.path)' "), "\(command)")
+        #expect(command.contains("'--outputs-relative-to' '\(folder.path)/workflows'"), "\(command)")
+        // What the tasks run resolves its outputs into ./out/ here, as `sdflow run batch-img2img` does.
+        let explained = try TestEngine.run(["explain", bundled, "--outputs-relative-to", folder.path + "/workflows", "--summary", "-", "--no-cache"],
+                                           in: folder.path)
+        let byName = try TestEngine.run(["explain", "batch-img2img", "--summary", "-", "--no-cache"], in: folder.path)
+        #expect(explained.status == 0 && byName.status == 0, "\(explained.errors) \(byName.errors)")
+        let outputs = { (json: String) in
+            try JSONDecoder().decode(RunReport.self, from: Data(json.utf8)).items.flatMap(\.outputs)
+        }
+        #expect(try outputs(explained.output) == outputs(byName.output))
+        #expect(try outputs(byName.output).allSatisfy { $0.hasPrefix(folder.path + "/out/") }, "\(byName.output)")
+    }
+}

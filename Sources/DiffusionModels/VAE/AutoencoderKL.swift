@@ -87,24 +87,32 @@ public struct AutoencoderKL: Sendable {
         }
     }
 
-    /// Image (N, 3, H, W) in [-1, 1] -> posterior over unscaled latents.
-    public func posterior(_ image: Tensor) -> Posterior {
+    /// Image (N, 3, H, W) in [-1, 1] -> posterior over unscaled latents; with `tiling`, an image
+    /// larger than one tile is encoded tile by tile and the moments blended (diffusers' tiled encode).
+    public func posterior(_ image: Tensor, tiling: VAETiling? = nil) -> Posterior {
         BufferPool.trim()  // blocks kept from other models are the wrong sizes here; give them back first
-        let moments = quantConv(encoder(image))  // (N, 2Z, h, w)
+        let f = config.downscale
+        let moments: Tensor  // (N, 2Z, H/8, W/8)
+        if let plan = tiling?.plan(height: image.shape[2], width: image.shape[3], unit: 1), !plan.fitsOneTile {
+            moments = plan.map(image, scale: (1, f)) { quantConv(encoder($0)) }
+        } else {
+            moments = quantConv(encoder(image))
+        }
         let halves = moments.chunked(2, axis: 1)
         return Posterior(mean: halves[0], logVariance: halves[1].map { Swift.min(Swift.max($0, -30), 20) })
     }
 
     /// Image (N, 3, H, W) in [-1, 1] -> scaled latents (N, Z, H/8, W/8): the posterior mean
     /// (as ComfyUI does), or a sample when `noise` (N, Z, H/8, W/8) is given (as diffusers' img2img).
-    public func encode(_ image: Tensor, noise: Tensor? = nil) -> Tensor {
-        let p = posterior(image)
+    public func encode(_ image: Tensor, noise: Tensor? = nil, tiling: VAETiling? = nil) -> Tensor {
+        let p = posterior(image, tiling: tiling)
         let latent = noise.map { p.sample(noise: $0) } ?? p.mean
         return latent.scaled(by: config.scalingFactor)
     }
 
-    /// Scaled latents (N, Z, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1] (not clamped).
-    public func decode(_ latents: Tensor) -> Tensor {
+    /// Scaled latents (N, Z, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1] (not clamped);
+    /// with `tiling`, latents larger than one tile are decoded tile by tile and blended.
+    public func decode(_ latents: Tensor, tiling: VAETiling? = nil) -> Tensor {
         // Lower the peak: the UNet's kept blocks are the wrong sizes for the decoder, and the weights
         // of the UNet and text encoder need not stay resident (they fault back in, or are widened
         // again from an F16 file, when next used).
@@ -112,7 +120,12 @@ public struct AutoencoderKL: Sendable {
         BufferPool.trim()
         if dropped { BufferPool.releaseFreeHeapPages() }  // the copies under the pool's block size went to the C heap
         MappedFile.releaseResidentPages()
-        return decoder(postQuantConv(latents.scaled(by: 1 / config.scalingFactor)))
+        let unscaled = latents.scaled(by: 1 / config.scalingFactor)
+        let f = config.downscale
+        if let plan = tiling?.plan(height: latents.shape[2], width: latents.shape[3], unit: f), !plan.fitsOneTile {
+            return plan.map(unscaled, scale: (f, 1)) { decoder(postQuantConv($0)) }
+        }
+        return decoder(postQuantConv(unscaled))
     }
 }
 

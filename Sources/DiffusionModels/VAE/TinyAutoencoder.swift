@@ -5,10 +5,12 @@ import TensorCore
 /// What the pipeline needs of an autoencoder: the full KL VAE or TAESD.
 public protocol LatentAutoencoder: Sendable {
     /// Image (N, 3, H, W) in [-1, 1] -> scaled latents (N, 4, H/8, W/8); `noise` draws a posterior
-    /// sample where the model has a posterior (the KL VAE), and is ignored otherwise.
-    func encode(_ image: Tensor, noise: Tensor?) -> Tensor
-    /// Scaled latents (N, 4, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1].
-    func decode(_ latents: Tensor) -> Tensor
+    /// sample where the model has a posterior (the KL VAE), and is ignored otherwise. With
+    /// `tiling`, an image larger than one tile is encoded tile by tile.
+    func encode(_ image: Tensor, noise: Tensor?, tiling: VAETiling?) -> Tensor
+    /// Scaled latents (N, 4, h, w) -> image (N, 3, 8h, 8w), nominally in [-1, 1]; with `tiling`,
+    /// latents larger than one tile are decoded tile by tile.
+    func decode(_ latents: Tensor, tiling: VAETiling?) -> Tensor
     /// Channels of the latents.
     var latentChannels: Int { get }
     /// Pixels per latent cell along each side.
@@ -205,14 +207,23 @@ public struct TinyAutoencoder: LatentAutoencoder {
 
     /// Image (N, 3, H, W) in [-1, 1] -> latents (N, 4, H/8, W/8) x scaling factor. TAESD has no
     /// posterior: `noise` is ignored (as diffusers' `retrieve_latents` uses `.latents`).
-    public func encode(_ image: Tensor, noise: Tensor? = nil) -> Tensor {
+    /// TAESD has no normalisation or attention, so tiles (`tiling`) change its result only within
+    /// a few pixels of their borders, where the blending takes over.
+    public func encode(_ image: Tensor, noise: Tensor? = nil, tiling: VAETiling? = nil) -> Tensor {
+        if let plan = tiling?.plan(height: image.shape[2], width: image.shape[3], unit: 1), !plan.fitsOneTile {
+            return plan.map(image, scale: (1, downsamplingFactor)) { encode($0) }
+        }
         guard let encoderLayers else { preconditionFailure("TAESD \(path) has no encoder (load taesd_encoder.safetensors too)") }
         let out = TinyAutoencoder.encodeLayers(encoderLayers, image.map { ($0 + 1) / 2 })  // (N, 4, H/8, W/8)
         return scalingFactor == 1 ? out : out.scaled(by: scalingFactor)
     }
 
     /// Latents (N, 4, h, w) -> image (N, 3, 8h, 8w) in [-1, 1]: tanh(z / 3) x 3, the layers, x 2 - 1.
-    public func decode(_ latents: Tensor) -> Tensor {
+    public func decode(_ latents: Tensor, tiling: VAETiling? = nil) -> Tensor {
+        let f = downsamplingFactor
+        if let plan = tiling?.plan(height: latents.shape[2], width: latents.shape[3], unit: f), !plan.fitsOneTile {
+            return plan.map(latents, scale: (f, 1)) { decode($0) }
+        }
         guard let decoderLayers else { preconditionFailure("TAESD \(path) has no decoder (load taesd_decoder.safetensors too)") }
         let scale = 1 / scalingFactor
         let z = latents.map { tanh($0 * scale / 3) * 3 }

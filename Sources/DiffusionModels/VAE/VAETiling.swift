@@ -1,0 +1,42 @@
+import TensorCore
+
+/// Tiled encoding and decoding of images too big to process whole (diffusers'
+/// `enable_vae_tiling()`, the same rule at the same settings): tiles of `tileSize` pixels
+/// overlapping by `overlap` pixels, blended linearly over the overlap.
+///
+/// Tiled results differ from an untiled pass: the GroupNorm layers normalise each tile by its
+/// own statistics, and the mid-block attention sees only its tile. Colours can shift slightly
+/// from tile to tile (the blending hides the seams), as diffusers' documentation says of its
+/// tiling too. An image that fits in one tile is processed whole.
+public struct VAETiling: Sendable, Equatable, Hashable {
+    /// Tile side in image pixels (a multiple of the VAE's 8).
+    public var tileSize: Int
+    /// Pixels shared by neighbouring tiles (a multiple of 8, less than `tileSize`).
+    public var overlap: Int
+
+    /// diffusers' defaults for SD 1.x: 512-pixel tiles (its VAE's `sample_size`), overlap factor 0.25.
+    public static let standard = VAETiling(tileSize: 512, overlap: 128)
+
+    public init(tileSize: Int, overlap: Int) {
+        self.tileSize = tileSize
+        self.overlap = overlap
+    }
+
+    /// Why these settings cannot tile a VAE with `downscale`-pixel cells, or nil.
+    public func problem(downscale: Int) -> String? {
+        if tileSize < downscale || tileSize % downscale != 0 { return "the tile size \(tileSize) is not a multiple of \(downscale)" }
+        if overlap < 0 || overlap % downscale != 0 { return "the overlap \(overlap) is not a multiple of \(downscale)" }
+        if overlap >= tileSize { return "the overlap \(overlap) is not less than the tile size \(tileSize)" }
+        return nil
+    }
+
+    /// The plan over an input of `height` x `width` in units of `unit` pixels (1: pixels, 8: latent cells).
+    func plan(height: Int, width: Int, unit: Int) -> TilePlan {
+        TilePlan(height: height, width: width, tileSize: tileSize / unit, overlap: overlap / unit)
+    }
+
+    /// The images that sdflow tiles when a workflow leaves it to decide (`tiled: auto`): above
+    /// this many pixels the untiled pass's memory and time grow faster than the pixels (its
+    /// mid-block attention is quadratic in them), so tiling is both smaller and faster.
+    public static let automaticAbovePixels = 1024 * 1024
+}
