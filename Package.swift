@@ -69,7 +69,7 @@ let package = Package(
 
         // MARK: - Tests
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "TestSupport"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "SafeTensors", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),

@@ -270,9 +270,9 @@ enum VAETilingParameters {
         .init("tiled", .choice(["auto", "on", "off"]), default: .text("auto"),
               help: "process big images in overlapping tiles (memory and time linear in pixels): auto tiles images over 1 megapixel; "
                     + "on tiles anything larger than one tile (as diffusers' enable_vae_tiling); off never tiles"),
-        .init("tile_size", .integer(64...4096), default: .integer(VAETiling.standard.tileSize),
+        .init("tile_size", .integer(8...8192), default: .integer(VAETiling.standard.tileSize),
               help: "tile side in image pixels (a multiple of 8; diffusers: 512)"),
-        .init("tile_overlap", .integer(0...2048), default: .integer(VAETiling.standard.overlap),
+        .init("tile_overlap", .integer(0...4096), default: .integer(VAETiling.standard.overlap),
               help: "pixels neighbouring tiles share and blend over (a multiple of 8, less than tile_size; diffusers: 128)"),
     ]
 

@@ -90,3 +90,44 @@ struct EraseMasked: Node {
         return ["image": .image(Image(pixels: pixels, metadata: image.metadata, bitDepth: image.bitDepth))]
     }
 }
+
+/// `upscale_latent`: a latent resized, the first half of a hires fix (ComfyUI's LatentUpscale and
+/// LatentUpscaleBy, AUTOMATIC1111's latent upscalers); a second `denoise` at a strength of about
+/// 0.5 then adds the detail the new size can hold.
+struct UpscaleLatent: Node {
+    static let description = NodeDescription(
+        name: "upscale_latent", summary: "Resize a latent by a factor or to an image size (for a hires fix).",
+        inputs: [.init("latent", .latent, help: "the latent to resize"),
+                 .init("vae", .vae, optional: true, help: "the autoencoder, for its scale (8 for SD 1.x when not connected)")],
+        outputs: [.init("latent", .latent, help: "the resized latent")],
+        parameters: [
+            .init("method", .choice(Tensor.Interpolation.allCases.map(\.rawValue)), default: .text(Tensor.Interpolation.bilinear.rawValue),
+                  help: "bilinear (A1111's \"Latent\"), bicubic, nearest-exact (ComfyUI's default) or nearest, as PyTorch's interpolate"),
+            .init("scale", .number(0.05...8), default: .number(2), help: "the factor for both sides (the new size is rounded), unless width and height are given"),
+            .init("width", .integer(0...16384), default: .integer(0), help: "the image width to resize to (a multiple of the VAE's 8); 0: by scale"),
+            .init("height", .integer(0...16384), default: .integer(0), help: "the image height to resize to; 0: by scale"),
+        ])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let latent = try context.latent("latent")
+        guard latent.rank == 4 else { throw NodeError.invalidInput("the latent has shape \(latent.shape); expected (N, C, h, w)") }
+        let factor = context.input("vae") == nil ? 8 : try context.loadedVAE("vae").downsamplingFactor
+        let (width, height) = (try context.int("width"), try context.int("height"))
+        let size: (height: Int, width: Int)
+        switch (width, height) {
+        case (0, 0):
+            let scale = try context.double("scale")
+            size = (Int((Double(latent.shape[2]) * scale).rounded()), Int((Double(latent.shape[3]) * scale).rounded()))
+            guard size.height >= 1 && size.width >= 1 else {
+                throw NodeError.invalidInput("scale \(scale) makes the \(latent.shape[2])x\(latent.shape[3]) latent empty")
+            }
+        case (1..., 1...):
+            guard width % factor == 0 && height % factor == 0 else { throw NodeError.invalidInput("\(width)x\(height) is not a multiple of \(factor)") }
+            size = (height / factor, width / factor)
+        default:
+            throw NodeError.invalidInput("give both width and height, or neither (then scale is used)")
+        }
+        let method = Tensor.Interpolation(rawValue: try context.string("method")) ?? .bilinear
+        return ["latent": .latent(latent.resized(height: size.height, width: size.width, interpolation: method))]
+    }
+}

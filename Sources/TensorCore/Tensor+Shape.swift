@@ -114,6 +114,82 @@ extension Tensor {
         return result
     }
 
+    /// How `resized` interpolates, as `F.interpolate(mode=...)` with `align_corners=False` and no antialiasing.
+    public enum Interpolation: String, Sendable, CaseIterable {
+        /// `nearest`: source floor(dst * in / out) (PyTorch's legacy nearest, A1111's "Latent (nearest)").
+        case nearest
+        /// `nearest-exact`: source floor((dst + 0.5) * in / out) (ComfyUI's default latent upscale).
+        case nearestExact = "nearest-exact"
+        /// Linear along each axis (A1111's "Latent", its hires fix's default).
+        case bilinear
+        /// Keys' cubic convolution with a = -0.75, edges repeated (A1111's "Latent (bicubic)").
+        case bicubic
+    }
+
+    /// Resizes the two spatial axes to `height` x `width` as PyTorch's `F.interpolate(size=...)` on
+    /// the CPU: the scale in float32, source coordinates (dst + 0.5) * scale - 0.5, the taps of each
+    /// output applied along the width and then the height. (N, C, H, W) -> (N, C, height, width)
+    public func resized(height: Int, width: Int, interpolation: Interpolation) -> Tensor {
+        precondition(rank == 4 && height > 0 && width > 0, "resized expects NCHW and a positive size, got \(shape) -> \(height)x\(width)")
+        if interpolation == .nearest { return resizedNearest(height: height, width: width) }
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let rows = Tensor.taps(from: h, to: height, interpolation), columns = Tensor.taps(from: w, to: width, interpolation)
+        // Along the width: (N, C, H, W) -> (N, C, H, width).
+        var across = Tensor(uninitialized: [n, c, h, width])
+        let src = pointer, mid = across.mutablePointer()
+        Parallel.forEach(n * c * h, minimumPerThread: 64) { line in
+            let s = src + line * w, d = mid + line * width
+            for x in 0..<width { d[x] = columns[x].apply { s[$0] } }
+        }
+        // Along the height: -> (N, C, height, width).
+        var result = Tensor(uninitialized: [n, c, height, width])
+        let out = result.mutablePointer(), planeIn = h * width
+        Parallel.forEach(n * c * height, minimumPerThread: 64) { job in
+            let plane = job / height, y = job % height
+            let s = UnsafePointer(mid) + plane * planeIn, d = out + job * width
+            for x in 0..<width { d[x] = rows[y].apply { s[$0 * width + x] } }
+        }
+        return result
+    }
+
+    /// The source indices (clamped to the input) and weights of one output position.
+    struct Taps {
+        var indices: [Int]
+        var weights: [Float]
+
+        /// The weighted sum, in PyTorch's order: w0 * v0 + w1 * v1 + ...
+        @inline(__always) func apply(_ value: (Int) -> Float) -> Float {
+            var sum: Float = 0
+            for k in 0..<indices.count { sum += value(indices[k]) * weights[k] }
+            return sum
+        }
+    }
+
+    /// The taps of every output position along an axis resized from `input` to `output`.
+    static func taps(from input: Int, to output: Int, _ interpolation: Interpolation) -> [Taps] {
+        let scale = Float(input) / Float(output)
+        return (0..<output).map { i in
+            switch interpolation {
+            case .nearest, .nearestExact:
+                let offset: Float = interpolation == .nearest ? 0 : 0.5
+                return Taps(indices: [Swift.min(Int(((Float(i) + offset) * scale).rounded(.down)), input - 1)], weights: [1])
+            case .bilinear:
+                let real = Swift.max(scale * (Float(i) + 0.5) - 0.5, 0)
+                let index = Swift.min(Int(real.rounded(.down)), input - 1)
+                let lambda = Swift.min(Swift.max(real - Float(index), 0), 1)
+                return Taps(indices: [index, index + (index < input - 1 ? 1 : 0)], weights: [1 - lambda, lambda])
+            case .bicubic:
+                let real = scale * (Float(i) + 0.5) - 0.5
+                let index = Int(real.rounded(.down)), t = real - Float(index)
+                let a: Float = -0.75
+                func near(_ x: Float) -> Float { ((a + 2) * x - (a + 3)) * x * x + 1 }        // |x| <= 1
+                func far(_ x: Float) -> Float { ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }   // 1 < |x| < 2
+                return Taps(indices: (0..<4).map { Swift.min(Swift.max(index - 1 + $0, 0), input - 1) },
+                            weights: [far(t + 1), near(t), near(1 - t), far(2 - t)])
+            }
+        }
+    }
+
     /// 2x2 average pooling with stride 2: (N, C, H, W) -> (N, C, H/2, W/2).
     public func averagePooled2x() -> Tensor {
         precondition(rank == 4, "averagePooled2x expects NCHW, got \(shape)")

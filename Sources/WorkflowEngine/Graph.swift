@@ -338,7 +338,12 @@ public struct Graph {
         case .text:
             return .text(value.description)
         case .choice(let options):
-            let word = value.description
+            var word = value.description
+            // YAML reads a bare on/off (yes/no) as true/false: take it back as the word the choice has.
+            if case .boolean(let flag) = value, !options.contains(word),
+               let spelled = (flag ? ["on", "yes"] : ["off", "no"]).first(where: options.contains) {
+                word = spelled
+            }
             guard options.contains(word) else {
                 return fail(.valueOutOfRange, "'\(word)' is not one of \(options.joined(separator: ", "))",
                             hint: closest(word, in: options).map { "did you mean '\($0)'?" })

@@ -46,6 +46,42 @@ import WorkflowEngine
         ["checkpoint": TinyModel.folder, "steps": "3"].merging(extra) { $1 }
     }
 
+    /// hires-fix.yaml: the first pass's latent upscaled 2x and denoised again gives an image twice the size;
+    /// the tiled VAE (forced on, tiles smaller than the image) decodes it to the same size, close to the untiled pass.
+    @Test func hiresFixDoublesTheSizeAndTheTiledDecoderAgrees() throws {
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let out = folder.file("out/hires.png")
+        let report = try run("hires-fix.yaml", tinyOverrides(["width": "32", "height": "24", "hires_steps": "3", "output": out]), cache: cache)
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+        let image = try ImageFile.read(out)
+        #expect(image.width == 64 && image.height == 48)
+        #expect(report.nodes.first { $0.name == "upscaled" }?.status == .ran)
+
+        // The same latent decoded in 32-pixel tiles overlapping by 8 (the tiny VAE's cells are 4 pixels).
+        let workflow = try Workflow.load(path: TestEngine.workflows + "/hires-fix.yaml")
+        let tiledText = workflow.text.replacingOccurrences(of: "latent: !ref second}", with: "latent: !ref second, tiled: on, tile_size: 32, tile_overlap: 8}")
+        #expect(tiledText != workflow.text)
+        let tiledPath = TestEngine.workflows + "/hires-fix.yaml"  // relative paths resolve as the bundled file's
+        let graph = try Graph(workflow: Workflow.parse(tiledText, path: tiledPath), registry: TestEngine.registry(),
+                              overrides: tinyOverrides(["width": "32", "height": "24", "hires_steps": "3", "output": folder.file("out/tiled.png")]),
+                              currentDirectory: folder.path)
+        let tiled = Executor(graph: graph, options: Executor.Options(cache: cache)).run()
+        #expect(tiled.succeeded, "\(tiled.nodes.flatMap(\.errors))")
+        #expect(Set(tiled.executedNodes).subtracting(["model"]) == ["image", "save"], "only the decoder runs again: \(tiled.executedNodes)")
+        let tiledImage = try ImageFile.read(folder.file("out/tiled.png"))
+        #expect(tiledImage.width == 64 && tiledImage.height == 48)
+        #expect(tiledImage.pixels.maxAbsDifference(image.pixels) > 0, "the tiles were not used")
+        // A tile size that does not fit the VAE's cells is an error naming it.
+        let bad = try Graph(workflow: Workflow.parse(tiledText.replacingOccurrences(of: "tile_size: 32", with: "tile_size: 66"), path: tiledPath),
+                            registry: TestEngine.registry(), overrides: tinyOverrides(["width": "32", "height": "24", "hires_steps": "3",
+                                                                                      "output": folder.file("out/bad.png")]),
+                            currentDirectory: folder.path)
+        let failed = Executor(graph: bad, options: Executor.Options(cache: cache)).run()
+        #expect(failed.nodes.first { $0.name == "image" }?.errors.joined().contains("tile size 66 is not a multiple of 4") == true,
+                "\(failed.nodes.flatMap(\.errors))")
+        #expect(!FileManager.default.fileExists(atPath: folder.file("out/bad.png")))
+    }
+
     @Test func inpaintRerunRecomputesOnlyWhatChanged() throws {
         let (photo, mask, _) = try makeInputs()
         let cache = try ResultCache(folder: folder.file("cache"))
