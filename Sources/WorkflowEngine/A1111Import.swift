@@ -2,7 +2,8 @@ import Foundation
 
 /// An sdflow workflow equivalent to an AUTOMATIC1111 recipe (`sdflow import`, and `sdflow run`
 /// of an A1111 image): txt2img, or img2img when the recipe has a denoising strength (without
-/// hires fix), with one `load_lora` per `<lora:name:w>` tag.
+/// hires fix), with one `load_lora` per `<lora:name:w>` tag. A hires fix with a latent upscaler
+/// becomes `upscale_latent` and a second `denoise` at the denoising strength.
 public struct A1111Import {
     /// The workflow as YAML text.
     public let yaml: String
@@ -13,6 +14,12 @@ public struct A1111Import {
     static let samplers: [String: (String, Bool)] = [
         "Euler a": ("euler_a", false), "Euler": ("euler", false), "DDIM": ("ddim", false), "DDPM": ("ddpm", false),
         "DPM++ 2M": ("dpmpp_2m", false), "DPM++ 2M Karras": ("dpmpp_2m", true), "Euler Karras": ("euler", true),
+    ]
+
+    /// A1111's latent hires upscalers -> upscale_latent's method (its antialiased ones have no exact equivalent).
+    static let latentUpscalers: [String: String] = [
+        "Latent": "bilinear", "Latent (antialiased)": "bilinear", "Latent (bicubic)": "bicubic",
+        "Latent (bicubic antialiased)": "bicubic", "Latent (nearest)": "nearest", "Latent (nearest-exact)": "nearest-exact",
     ]
 
     /// Settings this import uses (every other one is listed in the notes as not mapped).
@@ -40,8 +47,29 @@ public struct A1111Import {
         }
         let hires = p.settings.contains { $0.key.hasPrefix("Hires") }
         let strength = hires ? nil : number("Denoising strength")
-        if hires { notes.append("hires fix (" + p.settings.filter { $0.key.hasPrefix("Hires") || $0.key == "Denoising strength" }
-            .map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ") not mapped: the workflow makes the first pass only") }
+        // The hires fix's second pass: the latent upscaled to int(size x scale) (or "Hires resize"), whole cells.
+        var second: (method: String, width: Int, height: Int, steps: Int, strength: Double)?
+        if hires {
+            let upscaler = p["Hires upscaler"] ?? "Latent"
+            let scale = number("Hires upscale") ?? 2
+            var target = (Int(Double(width) * scale), Int(Double(height) * scale))
+            if let resize = p["Hires resize"] {
+                let parts = resize.split(separator: "x").compactMap { Int($0) }
+                if parts.count == 2, parts[0] > 0, parts[1] > 0 {
+                    target = (parts[0], parts[1])
+                    notes.append("hires resize \(resize): the latent is stretched to it (A1111 fits and crops)")
+                }
+            }
+            if let method = A1111Import.latentUpscalers[upscaler] {
+                if upscaler.contains("antialiased") { notes.append("hires upscaler '\(upscaler)': sdflow resizes without antialiasing") }
+                // "Hires steps: 0" (or none) runs the second pass with the first pass's steps.
+                let steps = number("Hires steps").map(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? Int(number("Steps") ?? 20)
+                second = (method, target.0 / 8 * 8, target.1 / 8 * 8, steps, number("Denoising strength") ?? 0.7)
+            } else {
+                notes.append("hires fix with the upscaler '\(upscaler)' not mapped (sdflow upscales latents: Latent, Latent (bicubic), "
+                             + "Latent (nearest), Latent (nearest-exact)); the workflow makes the first pass only")
+            }
+        }
         let model = [p["Model"].map { "'\($0)'" }, p["Model hash"].map { "hash \($0)" }].compactMap { $0 }.joined(separator: ", ")
         notes.append("checkpoint: give the model file with --set checkpoint=PATH" + (model.isEmpty ? "" : " (the image was made with \(model))"))
         if p["RNG"] != "CPU" {
@@ -76,6 +104,11 @@ public struct A1111Import {
                        ("seed", String(Int(number("Seed") ?? 0))), ("width", String(width)), ("height", String(height)),
                        ("clip_skip", String(clipSkip))]
         if let strength { parameters.append(("strength", format(strength))) }
+        if let second {
+            parameters += [("hires_width", String(second.width)), ("hires_height", String(second.height)),
+                           ("hires_upscaler", second.method), ("hires_steps", String(second.steps)),
+                           ("hires_strength", format(second.strength))]
+        }
         parameters.append(("output", "out/{stem}-{seed}.png"))
 
         let encode = "clip: !ref \(clip), clip_skip: !param clip_skip"
@@ -96,7 +129,16 @@ public struct A1111Import {
         if strength != nil { denoise.append("    strength: !param strength") }
         if let eta = number("Eta"), sampler == "ddim" { denoise.append("    eta: \(format(eta))") }
         nodes.append("  generated:\n" + denoise.joined(separator: "\n"))
-        nodes.append("  image: {type: vae_decode, vae: !ref model.vae, latent: !ref generated}")
+        var final = "generated"
+        if second != nil {
+            nodes.append("  upscaled: {type: upscale_latent, latent: !ref generated, vae: !ref model.vae, width: !param hires_width, "
+                         + "height: !param hires_height, method: !param hires_upscaler}")
+            var refine = denoise.filter { !$0.contains("latent:") && !$0.contains("steps:") && !$0.contains("strength:") }
+            refine += ["    latent: !ref upscaled", "    steps: !param hires_steps", "    strength: !param hires_strength"]
+            nodes.append("  hires:\n" + refine.joined(separator: "\n"))
+            final = "hires"
+        }
+        nodes.append("  image: {type: vae_decode, vae: !ref model.vae, latent: !ref \(final)}")
         nodes.append("  save: {type: save_image, image: !ref image, path: !param output}")
 
         var lines = ["version: 1", "description: \(yamlString("Imported from the AUTOMATIC1111 parameters of " + source))"]
