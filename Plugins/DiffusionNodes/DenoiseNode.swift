@@ -36,6 +36,13 @@ struct Denoise: GenerationDescribing {
             .init("add_noise", .boolean, default: .boolean(true), help: "noise the latent to the starting level first (off for a latent left noisy by a previous pass)"),
             .init("mask_grow", .integer(-256...256), default: .integer(0), help: "pixels to grow (negative: shrink) the mask"),
             .init("mask_feather", .number(0...128), default: .number(0), help: "Gaussian blur (pixels) of the mask edge for the latent blend"),
+            .init("tiled", .choice(["auto", "on", "off"]), default: .text("auto"),
+                  help: "run the UNet on overlapping tiles and average them every step (MultiDiffusion), for big images: "
+                        + "auto tiles latents of images over 1 megapixel; on tiles anything larger than one tile; off never tiles"),
+            .init("tile_size", .integer(64...8192), default: .integer(512),
+                  help: "UNet tile side in image pixels (8 per latent cell; SD 1.x was trained at 512)"),
+            .init("tile_overlap", .integer(8...4096), default: .integer(128),
+                  help: "pixels neighbouring UNet tiles share at least (averaged with ramps over this width)"),
             .init("preview", .text, default: .text(""), help: "a folder for a live preview PNG of the predicted image (also --preview; relative to the current folder)",
                   affectsResult: false),
             .init("preview_every", .integer(1...1000), default: .integer(1), help: "steps between previews (the last step always gets one)",
@@ -56,6 +63,20 @@ struct Denoise: GenerationDescribing {
         result["prompt"] = node.inputs["positive"].flatMap { upstream[$0]?.parameters["text"] }
         result["negative"] = node.inputs["negative"].flatMap { upstream[$0]?.parameters["text"] }
         return result
+    }
+
+    /// The UNet tiling for `latent` in latent cells (8 pixels each), or nil to run it whole.
+    static func tiles(_ context: NodeContext, latent: Tensor) throws -> (size: Int, overlap: Int)? {
+        let (size, overlap) = (try context.int("tile_size"), try context.int("tile_overlap"))
+        switch try context.string("tiled") {
+        case "off": return nil
+        case "auto" where latent.shape[2] * latent.shape[3] * 64 <= 1024 * 1024: return nil
+        default:
+            guard size % 8 == 0, overlap % 8 == 0, overlap < size else {
+                throw NodeError.invalidInput("UNet tiles of \(size) pixels overlapping by \(overlap): both must be multiples of 8, the overlap less than the tile")
+            }
+            return (size / 8, overlap / 8)
+        }
     }
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
@@ -117,7 +138,8 @@ struct Denoise: GenerationDescribing {
             inpaintingInputs = (Tensor(repeating: 1, shape: [1, 1, latent.shape[2], latent.shape[3]]), Tensor(zeros: latent.shape))
         }
         let denoiser = GuidedDenoiser(unet: unet, positive: positive.slice(0..<1), negative: negative.slice(0..<1),
-                                      guidanceScale: Float(try context.double("cfg")), inpaintingInputs: inpaintingInputs)
+                                      guidanceScale: Float(try context.double("cfg")), inpaintingInputs: inpaintingInputs,
+                                      tiles: try Denoise.tiles(context, latent: latent))
         // Strength 1 (and text-to-image) starts from pure noise; below 1 the latent is noised to the start step.
         let source: Tensor? = request.strength >= 1 && blend == nil && inpaintingInputs == nil ? nil : latent
         let preview = try LatentPreview(context)

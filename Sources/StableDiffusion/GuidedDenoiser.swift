@@ -16,13 +16,18 @@ public struct GuidedDenoiser {
     /// For 9-channel inpainting UNets: the latent-size mask (1, 1, h, w) and the latents of the
     /// image with the masked area blanked (1, 4, h, w), concatenated to the UNet input.
     public let inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)?
+    /// For latents bigger than a tile (in latent cells): the UNet runs on whole tiles of this size
+    /// that overlap by at least `overlap`, and their predictions are averaged where they overlap
+    /// (MultiDiffusion, Bar-Tal et al. 2023), every step; nil runs the whole latent at once.
+    public let tiles: (size: Int, overlap: Int)?
 
     public init(unet: UNet, positive: Tensor, negative: Tensor, guidanceScale: Float,
-                inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)? = nil) {
+                inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)? = nil, tiles: (size: Int, overlap: Int)? = nil) {
         self.unet = unet
         (self.positive, self.negative) = GuidedDenoiser.sameLength(positive, negative)
         self.guidanceScale = guidanceScale
         self.inpaintingInputs = inpaintingInputs
+        self.tiles = tiles
     }
 
     /// Prompts of different lengths (chunk counts) share one batched UNet call once each is
@@ -50,11 +55,26 @@ public struct GuidedDenoiser {
     public var embedsGuidance: Bool { unet.config.guidanceEmbeddingDimension != nil }
 
     /// The guided noise prediction for a sample already scaled for the model: (N, 4, h, w) -> (N, 4, h, w).
+    /// Averaging the tiles' noise predictions is averaging their steps: every sampler's step is
+    /// affine in the prediction, and the noise a step adds is drawn once for the whole latent.
     public func noisePrediction(_ modelInput: Tensor, timestep: Float) -> Tensor {
+        let (h, w) = (modelInput.shape[2], modelInput.shape[3])
+        guard let tiles, h > tiles.size || w > tiles.size else { return prediction(modelInput, timestep: timestep, extra: inpaintingInputs) }
+        let plan = TilePlan(height: h, width: w, tileSize: tiles.size, overlap: tiles.overlap, layout: .fitted)
+        return plan.averaged(modelInput) { tile, rows, columns in
+            let extra = inpaintingInputs.map {
+                (mask: $0.mask.window(rows: rows, columns: columns), maskedImageLatents: $0.maskedImageLatents.window(rows: rows, columns: columns))
+            }
+            return prediction(tile, timestep: timestep, extra: extra)
+        }
+    }
+
+    /// One guided prediction of a whole (N, 4, h, w) input, with the inpainting inputs of its area.
+    private func prediction(_ modelInput: Tensor, timestep: Float, extra inpainting: (mask: Tensor, maskedImageLatents: Tensor)?) -> Tensor {
         let n = modelInput.shape[0]
         let cond = repeated(positive, n), uncond = repeated(negative, n)
         var input = usesGuidance ? Tensor.concatenate([modelInput, modelInput], axis: 0) : modelInput  // (2N, 4, h, w)
-        if let extra = inpaintingInputs {
+        if let extra = inpainting {
             let copies = input.shape[0]
             // [latents, mask, masked-image latents] -> (2N, 9, h, w)
             input = Tensor.concatenate([input, repeated(extra.mask, copies), repeated(extra.maskedImageLatents, copies)], axis: 1)

@@ -1,31 +1,51 @@
 /// How a big image is cut into overlapping tiles that a model processes one at a time, so that
-/// memory follows the tile and time grows linearly with pixels. Every tiled path plans here.
+/// memory follows the tile and time grows linearly with pixels. Every tiled path plans here, in
+/// one of two layouts:
 ///
-/// The rule is diffusers' (`AutoencoderKL.enable_vae_tiling`): along each axis, tiles of
-/// `tileSize` start every `tileSize - overlap` (from 0 while the start is inside the image; the
-/// last tiles are cut short by the image's edge). `map` runs a model on each tile and joins the
-/// results: each tile is blended linearly into the one above and the one to its left over
-/// `overlap` (scaled to the output), then cropped to the stride and placed on a grid.
+/// - `.diffusers` (`AutoencoderKL.enable_vae_tiling`): along each axis, tiles of `tileSize` start
+///   every `tileSize - overlap` (from 0 while the start is inside the image; the last tiles are
+///   cut short by the image's edge). `map` runs a model on each tile and joins the results: each
+///   tile is blended linearly into the one above and the one to its left over `overlap` (scaled
+///   to the output), then cropped to the stride and placed on a grid.
+/// - `.fitted`: as few whole tiles as cover the axis with at least `overlap` between neighbours,
+///   spread evenly from edge to edge (a model that needs context, such as the UNet, never sees a
+///   sliver). `averaged` runs a model on each tile and averages the overlaps, each tile weighted
+///   by a ramp over `overlap` at its inner edges (MultiDiffusion's per-step averaging).
 public struct TilePlan: Sendable, Equatable {
+    /// Where the tiles go along an axis.
+    public enum Layout: Sendable { case diffusers, fitted }
+
     /// The input's extent (rows, columns) and the tiling, all in input units (pixels or latent cells).
     public let height: Int, width: Int, tileSize: Int, overlap: Int
+    public let layout: Layout
 
     /// A plan; `overlap` must be less than `tileSize` and at least 0.
-    public init(height: Int, width: Int, tileSize: Int, overlap: Int) {
+    public init(height: Int, width: Int, tileSize: Int, overlap: Int, layout: Layout = .diffusers) {
         precondition(height > 0 && width > 0 && tileSize > 0 && overlap >= 0 && overlap < tileSize,
                      "TilePlan: \(height)x\(width) in tiles of \(tileSize) overlapping by \(overlap)")
         self.height = height
         self.width = width
         self.tileSize = tileSize
         self.overlap = overlap
+        self.layout = layout
     }
 
-    /// Tile starts are this far apart.
+    /// Tile starts are this far apart (at least, in the fitted layout).
     public var stride: Int { tileSize - overlap }
 
     /// The tiles' extents along an axis of `length`.
     public func spans(_ length: Int) -> [Range<Int>] {
-        Swift.stride(from: 0, to: length, by: stride).map { $0..<Swift.min($0 + tileSize, length) }
+        switch layout {
+        case .diffusers:
+            return Swift.stride(from: 0, to: length, by: stride).map { $0..<Swift.min($0 + tileSize, length) }
+        case .fitted:
+            guard length > tileSize else { return [0..<length] }
+            let count = (length - overlap + stride - 1) / stride  // ceil((length - overlap) / stride) >= 2
+            return (0..<count).map { i in
+                let start = ((length - tileSize) * i + (count - 1) / 2) / (count - 1)  // rounded
+                return start..<(start + tileSize)
+            }
+        }
     }
 
     /// The tiles' row ranges, top to bottom.
@@ -67,6 +87,52 @@ public struct TilePlan: Sendable, Equatable {
             above = row
         }
         return output!
+    }
+}
+
+extension TilePlan {
+    /// Runs `body` on each tile of `input` (N, C, height, width) and averages the results where
+    /// tiles overlap, each weighted by a linear ramp over `overlap` from its inner edges (weight
+    /// (k + 1) / (overlap + 1) at k from the edge; 1 elsewhere and along the image's border).
+    /// `body` gets the tile and where it is, and must keep its size. Returns (N, C', height, width).
+    public func averaged(_ input: Tensor, _ body: (Tensor, _ rows: Range<Int>, _ columns: Range<Int>) -> Tensor) -> Tensor {
+        precondition(input.rank == 4 && input.shape[2] == height && input.shape[3] == width,
+                     "TilePlan.averaged: input \(input.shape) for a \(height)x\(width) plan")
+        var sum: Tensor?
+        var weights = [Float](repeating: 0, count: height * width)
+        for rows in self.rows {
+            for columns in self.columns {
+                let tile = body(input.window(rows: rows, columns: columns), rows, columns)  // (N, C', h, w)
+                precondition(tile.shape[2] == rows.count && tile.shape[3] == columns.count, "TilePlan.averaged: a tile gave \(tile.shape)")
+                let ramp = { (range: Range<Int>, length: Int) -> [Float] in
+                    range.map { i in
+                        var w: Float = 1
+                        if range.lowerBound > 0 { w = Swift.min(w, Float(i - range.lowerBound + 1) / Float(self.overlap + 1)) }
+                        if range.upperBound < length { w = Swift.min(w, Float(range.upperBound - i) / Float(self.overlap + 1)) }
+                        return w
+                    }
+                }
+                let (wy, wx) = (ramp(rows, height), ramp(columns, width))
+                if sum == nil { sum = Tensor(zeros: [tile.shape[0], tile.shape[1], height, width]) }
+                let planes = tile.shape[0] * tile.shape[1], (h, w) = (rows.count, columns.count)
+                let src = tile.pointer, dst = sum!.mutablePointer(), full = width, area = height * width
+                Parallel.forEach(planes, minimumPerThread: 1) { plane in
+                    for y in 0..<h {
+                        let s = src + (plane * h + y) * w, d = dst + plane * area + (rows.lowerBound + y) * full + columns.lowerBound
+                        for x in 0..<w { d[x] += s[x] * wy[y] * wx[x] }
+                    }
+                }
+                for y in 0..<h { for x in 0..<w { weights[(rows.lowerBound + y) * width + columns.lowerBound + x] += wy[y] * wx[x] } }
+            }
+        }
+        var result = sum!
+        let planes = result.shape[0] * result.shape[1], area = height * width, p = result.mutablePointer()
+        weights.withUnsafeBufferPointer { wsum in
+            Parallel.forEach(planes, minimumPerThread: 1) { plane in
+                for i in 0..<area { p[plane * area + i] /= wsum[i] }
+            }
+        }
+        return result
     }
 }
 

@@ -67,6 +67,36 @@ import Testing
         #expect(up.shape == expected.shape && up.maxAbsDifference(expected) <= 1e-5 * expected.maxMagnitude)
     }
 
+    /// The fitted layout: whole tiles, evenly spread, overlapping by at least the overlap; averaging
+    /// weighs each tile by ramps over the overlap from its inner edges.
+    @Test func fittedTilesAndTheirAverage() {
+        let plan = TilePlan(height: 40, width: 200, tileSize: 64, overlap: 16, layout: .fitted)
+        #expect(plan.rows == [0..<40])
+        #expect(plan.columns == [0..<64, 45..<109, 91..<155, 136..<200])
+        #expect(TilePlan(height: 64, width: 65, tileSize: 64, overlap: 8, layout: .fitted).columns == [0..<64, 1..<65])
+        for (length, tile, overlap) in [(200, 64, 16), (513, 64, 16), (1000, 96, 24), (97, 96, 8)] {
+            let spans = TilePlan(height: 1, width: length, tileSize: tile, overlap: overlap, layout: .fitted).columns
+            #expect(spans.first?.lowerBound == 0 && spans.last?.upperBound == length && spans.allSatisfy { $0.count == tile })
+            #expect(zip(spans, spans.dropFirst()).allSatisfy { $0.upperBound - $1.lowerBound >= overlap }, "\(spans)")
+        }
+        // The identity averages back to the input.
+        var input = Tensor(uninitialized: [1, 2, 40, 200])
+        let p = input.mutablePointer()
+        for i in 0..<input.count { p[i] = Float(i % 613) * 0.01 }
+        #expect(plan.averaged(input) { tile, _, _ in tile }.maxAbsDifference(input) <= 1e-5 * input.maxMagnitude)
+        // Each tile's constant index: where tiles 0 and 1 overlap (columns 45..<64), weights ramp over 16 columns.
+        var index = 0
+        let averaged = plan.averaged(Tensor(zeros: [1, 1, 40, 200])) { tile, _, _ in
+            defer { index += 1 }
+            return Tensor(repeating: Float(index), shape: tile.shape)
+        }
+        let row = Array(averaged.scalars[0..<200])
+        #expect(row[0..<45].allSatisfy { $0 == 0 } && row[64..<91].allSatisfy { $0 == 1 })
+        // Column 50: tile 0 weighs min(1, (64 - 50) / 17), tile 1 (50 - 45 + 1) / 17.
+        let (w0, w1) = (Float(14) / 17, Float(6) / 17)
+        #expect(abs(row[50] - w1 / (w0 + w1)) < 1e-6)
+    }
+
     @Test func tilingSettingsAreChecked() {
         #expect(VAETiling.standard.problem(downscale: 8) == nil)
         #expect(VAETiling(tileSize: 500, overlap: 128).problem(downscale: 8)?.contains("multiple of 8") == true)

@@ -61,6 +61,10 @@ import WorkflowEngine
         let workflow = try Workflow.load(path: TestEngine.workflows + "/hires-fix.yaml")
         let tiledText = workflow.text.replacingOccurrences(of: "latent: !ref second}", with: "latent: !ref second, tiled: on, tile_size: 32, tile_overlap: 8}")
         #expect(tiledText != workflow.text)
+        // ... and the second pass's UNet in 64-pixel tiles (8 latent cells here: 16x12 latents, four tiles).
+        let unetTiles = tiledText.replacingOccurrences(of: "    strength: !param hires_strength\n",
+                                                       with: "    strength: !param hires_strength\n    tiled: on\n    tile_size: 64\n    tile_overlap: 16\n")
+        #expect(unetTiles != tiledText)
         let tiledPath = TestEngine.workflows + "/hires-fix.yaml"  // relative paths resolve as the bundled file's
         let graph = try Graph(workflow: Workflow.parse(tiledText, path: tiledPath), registry: TestEngine.registry(),
                               overrides: tinyOverrides(["width": "32", "height": "24", "hires_steps": "3", "output": folder.file("out/tiled.png")]),
@@ -71,6 +75,14 @@ import WorkflowEngine
         let tiledImage = try ImageFile.read(folder.file("out/tiled.png"))
         #expect(tiledImage.width == 64 && tiledImage.height == 48)
         #expect(tiledImage.pixels.maxAbsDifference(image.pixels) > 0, "the tiles were not used")
+        let unetGraph = try Graph(workflow: Workflow.parse(unetTiles, path: tiledPath), registry: TestEngine.registry(),
+                                  overrides: tinyOverrides(["width": "32", "height": "24", "hires_steps": "3", "output": folder.file("out/unet-tiles.png")]),
+                                  currentDirectory: folder.path)
+        let unetTiled = Executor(graph: unetGraph, options: Executor.Options(cache: cache)).run()
+        #expect(unetTiled.succeeded, "\(unetTiled.nodes.flatMap(\.errors))")
+        #expect(Set(unetTiled.executedNodes).subtracting(["model"]) == ["second", "image", "save"], "\(unetTiled.executedNodes)")
+        let unetImage = try ImageFile.read(folder.file("out/unet-tiles.png"))
+        #expect(unetImage.width == 64 && unetImage.height == 48 && unetImage.pixels.maxAbsDifference(tiledImage.pixels) > 0)
         // A tile size that does not fit the VAE's cells is an error naming it.
         let bad = try Graph(workflow: Workflow.parse(tiledText.replacingOccurrences(of: "tile_size: 32", with: "tile_size: 66"), path: tiledPath),
                             registry: TestEngine.registry(), overrides: tinyOverrides(["width": "32", "height": "24", "hires_steps": "3",
