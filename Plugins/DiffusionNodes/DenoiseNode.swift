@@ -39,10 +39,10 @@ struct Denoise: GenerationDescribing {
             .init("tiled", .choice(["auto", "on", "off"]), default: .text("auto"),
                   help: "run the UNet on overlapping tiles and average them every step (MultiDiffusion), for big images: "
                         + "auto tiles latents of images over 1 megapixel; on tiles anything larger than one tile; off never tiles"),
-            .init("tile_size", .integer(64...8192), default: .integer(512),
-                  help: "UNet tile side in image pixels (8 per latent cell; SD 1.x was trained at 512)"),
-            .init("tile_overlap", .integer(8...4096), default: .integer(128),
-                  help: "pixels neighbouring UNet tiles share at least (averaged with ramps over this width)"),
+            .init("tile_size", .integer(8...1024), default: .integer(64),
+                  help: "UNet tile side in latent cells (64: 512 pixels, SD 1.x's training size)"),
+            .init("tile_overlap", .integer(1...512), default: .integer(16),
+                  help: "latent cells neighbouring UNet tiles share at least (averaged with ramps over this width)"),
             .init("preview", .text, default: .text(""), help: "a folder for a live preview PNG of the predicted image (also --preview; relative to the current folder)",
                   affectsResult: false),
             .init("preview_every", .integer(1...1000), default: .integer(1), help: "steps between previews (the last step always gets one)",
@@ -65,17 +65,16 @@ struct Denoise: GenerationDescribing {
         return result
     }
 
-    /// The UNet tiling for `latent` in latent cells (8 pixels each), or nil to run it whole.
+    /// The UNet tiling for `latent`, in latent cells, or nil to run it whole. `auto` tiles the
+    /// latents of images over 1 megapixel (at SD's 8 pixels per cell).
     static func tiles(_ context: NodeContext, latent: Tensor) throws -> (size: Int, overlap: Int)? {
         let (size, overlap) = (try context.int("tile_size"), try context.int("tile_overlap"))
         switch try context.string("tiled") {
         case "off": return nil
         case "auto" where latent.shape[2] * latent.shape[3] * 64 <= 1024 * 1024: return nil
         default:
-            guard size % 8 == 0, overlap % 8 == 0, overlap < size else {
-                throw NodeError.invalidInput("UNet tiles of \(size) pixels overlapping by \(overlap): both must be multiples of 8, the overlap less than the tile")
-            }
-            return (size / 8, overlap / 8)
+            guard overlap < size else { throw NodeError.invalidInput("the UNet tile overlap \(overlap) is not less than the tile size \(size)") }
+            return (size, overlap)
         }
     }
 

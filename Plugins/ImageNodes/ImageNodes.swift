@@ -4,7 +4,7 @@ import NodeKit
 public enum ImageNodes {
     public static let pack = NodePack(name: "images", version: "1", nodes: [
         LoadImage.self, LoadImages.self, LoadMask.self, SaveImage.self,
-        ResizeImage.self, CropImage.self, PadImage.self, FitToMultiple.self, ConvertImage.self,
+        ResizeImage.self, ScaleImage.self, CropImage.self, PadImage.self, FitToMultiple.self, ConvertImage.self,
         ImageToMask.self, MaskToImage.self, EditMask.self, Composite.self, MaskBlend.self,
         CropToMask.self, PasteBack.self,
     ])

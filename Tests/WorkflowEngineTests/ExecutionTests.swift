@@ -46,6 +46,20 @@ import WorkflowEngine
         ["checkpoint": TinyModel.folder, "steps": "3"].merging(extra) { $1 }
     }
 
+    /// upscale-photo.yaml: a photo upscaled 2x and refined with the UNet in tiles comes out at twice its size.
+    @Test func upscalePhotoRefinesInTiles() throws {
+        let (photo, _, _) = try makeInputs()
+        let out = folder.file("out/upscaled.png")
+        let report = try run("upscale-photo.yaml", tinyOverrides(["image": photo, "output": out, "tile": "12", "tile_overlap": "4", "steps": "10"]), cache: nil)
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+        let image = try ImageFile.read(out)
+        #expect(image.width == 128 && image.height == 128)
+        // A tile overlap as large as the tile is an error naming both.
+        let bad = try run("upscale-photo.yaml", tinyOverrides(["image": photo, "output": folder.file("out/bad.png"), "tile": "8", "tile_overlap": "8", "steps": "10"]),
+                          cache: nil)
+        #expect(bad.nodes.first { $0.name == "refined" }?.errors.joined().contains("overlap 8 is not less than the tile size 8") == true)
+    }
+
     /// hires-fix.yaml: the first pass's latent upscaled 2x and denoised again gives an image twice the size;
     /// the tiled VAE (forced on, tiles smaller than the image) decodes it to the same size, close to the untiled pass.
     @Test func hiresFixDoublesTheSizeAndTheTiledDecoderAgrees() throws {
@@ -61,9 +75,9 @@ import WorkflowEngine
         let workflow = try Workflow.load(path: TestEngine.workflows + "/hires-fix.yaml")
         let tiledText = workflow.text.replacingOccurrences(of: "latent: !ref second}", with: "latent: !ref second, tiled: on, tile_size: 32, tile_overlap: 8}")
         #expect(tiledText != workflow.text)
-        // ... and the second pass's UNet in 64-pixel tiles (8 latent cells here: 16x12 latents, four tiles).
+        // ... and the second pass's UNet in tiles of 8 latent cells (16x12 latents: four tiles).
         let unetTiles = tiledText.replacingOccurrences(of: "    strength: !param hires_strength\n",
-                                                       with: "    strength: !param hires_strength\n    tiled: on\n    tile_size: 64\n    tile_overlap: 16\n")
+                                                       with: "    strength: !param hires_strength\n    tiled: on\n    tile_size: 8\n    tile_overlap: 2\n")
         #expect(unetTiles != tiledText)
         let tiledPath = TestEngine.workflows + "/hires-fix.yaml"  // relative paths resolve as the bundled file's
         let graph = try Graph(workflow: Workflow.parse(tiledText, path: tiledPath), registry: TestEngine.registry(),
