@@ -58,6 +58,12 @@ import WorkflowEngine
         let bad = try run("upscale-photo.yaml", tinyOverrides(["image": photo, "output": folder.file("out/bad.png"), "tile": "8", "tile_overlap": "8", "steps": "10"]),
                           cache: nil)
         #expect(bad.nodes.first { $0.name == "refined" }?.errors.joined().contains("overlap 8 is not less than the tile size 8") == true)
+        // batch-upscale.yaml: the same over a folder, one output per photo (the corrupt one fails alone).
+        let (_, _, photos) = try makeInputs()
+        let batch = try run("batch-upscale.yaml", tinyOverrides(["input": photos, "output": folder.file("up/{stem}.png"), "tile": "12",
+                                                                 "tile_overlap": "4", "steps": "10"]), cache: nil)
+        #expect(batch.items.map(\.status) == [.done, .done, .done, .done, .failed], "\(batch.items)")
+        #expect(try ImageFile.read(folder.file("up/photo_3.png")).width == 128)
     }
 
     /// hires-fix.yaml: the first pass's latent upscaled 2x and denoised again gives an image twice the size;
