@@ -68,14 +68,10 @@ struct Denoise: GenerationDescribing {
     /// The UNet tiling for `latent`, in latent cells, or nil to run it whole. `auto` tiles the
     /// latents of images over 1 megapixel (at SD's 8 pixels per cell).
     static func tiles(_ context: NodeContext, latent: Tensor) throws -> (size: Int, overlap: Int)? {
+        guard try tilesRequested(context, pixels: latent.shape[2] * latent.shape[3] * 64) else { return nil }
         let (size, overlap) = (try context.int("tile_size"), try context.int("tile_overlap"))
-        switch try context.string("tiled") {
-        case "off": return nil
-        case "auto" where latent.shape[2] * latent.shape[3] * 64 <= 1024 * 1024: return nil
-        default:
-            guard overlap < size else { throw NodeError.invalidInput("the UNet tile overlap \(overlap) is not less than the tile size \(size)") }
-            return (size, overlap)
-        }
+        guard overlap < size else { throw NodeError.invalidInput("the UNet tile overlap \(overlap) is not less than the tile size \(size)") }
+        return (size, overlap)
     }
 
     static func run(_ context: NodeContext) throws -> [String: Value] {

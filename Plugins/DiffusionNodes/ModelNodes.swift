@@ -58,6 +58,15 @@ extension NodeContext {
         return try models.model(part.key) { try part.checkpoint.loadVAE() }
     }
 
+    /// The latent cell size and channels of the autoencoder connected to `input` (SD 1.x's 8 and 4
+    /// when none is), from its config: no weights are loaded.
+    func latentGeometry(_ input: String) throws -> (factor: Int, channels: Int) {
+        guard let value = self.input(input) else { return (8, 4) }
+        if let tiny = value.modelValue?.payload as? TinyVAEHandle { return (tiny.model.downsamplingFactor, tiny.model.latentChannels) }
+        let config = try checkpointPart(input, .vae).checkpoint.configs.vae
+        return (config.downscale, config.latentChannels)
+    }
+
     func loadedTextEncoder(_ input: String) throws -> (CLIPTextEncoder, CLIPTokenizer) {
         let part = try checkpointPart(input, .clip)
         let encoder = try models.model(part.key) { try part.checkpoint.loadTextEncoder(patches: part.patches) }
@@ -278,14 +287,20 @@ enum VAETilingParameters {
 
     /// The tiling to use for an image of `pixels` pixels, or nil to process it whole.
     static func tiling(_ context: NodeContext, vae: any LatentAutoencoder, pixels: Int) throws -> VAETiling? {
+        guard try tilesRequested(context, pixels: pixels) else { return nil }
         let tiling = VAETiling(tileSize: try context.int("tile_size"), overlap: try context.int("tile_overlap"))
-        switch try context.string("tiled") {
-        case "off": return nil
-        case "auto" where pixels <= VAETiling.automaticAbovePixels: return nil
-        default:
-            if let problem = tiling.problem(downscale: vae.downsamplingFactor) { throw NodeError.invalidInput(problem) }
-            return tiling
-        }
+        if let problem = tiling.problem(downscale: vae.downsamplingFactor) { throw NodeError.invalidInput(problem) }
+        return tiling
+    }
+}
+
+/// Whether a node's `tiled: auto|on|off` asks for tiles for an image of `pixels` pixels (`auto`:
+/// over `VAETiling.automaticAbovePixels`). `vae_encode`, `vae_decode` and `denoise` share it.
+func tilesRequested(_ context: NodeContext, pixels: Int) throws -> Bool {
+    switch try context.string("tiled") {
+    case "off": return false
+    case "auto": return pixels > VAETiling.automaticAbovePixels
+    default: return true
     }
 }
 
@@ -309,12 +324,7 @@ struct EmptyLatent: Node {
         ])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
-        var factor = 8, channels = 4
-        if context.input("vae") != nil {
-            let vae = try context.loadedVAE("vae")
-            factor = vae.downsamplingFactor
-            channels = vae.latentChannels
-        }
+        let (factor, channels) = try context.latentGeometry("vae")
         let (w, h) = (try context.int("width"), try context.int("height"))
         guard w % factor == 0 && h % factor == 0 else {
             throw NodeError.invalidInput("\(w)x\(h) is not a multiple of \(factor)")

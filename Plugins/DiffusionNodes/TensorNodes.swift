@@ -111,7 +111,7 @@ struct UpscaleLatent: Node {
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let latent = try context.latent("latent")
         guard latent.rank == 4 else { throw NodeError.invalidInput("the latent has shape \(latent.shape); expected (N, C, h, w)") }
-        let factor = context.input("vae") == nil ? 8 : try context.loadedVAE("vae").downsamplingFactor
+        let factor = try context.latentGeometry("vae").factor
         let (width, height) = (try context.int("width"), try context.int("height"))
         let size: (height: Int, width: Int)
         switch (width, height) {

@@ -359,7 +359,7 @@ public struct Graph {
             guard case .text(let raw) = value, !raw.isEmpty else { return fail(.wrongType, "expected a path, got '\(value)'") }
             if PathTemplate.hasPlaceholders(raw) {
                 // One file per batch item (`latents/{stem}.safetensors`): each is checked when its item runs.
-                do { _ = try PathTemplate.fill(raw, ["stem": "stem", "index": "0"]) } catch { return fail(.wrongType, "\(error)") }
+                do { _ = try PathTemplate.fill(raw, Dictionary(uniqueKeysWithValues: PathTemplate.itemFields.map { ($0, "0") })) } catch { return fail(.wrongType, "\(error)") }
                 return .text(resolve(raw, base: base))
             }
             let path = resolve(raw, base: base)

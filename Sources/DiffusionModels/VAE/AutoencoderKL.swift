@@ -91,13 +91,7 @@ public struct AutoencoderKL: Sendable {
     /// larger than one tile is encoded tile by tile and the moments blended (diffusers' tiled encode).
     public func posterior(_ image: Tensor, tiling: VAETiling? = nil) -> Posterior {
         BufferPool.trim()  // blocks kept from other models are the wrong sizes here; give them back first
-        let f = config.downscale
-        let moments: Tensor  // (N, 2Z, H/8, W/8)
-        if let plan = tiling?.plan(height: image.shape[2], width: image.shape[3], unit: 1), !plan.fitsOneTile {
-            moments = plan.map(image, scale: (1, f)) { quantConv(encoder($0)) }
-        } else {
-            moments = quantConv(encoder(image))
-        }
+        let moments = VAETiling.apply(tiling, to: image, unit: 1, scale: (1, config.downscale)) { quantConv(encoder($0)) }  // (N, 2Z, H/8, W/8)
         let halves = moments.chunked(2, axis: 1)
         return Posterior(mean: halves[0], logVariance: halves[1].map { Swift.min(Swift.max($0, -30), 20) })
     }
@@ -120,12 +114,8 @@ public struct AutoencoderKL: Sendable {
         BufferPool.trim()
         if dropped { BufferPool.releaseFreeHeapPages() }  // the copies under the pool's block size went to the C heap
         MappedFile.releaseResidentPages()
-        let unscaled = latents.scaled(by: 1 / config.scalingFactor)
         let f = config.downscale
-        if let plan = tiling?.plan(height: latents.shape[2], width: latents.shape[3], unit: f), !plan.fitsOneTile {
-            return plan.map(unscaled, scale: (f, 1)) { decoder(postQuantConv($0)) }
-        }
-        return decoder(postQuantConv(unscaled))
+        return VAETiling.apply(tiling, to: latents.scaled(by: 1 / config.scalingFactor), unit: f, scale: (f, 1)) { decoder(postQuantConv($0)) }
     }
 }
 

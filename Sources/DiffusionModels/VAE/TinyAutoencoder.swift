@@ -210,9 +210,10 @@ public struct TinyAutoencoder: LatentAutoencoder {
     /// TAESD has no normalisation or attention, so tiles (`tiling`) change its result only within
     /// a few pixels of their borders, where the blending takes over.
     public func encode(_ image: Tensor, noise: Tensor? = nil, tiling: VAETiling? = nil) -> Tensor {
-        if let plan = tiling?.plan(height: image.shape[2], width: image.shape[3], unit: 1), !plan.fitsOneTile {
-            return plan.map(image, scale: (1, downsamplingFactor)) { encode($0) }
-        }
+        VAETiling.apply(tiling, to: image, unit: 1, scale: (1, downsamplingFactor)) { encodeWhole($0) }
+    }
+
+    private func encodeWhole(_ image: Tensor) -> Tensor {
         guard let encoderLayers else { preconditionFailure("TAESD \(path) has no encoder (load taesd_encoder.safetensors too)") }
         let out = TinyAutoencoder.encodeLayers(encoderLayers, image.map { ($0 + 1) / 2 })  // (N, 4, H/8, W/8)
         return scalingFactor == 1 ? out : out.scaled(by: scalingFactor)
@@ -220,10 +221,10 @@ public struct TinyAutoencoder: LatentAutoencoder {
 
     /// Latents (N, 4, h, w) -> image (N, 3, 8h, 8w) in [-1, 1]: tanh(z / 3) x 3, the layers, x 2 - 1.
     public func decode(_ latents: Tensor, tiling: VAETiling? = nil) -> Tensor {
-        let f = downsamplingFactor
-        if let plan = tiling?.plan(height: latents.shape[2], width: latents.shape[3], unit: f), !plan.fitsOneTile {
-            return plan.map(latents, scale: (f, 1)) { decode($0) }
-        }
+        VAETiling.apply(tiling, to: latents, unit: downsamplingFactor, scale: (downsamplingFactor, 1)) { decodeWhole($0) }
+    }
+
+    private func decodeWhole(_ latents: Tensor) -> Tensor {
         guard let decoderLayers else { preconditionFailure("TAESD \(path) has no decoder (load taesd_decoder.safetensors too)") }
         let scale = 1 / scalingFactor
         let z = latents.map { tanh($0 * scale / 3) * 3 }

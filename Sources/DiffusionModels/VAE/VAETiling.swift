@@ -30,13 +30,18 @@ public struct VAETiling: Sendable, Equatable, Hashable {
         return nil
     }
 
-    /// The plan over an input of `height` x `width` in units of `unit` pixels (1: pixels, 8: latent cells).
-    func plan(height: Int, width: Int, unit: Int) -> TilePlan {
-        TilePlan(height: height, width: width, tileSize: tileSize / unit, overlap: overlap / unit)
+    /// `body` on the whole NCHW `input`, or, with a `tiling` and an input larger than one tile, on its
+    /// tiles joined by `TilePlan.map`. `unit`: pixels per input cell (1 for images, the VAE's
+    /// downscale for latents); `scale`: output size over input size.
+    static func apply(_ tiling: VAETiling?, to input: Tensor, unit: Int, scale: (numerator: Int, denominator: Int),
+                      _ body: (Tensor) -> Tensor) -> Tensor {
+        guard let tiling else { return body(input) }
+        let plan = TilePlan(height: input.shape[2], width: input.shape[3], tileSize: tiling.tileSize / unit, overlap: tiling.overlap / unit)
+        return plan.fitsOneTile ? body(input) : plan.map(input, scale: scale, body)
     }
 
-    /// The images that sdflow tiles when a workflow leaves it to decide (`tiled: auto`): above
-    /// this many pixels the untiled pass's memory and time grow faster than the pixels (its
-    /// mid-block attention is quadratic in them), so tiling is both smaller and faster.
+    /// The images that sdflow tiles when a workflow leaves it to decide (`tiled: auto`, for the VAE
+    /// and the UNet): above this many pixels the untiled pass's memory and time grow faster than the
+    /// pixels (attention is quadratic in them), so tiling is both smaller and faster.
     public static let automaticAbovePixels = 1024 * 1024
 }
