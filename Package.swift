@@ -16,11 +16,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // MARK: - C shims for system libraries
         .systemLibrary(name: "COpenBLAS", path: "Sources/CShims/COpenBLAS"),
-        .systemLibrary(name: "CZlib", path: "Sources/CShims/CZlib"),
+        // zlib, for the gzipped CLIP vocabulary (named apart from ZIPFoundation's own CZlib module).
+        .systemLibrary(name: "CGunzip", path: "Sources/CShims/CGunzip"),
         // libpng and libjpeg-turbo behind setjmp-safe wrappers.
         .target(name: "CImageCodecs", path: "Sources/CShims/CImageCodecs",
                 linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]),
@@ -31,7 +33,8 @@ let package = Package(
         // kernels' register tiles are unrolled by pragmas (SDF_UNROLL), which made -O3 unnecessary.
         .target(name: "CKernels"),
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
-        .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels"]),
+        // Weight files: safetensors, and PyTorch checkpoints through a restricted unpickler (Pickle/).
+        .target(name: "SafeTensors", dependencies: ["TensorCore", "CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: - Images
         .target(name: "ImageIO", dependencies: ["TensorCore", "CImageCodecs"]),
@@ -39,7 +42,7 @@ let package = Package(
         // MARK: - Models
         // Its data files (Resources/: CLIP vocabulary, HTML entities) are found at run time by
         // SDFlowData (checkout, PREFIX/share/sdflow or SDFLOW_DATA), not as a SwiftPM bundle.
-        .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CZlib"],
+        .target(name: "DiffusionModels", dependencies: ["TensorCore", "SafeTensors", "CGunzip"],
                 exclude: ["Resources"]),
         .target(name: "Sampling", dependencies: ["TensorCore"]),
         .target(name: "StableDiffusion", dependencies: ["TensorCore", "SafeTensors", "DiffusionModels", "Sampling"]),

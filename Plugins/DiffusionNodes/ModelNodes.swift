@@ -51,9 +51,12 @@ extension NodeContext {
         return try models.model(part.key) { try part.checkpoint.loadUNet(patches: part.patches) }
     }
 
-    /// The autoencoder connected to `input`: a checkpoint's VAE, or TAESD from load_vae.
+    /// The autoencoder connected to `input`: a checkpoint's VAE, or a full VAE or TAESD from load_vae.
     func loadedVAE(_ input: String) throws -> any LatentAutoencoder {
         if let tiny = self.input(input)?.modelValue?.payload as? TinyVAEHandle { return tiny.model }
+        if let file = self.input(input)?.modelValue?.payload as? VAEFileHandle {
+            return try models.model("vae-file:" + file.file.path) { try file.file.load() }
+        }
         let part = try checkpointPart(input, .vae)
         return try models.model(part.key) { try part.checkpoint.loadVAE() }
     }
@@ -63,6 +66,7 @@ extension NodeContext {
     func latentGeometry(_ input: String) throws -> (factor: Int, channels: Int) {
         guard let value = self.input(input) else { return (8, 4) }
         if let tiny = value.modelValue?.payload as? TinyVAEHandle { return (tiny.model.downsamplingFactor, tiny.model.latentChannels) }
+        if let file = value.modelValue?.payload as? VAEFileHandle { return (file.file.config.downscale, file.file.config.latentChannels) }
         let config = try checkpointPart(input, .vae).checkpoint.configs.vae
         return (config.downscale, config.latentChannels)
     }
@@ -144,23 +148,35 @@ final class TinyVAEHandle: @unchecked Sendable {
     init(_ model: TinyAutoencoder) { self.model = model }
 }
 
-/// `load_vae`: TAESD, the tiny autoencoder, for fast decoding (and encoding) wherever a VAE goes.
+/// A full autoencoder file passed between nodes as a `vae` (its weights load on first use).
+final class VAEFileHandle: @unchecked Sendable {
+    let file: VAEFile
+    init(_ file: VAEFile) { self.file = file }
+}
+
+/// `load_vae`: a separate VAE that replaces a checkpoint's wherever a VAE goes: a full one (A1111's
+/// "SD VAE", such as vae-ft-mse-840000), or TAESD, the tiny autoencoder, for fast previews and decodes.
 struct LoadVAE: Node {
     static let description = NodeDescription(
-        name: "load_vae", summary: "Load TAESD (diffusers AutoencoderTiny folder, or taesd_encoder/taesd_decoder.safetensors) as a fast VAE.",
+        name: "load_vae", summary: "Load a separate VAE: a full one (single file or diffusers vae/ folder) or TAESD.",
         inputs: [.init("vae", .vae, optional: true, help: "the VAE to pass on when no path is given (a checkpoint's)")],
-        outputs: [.init("vae", .vae, help: "the tiny autoencoder (SD 1.x latents; about 20x faster than the full VAE, a little less detailed)")],
+        outputs: [.init("vae", .vae, help: "the autoencoder (TAESD: about 20x faster than the full VAE, a little less detailed)")],
         parameters: [.init("path", .inputPath(.fileOrFolder), default: .text(""),
-                           help: "a diffusers AutoencoderTiny folder, taesd_decoder.safetensors (its encoder is loaded from the same folder if present) or their folder; empty: the 'vae' input")])
+                           help: "a full VAE (.safetensors/.ckpt/.pt with LDM or diffusers names, or a diffusers vae/ folder), "
+                               + "or TAESD (an AutoencoderTiny folder, taesd_decoder.safetensors or their folder); empty: the 'vae' input")])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let path = try context.string("path")
         if path.isEmpty {
-            guard let given = context.input("vae") else { throw NodeError.invalidInput("give a TAESD path, or connect a 'vae' to pass on") }
+            guard let given = context.input("vae") else { throw NodeError.invalidInput("give a VAE path, or connect a 'vae' to pass on") }
             return ["vae": given]
         }
-        let model = try context.models.model("taesd:" + path) { try TinyAutoencoder(path: path) }
-        return ["vae": .model(ModelHandle(type: .vae, payload: TinyVAEHandle(model)))]
+        if TinyAutoencoder.recognises(path) {
+            let model = try context.models.model("taesd:" + path) { try TinyAutoencoder(path: path) }
+            return ["vae": .model(ModelHandle(type: .vae, payload: TinyVAEHandle(model)))]
+        }
+        let file = try context.models.model("vae-file-header:" + path) { try VAEFile(path: path) }
+        return ["vae": .model(ModelHandle(type: .vae, payload: VAEFileHandle(file)))]
     }
 }
 

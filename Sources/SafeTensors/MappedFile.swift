@@ -6,7 +6,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// A whole file mapped read-only into memory; unmapped when the last reference goes away.
+/// A whole file mapped read-only into memory, or a block of anonymous memory that holds what was
+/// read from a file (a converted PyTorch checkpoint); unmapped when the last reference goes away.
 public final class MappedFile: @unchecked Sendable {
     /// The file's path, for error messages.
     public let path: String
@@ -14,6 +15,9 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawPointer?
     /// The file size in bytes.
     public let size: Int
+    /// Whether the bytes are anonymous memory rather than a file's pages: they cannot be dropped
+    /// and faulted back in (`releasePages` leaves them alone).
+    public let isAnonymous: Bool
 
     /// Address and size of every live mapping, for `releaseResidentPages`.
     private static let live = Mutex<[ObjectIdentifier: (address: Int, size: Int)]>([:])
@@ -38,7 +42,7 @@ public final class MappedFile: @unchecked Sendable {
     /// Drops the whole pages inside `offset ..< offset + count` from this process's resident
     /// memory (madvise MADV_DONTNEED; later reads fault them back in from the page cache).
     public func releasePages(offset: Int, count: Int) {
-        guard let bytes, count > 0, offset >= 0, offset + count <= size else { return }
+        guard let bytes, !isAnonymous, count > 0, offset >= 0, offset + count <= size else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: bytes) + offset + page - 1) / page * page
         let end = (Int(bitPattern: bytes) + offset + count) / page * page
@@ -48,6 +52,7 @@ public final class MappedFile: @unchecked Sendable {
     /// Maps `path`; throws `SafeTensorsError.cannotOpen` with the system's reason.
     public init(path: String) throws {
         self.path = path
+        isAnonymous = false
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -76,8 +81,37 @@ public final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// `size` bytes of zeroed anonymous memory, filled by `fill` (which gets the writable bytes)
+    /// and then made read-only; `path` names the file the contents came from.
+    public init(anonymousSize size: Int, path: String, fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws {
+        self.path = path
+        self.size = size
+        isAnonymous = true
+        guard size > 0 else {
+            bytes = nil
+            try fill(UnsafeMutableRawBufferPointer(start: nil, count: 0))
+            return
+        }
+        let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw SafeTensorsError.cannotOpen(path: path, reason: "cannot allocate \(size) bytes: " + String(cString: strerror(errno)))
+        }
+        do {
+            try fill(UnsafeMutableRawBufferPointer(start: mapped, count: size))
+        } catch {
+            munmap(mapped, size)
+            throw error
+        }
+        mprotect(mapped, size, PROT_READ)
+        bytes = UnsafeRawPointer(mapped)
+    }
+
     deinit {
         guard let bytes else { return }
+        if isAnonymous {
+            munmap(UnsafeMutableRawPointer(mutating: bytes), size)
+            return
+        }
         MappedFile.live.withLock {
             $0[ObjectIdentifier(self)] = nil
             sdf_mapping_unregister(bytes)

@@ -47,9 +47,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private let dataStart: Int
 
     /// Opens and validates `path`.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(MappedFile(path: path))
+    }
+
+    /// Validates the safetensors bytes of `file` (a mapped file, or memory holding a converted one).
+    public init(_ file: MappedFile) throws {
+        let path = file.path
         self.path = path
-        file = try MappedFile(path: path)
+        self.file = file
         guard file.size >= 8, let bytes = file.bytes else {
             throw SafeTensorsError.truncatedHeader(path: path, size: file.size)
         }
@@ -151,6 +157,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     // MARK: - Reading
+
+    /// The whole file's bytes (header and data), valid while this file is alive.
+    public var contents: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: file.bytes, count: file.size) }
 
     /// Tensor names in a stable (sorted) order.
     public var names: [String] { entries.keys.sorted() }

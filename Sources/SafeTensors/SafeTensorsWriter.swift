@@ -21,21 +21,10 @@ public enum SafeTensorsWriter {
                               storage: StorageType = .f32) throws -> Data {
         let names = tensors.keys.sorted()
         let elementSize = storage == .f32 ? 4 : 2
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        for name in names {
-            let t = tensors[name]!
-            let bytes = t.count * elementSize
-            header[name] = ["dtype": storage.rawValue, "shape": t.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
-            offset += bytes
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        // Pad the header with spaces so the data section starts 8-byte aligned.
-        while json.count % 8 != 0 { json.append(0x20) }
-        var out = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(json)
+        let layout = try layout(names.map { EntryLayout(name: $0, dtype: storage == .f32 ? .f32 : .f16, shape: tensors[$0]!.shape,
+                                                         byteCount: tensors[$0]!.count * elementSize) }, metadata: metadata)
+        var out = Data(capacity: layout.fileSize)
+        out.append(layout.header)
         for name in names {
             tensors[name]!.withUnsafeBufferPointer { buffer in
                 switch storage {
@@ -48,5 +37,42 @@ public enum SafeTensorsWriter {
             }
         }
         return out
+    }
+
+    /// One tensor of a file to be written.
+    public struct EntryLayout: Sendable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        public var byteCount: Int
+
+        public init(name: String, dtype: DType, shape: [Int], byteCount: Int) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.byteCount = byteCount
+        }
+    }
+
+    /// Where a file's parts go: the header (with its 8-byte length, padded so that the data starts
+    /// 8-byte aligned), where the data starts, each entry's offset inside the data (entries in the
+    /// order given, back to back), and the whole size.
+    public static func layout(_ entries: [EntryLayout], metadata: [String: String] = [:]) throws
+        -> (header: Data, dataStart: Int, offsets: [Int], fileSize: Int) {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offsets: [Int] = []
+        var offset = 0
+        for entry in entries {
+            offsets.append(offset)
+            header[entry.name] = ["dtype": entry.dtype.rawValue, "shape": entry.shape, "data_offsets": [offset, offset + entry.byteCount]] as [String: Any]
+            offset += entry.byteCount
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        return (out, out.count, offsets, out.count + offset)
     }
 }

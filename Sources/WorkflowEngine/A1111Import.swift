@@ -2,8 +2,8 @@ import Foundation
 
 /// An sdflow workflow equivalent to an AUTOMATIC1111 recipe (`sdflow import`, and `sdflow run`
 /// of an A1111 image): txt2img, or img2img when the recipe has a denoising strength (without
-/// hires fix), with one `load_lora` per `<lora:name:w>` tag. A hires fix with a latent upscaler
-/// becomes `upscale_latent` and a second `denoise` at the denoising strength.
+/// hires fix), with one `load_lora` per `<lora:name:w>` tag and a `load_vae` for its "VAE". A hires
+/// fix with a latent upscaler becomes `upscale_latent` and a second `denoise` at the denoising strength.
 public struct A1111Import {
     /// The workflow as YAML text.
     public let yaml: String
@@ -24,7 +24,8 @@ public struct A1111Import {
 
     /// Settings this import uses (every other one is listed in the notes as not mapped).
     static let mapped: Set<String> = ["Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Denoising strength",
-                                      "Clip skip", "Model", "Model hash", "Lora hashes", "Version", "RNG", "Eta", "Emphasis"]
+                                      "Clip skip", "Model", "Model hash", "Lora hashes", "Version", "RNG", "Eta", "Emphasis",
+                                      "VAE", "VAE hash"]
 
     public init(_ p: A1111Parameters, source: String) {
         var notes: [String] = []
@@ -72,6 +73,9 @@ public struct A1111Import {
         }
         let model = [p["Model"].map { "'\($0)'" }, p["Model hash"].map { "hash \($0)" }].compactMap { $0 }.joined(separator: ", ")
         notes.append("checkpoint: give the model file with --set checkpoint=PATH" + (model.isEmpty ? "" : " (the image was made with \(model))"))
+        if let vae = p["VAE"] {
+            notes.append("VAE '\(vae)'" + (p["VAE hash"].map { " (hash \($0))" } ?? "") + ": give its file with --set vae=PATH (empty: the checkpoint's own VAE)")
+        }
         if p["RNG"] != "CPU" {
             notes.append("A1111 drew this image's noise on the GPU (its default RNG); sdflow draws torch's CPU noise, so the same seed gives another image")
         }
@@ -86,6 +90,13 @@ public struct A1111Import {
                                                 ("negative", yamlString(p.negativePrompt))]
         if strength != nil { parameters.append(("image", "\"\"")) }
         var nodes = ["  model: {type: load_checkpoint, path: !param checkpoint}"]
+        // A1111's "SD VAE": a separate VAE file replaces the checkpoint's wherever a VAE is used.
+        var vae = "model.vae"
+        if p["VAE"] != nil {
+            parameters.append(("vae", "\"\""))
+            nodes.append("  vae: {type: load_vae, vae: !ref model.vae, path: !param vae}")
+            vae = "vae.vae"
+        }
         var unet = "model.unet", clip = "model.clip"
         var loraNames: [String: Int] = [:]
         for (i, lora) in p.loras.enumerated() {
@@ -117,10 +128,10 @@ public struct A1111Import {
         if strength != nil {
             nodes.append("  photo: {type: load_image, path: !param image}")
             nodes.append("  sized: {type: resize_image, image: !ref photo, width: !param width, height: !param height, mode: fill}")
-            nodes.append("  start: {type: vae_encode, vae: !ref model.vae, image: !ref sized}")
+            nodes.append("  start: {type: vae_encode, vae: !ref \(vae), image: !ref sized}")
             notes.append("img2img: give the source image with --set image=PATH")
         } else {
-            nodes.append("  start: {type: empty_latent, vae: !ref model.vae, width: !param width, height: !param height}")
+            nodes.append("  start: {type: empty_latent, vae: !ref \(vae), width: !param width, height: !param height}")
         }
         var denoise = ["    type: denoise", "    unet: !ref \(unet)", "    positive: !ref positive", "    negative: !ref negative",
                        "    latent: !ref start", "    sampler: !param sampler", "    steps: !param steps", "    cfg: !param cfg",
@@ -131,14 +142,14 @@ public struct A1111Import {
         nodes.append("  generated:\n" + denoise.joined(separator: "\n"))
         var final = "generated"
         if second != nil {
-            nodes.append("  upscaled: {type: upscale_latent, latent: !ref generated, vae: !ref model.vae, width: !param hires_width, "
+            nodes.append("  upscaled: {type: upscale_latent, latent: !ref generated, vae: !ref \(vae), width: !param hires_width, "
                          + "height: !param hires_height, method: !param hires_upscaler}")
             var refine = denoise.filter { !$0.contains("latent:") && !$0.contains("steps:") && !$0.contains("strength:") }
             refine += ["    latent: !ref upscaled", "    steps: !param hires_steps", "    strength: !param hires_strength"]
             nodes.append("  hires:\n" + refine.joined(separator: "\n"))
             final = "hires"
         }
-        nodes.append("  image: {type: vae_decode, vae: !ref model.vae, latent: !ref \(final)}")
+        nodes.append("  image: {type: vae_decode, vae: !ref \(vae), latent: !ref \(final)}")
         nodes.append("  save: {type: save_image, image: !ref image, path: !param output}")
 
         var lines = ["version: 1", "description: \(yamlString("Imported from the AUTOMATIC1111 parameters of " + source))"]

@@ -9,7 +9,7 @@ struct SDFlow: ParsableCommand {
         discussion: "`sdflow FILE.yaml` runs a workflow (the same as `sdflow run FILE.yaml`).",
         version: SDFlowVersion.text,
         subcommands: [Run.self, Validate.self, Explain.self, Nodes.self, GraphCommand.self, CacheCommand.self,
-                      Tokenize.self, ImportCommand.self, PluginCommand.self, Bench.self, Tune.self, SlurmCommand.self, WorkflowsCommand.self, Manual.self],
+                      Tokenize.self, ImportCommand.self, Convert.self, PluginCommand.self, Bench.self, Tune.self, SlurmCommand.self, WorkflowsCommand.self, Manual.self],
         defaultSubcommand: Run.self
     )
 }

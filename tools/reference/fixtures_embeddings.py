@@ -1,5 +1,5 @@
 """Textual-inversion fixtures on the tiny model: embeddings in the three .safetensors layouts sdflow
-reads, a pickled file it must refuse, and the conditioning diffusers computes with them
+reads, a pickled file it reads with its restricted unpickler, and the conditioning diffusers computes with them
 (StableDiffusionPipeline.load_textual_inversion, then encode_prompt). Run after
 fixtures_models.py (it loads Tests/Fixtures/tiny-sd).
 
@@ -7,7 +7,7 @@ Tests/Fixtures/embeddings/ (the file name is the embedding's name, as in A1111 a
   wobbly-style.safetensors  A1111's safetensors layout: {"emb_params": (2, 16)}, two vectors
   oldstyle.safetensors      A1111's older layout: {"string_to_param.*": (1, 16)}
   learnedcat.safetensors    diffusers' learned_embeds: {"learnedcat": (16,)}, one vector as a 1-D tensor
-  pickled.pt                a torch.save'd dict (to be refused, never unpickled)
+  pickled.pt                a torch.save'd A1111 dict, read by sdflow's restricted unpickler
 Vectors: torch.manual_seed(2024), normal with std 0.5.
 
 Tests/Fixtures/embeddings-reference.safetensors (float32):

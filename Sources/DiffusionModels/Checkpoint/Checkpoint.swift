@@ -3,7 +3,7 @@ import SafeTensors
 
 /// A Stable Diffusion 1.x checkpoint on disk, in either layout users have:
 ///
-/// - a single LDM file (`v1-5-pruned-emaonly.safetensors`): `model.diffusion_model.*`,
+/// - a single LDM file (`v1-5-pruned-emaonly.safetensors`, or the pickled `.ckpt`, read without running it): `model.diffusion_model.*`,
 ///   `first_stage_model.*`, `cond_stage_model.transformer[.text_model].*`, plus training
 ///   leftovers (`model_ema.*`, `alphas_cumprod`, ...) that are ignored by an explicit list;
 /// - a diffusers folder: `unet/`, `vae/`, `text_encoder/` each with `config.json` and
@@ -77,11 +77,8 @@ public final class Checkpoint: @unchecked Sendable {
             tokenizerFolder = folder.tokenizerFolder
             configs = try override ?? folder.configs()
         } else {
-            guard !path.hasSuffix(".ckpt") && !path.hasSuffix(".pt") && !path.hasSuffix(".bin") else {
-                throw CheckpointError.notACheckpoint(path: path, reason: "pickled PyTorch checkpoints are not read (they can run code); convert it to .safetensors")
-            }
             layout = .singleFile
-            let file = try SafeTensorsFile(path: path)
+            let file = try SafeTensorsFile.weights(path: path)
             let split = try SingleFile.split(file)
             unetStore = split.unet
             vaeStore = split.vae

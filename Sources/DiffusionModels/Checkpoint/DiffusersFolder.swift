@@ -64,7 +64,7 @@ struct DiffusersFolder {
     }
 
     /// The weight files of one component: `<name>.safetensors`, else `<name>.fp16.safetensors`,
-    /// else the shards listed in `<name>[.fp16].safetensors.index.json`.
+    /// else the shards listed in `<name>[.fp16].safetensors.index.json`, else `<name>[.fp16].bin`.
     static func weightFiles(folder: String, name: String) throws -> [SafeTensorsFile] {
         let manager = FileManager.default
         for variant in ["", ".fp16"] {
@@ -80,10 +80,11 @@ struct DiffusersFolder {
                 return try Set(map.values).sorted().map { try SafeTensorsFile(path: folder + "/" + $0) }
             }
         }
+        // Older folders hold pickled weights, read by the restricted unpickler (no code in them runs).
         if let bin = ["\(name).bin", "\(name).fp16.bin"].first(where: { manager.fileExists(atPath: folder + "/" + $0) }) {
-            throw CheckpointError.notACheckpoint(path: folder + "/" + bin, reason: "pickled PyTorch weights are not read (they can run code); convert them to .safetensors")
+            return [try SafeTensorsFile.weights(path: folder + "/" + bin)]
         }
-        throw CheckpointError.notACheckpoint(path: folder, reason: "no \(name).safetensors (or .fp16.safetensors) weights")
+        throw CheckpointError.notACheckpoint(path: folder, reason: "no \(name).safetensors (or .fp16.safetensors, or .bin) weights")
     }
 
     static func store(_ component: String, folder: String, weights: String, map: DiffusersKeyMap,

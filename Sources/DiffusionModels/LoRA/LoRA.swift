@@ -44,10 +44,7 @@ public struct LoRA: Sendable {
     /// Reads `path`.
     public init(path: String) throws {
         func fail(_ message: String) -> LoadError { LoadError(path: path, message: message) }
-        guard !path.hasSuffix(".pt") && !path.hasSuffix(".ckpt") && !path.hasSuffix(".bin") else {
-            throw fail("pickled PyTorch files are not read (they can run code); use the .safetensors version")
-        }
-        let file = try SafeTensorsFile(path: path)
+        let file = try SafeTensorsFile.weights(path: path)
         self.path = path
         let peftAlphas = LoRA.peftAlphas(file.metadata["lora_adapter_metadata"])
 

@@ -10,17 +10,14 @@ public struct TextualInversion: Sendable {
     /// (vectors, width).
     public let vectors: Tensor
 
-    /// Reads a `.safetensors` embedding: A1111's `emb_params` or `string_to_param.*`, or
-    /// diffusers' `learned_embeds` (one tensor named after its token); single- or multi-vector.
+    /// Reads an embedding (`.safetensors`, or a pickled `.pt`/`.bin` read without running it):
+    /// A1111's `emb_params` or `string_to_param.*`, or diffusers' `learned_embeds` (one tensor named
+    /// after its token); single- or multi-vector.
     public init(path: String) throws {
         func fail(_ message: String) -> LoadError { LoadError(path: path, message: message) }
         self.path = path
         name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        guard path.hasSuffix(".safetensors") else {
-            throw fail("only .safetensors embeddings are read: pickled .pt and .bin files can run code when they are "
-                       + "loaded; convert it to .safetensors (or use the .safetensors version most sites offer)")
-        }
-        let file = try SafeTensorsFile(path: path)
+        let file = try SafeTensorsFile.weights(path: path)
         if file.entries["clip_g"] != nil || file.entries["clip_l"] != nil {
             throw fail("it has clip_l/clip_g vectors: an SDXL embedding, and sdflow runs SD 1.x")
         }
@@ -45,9 +42,8 @@ public struct TextualInversion: Sendable {
     }
 }
 
-/// The embeddings a prompt may use, by name: every `.safetensors` file of a folder. Other
-/// files with embedding extensions (`.pt`, `.bin`) are listed too, so that using one gives the
-/// reason it cannot be read.
+/// The embeddings a prompt may use, by name: every `.safetensors`, `.pt` and `.bin` file of a
+/// folder. A file that cannot be read is listed too, so that using it gives the reason.
 public struct EmbeddingLibrary: Sendable {
     /// Loaded embeddings by name.
     public private(set) var embeddings: [String: TextualInversion] = [:]

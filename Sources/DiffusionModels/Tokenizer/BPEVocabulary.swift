@@ -1,4 +1,4 @@
-import CZlib
+import CGunzip
 import Foundation
 
 /// CLIP's byte-level BPE vocabulary: token strings to ids, and merge ranks.

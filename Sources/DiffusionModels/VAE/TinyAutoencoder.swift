@@ -50,6 +50,23 @@ public struct TinyAutoencoder: LatentAutoencoder {
     public var canEncode: Bool { encoderLayers != nil }
     public var canDecode: Bool { decoderLayers != nil }
 
+    /// Whether `path` holds TAESD rather than a full VAE: a folder whose config.json names an
+    /// AutoencoderTiny or that holds taesd_*.safetensors, or a file whose tensors are named by layer
+    /// index ("1.conv.0.weight") as the original TAESD files are.
+    public static func recognises(_ path: String) -> Bool {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return false }
+        if isFolder.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            if names.contains(where: { $0.hasPrefix("taesd_") }) { return true }
+            let config = FileManager.default.contents(atPath: path + "/config.json")
+                .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+            return config?["_class_name"] as? String == "AutoencoderTiny"
+        }
+        guard let file = try? SafeTensorsFile.weights(path: path) else { return false }
+        return !file.names.isEmpty && file.names.allSatisfy { $0.first?.isNumber == true }
+    }
+
     /// Loads TAESD from a diffusers folder, a folder holding `taesd_encoder.safetensors` and/or
     /// `taesd_decoder.safetensors`, or one of those files (its sibling is loaded too when present).
     public init(path: String) throws {
@@ -82,10 +99,7 @@ public struct TinyAutoencoder: LatentAutoencoder {
                 throw fail("no TAESD weights: expected a diffusers AutoencoderTiny folder or taesd_encoder/taesd_decoder.safetensors")
             }
             for filePath in files {
-                guard filePath.hasSuffix(".safetensors") else {
-                    throw fail("only .safetensors weights are read (pickled .pth files can run code when they are loaded)")
-                }
-                let file = try SafeTensorsFile(path: filePath)
+                let file = try SafeTensorsFile.weights(path: filePath)
                 // The decoder's first convolution reads the 4 latent channels; the encoder's the 3 colours.
                 let first = file.names.compactMap { name -> (Int, [Int])? in
                     guard name.hasSuffix(".weight"), let index = Int(name.prefix { $0 != "." }), let shape = file.entries[name]?.shape,

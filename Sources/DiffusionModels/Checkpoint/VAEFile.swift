@@ -1,0 +1,103 @@
+import Foundation
+import SafeTensors
+
+/// A full autoencoder kept apart from a checkpoint, as users have it next to their models
+/// (A1111's "SD VAE", ComfyUI's VAELoader), in each layout they meet:
+///
+/// - a single file with LDM names (`vae-ft-mse-840000-ema-pruned.safetensors` or its `.ckpt`:
+///   `encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`, possibly under
+///   `first_stage_model.`, with `loss.*` and `model_ema.*` leftovers ignored);
+/// - a single file with diffusers names (`encoder.down_blocks.*`, a copied
+///   `diffusion_pytorch_model.safetensors`); its levels are read from the shapes;
+/// - a diffusers `vae/` folder (`config.json` and weights), or a pipeline folder holding one.
+///
+/// Single files carry no config: the levels and widths come from the shapes, the rest (32
+/// GroupNorm groups, scaling factor 0.18215) is SD 1.x's.
+public struct VAEFile: Sendable {
+    public let path: String
+    public let config: AutoencoderKL.Config
+    let store: ParameterStore
+
+    /// Key prefixes of single files that are not weights of the autoencoder.
+    static let ignoredPrefixes = ["loss.", "model_ema.", "first_stage_model.loss."]
+
+    /// Opens `path`; `configOverride` replaces the config a single file's shapes give.
+    public init(path: String, config configOverride: AutoencoderKL.Config? = nil) throws {
+        self.path = path
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "no such file or folder")
+        }
+        if isFolder.boolValue {
+            let folder = FileManager.default.fileExists(atPath: path + "/vae/config.json") ? path + "/vae" : path
+            guard FileManager.default.fileExists(atPath: folder + "/config.json") else {
+                throw CheckpointError.notACheckpoint(path: path, reason: "a VAE folder needs config.json (or vae/config.json)")
+            }
+            let config = try configOverride ?? AutoencoderKL.Config.diffusers(configPath: folder + "/config.json")
+            self.config = config
+            store = try DiffusersFolder.store("VAE", folder: folder, weights: "diffusion_pytorch_model", map: .vae(config), ignoring: [])
+        } else {
+            let file = try SafeTensorsFile.weights(path: path)
+            if file.names.contains(where: { $0.hasPrefix("model.diffusion_model.") }) {
+                throw CheckpointError.notACheckpoint(path: path, reason: "a whole checkpoint, not a VAE: give it to load_checkpoint")
+            }
+            var names = file.names.filter { name in !VAEFile.ignoredPrefixes.contains(where: name.hasPrefix) }
+            let prefix = !names.isEmpty && names.allSatisfy({ $0.hasPrefix("first_stage_model.") }) ? "first_stage_model." : ""
+            names = names.map { String($0.dropFirst(prefix.count)) }
+            guard names.contains("encoder.conv_in.weight") || names.contains("decoder.conv_in.weight") else {
+                throw CheckpointError.notACheckpoint(path: path, reason: "not a full VAE: no encoder.conv_in/decoder.conv_in weights"
+                                                     + (names.first.map { " (first tensor: '\($0)')" } ?? ""))
+            }
+            var locations: [String: ParameterStore.Location] = [:]
+            let diffusersNames = names.contains { $0.contains(".down_blocks.") || $0.contains(".up_blocks.") }
+            if diffusersNames {
+                let config = try configOverride ?? VAEFile.diffusersConfig(file, path: path)
+                let map = DiffusersKeyMap.vae(config)
+                for name in names {
+                    guard let ldm = map.ldmName(name) else {
+                        throw CheckpointError.unexpectedTensor(component: "VAE", name: name, file: path, count: 1)
+                    }
+                    locations[ldm] = .init(file: file, key: prefix + name)
+                }
+                self.config = config
+            } else {
+                for name in names { locations[name] = .init(file: file, key: prefix + name) }
+                let partial = ParameterStore(component: "VAE", locations: locations)
+                self.config = try configOverride ?? ConfigInference.vaeConfig(partial, path: path)
+            }
+            store = ParameterStore(component: "VAE", locations: locations)
+        }
+        store.keepsHalfPrecision = true
+    }
+
+    /// Builds the autoencoder and checks that every tensor of the file was used.
+    public func load() throws -> AutoencoderKL {
+        let vae = try AutoencoderKL(config: config, parameters: store.scope(""))
+        try store.checkAllUsed()
+        return vae
+    }
+
+    /// The levels of an autoencoder stored with diffusers names, from its shapes.
+    static func diffusersConfig(_ file: SafeTensorsFile, path: String) throws -> AutoencoderKL.Config {
+        var c = AutoencoderKL.Config.sd15
+        guard let convIn = file.entries["encoder.conv_in.weight"]?.shape, convIn.count == 4 else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "no encoder.conv_in.weight of rank 4")
+        }
+        c.imageChannels = convIn[1]
+        c.baseChannels = convIn[0]
+        var multipliers: [Int] = []
+        while let shape = file.entries["encoder.down_blocks.\(multipliers.count).resnets.0.conv2.weight"]?.shape {
+            multipliers.append(try ConfigInference.widthMultiplier(shape, of: "encoder.down_blocks.\(multipliers.count).resnets.0.conv2.weight",
+                                                                   base: c.baseChannels, part: "VAE", path: path))
+        }
+        var blocks = 0
+        while file.entries["encoder.down_blocks.0.resnets.\(blocks).conv1.weight"] != nil { blocks += 1 }
+        guard !multipliers.isEmpty, blocks > 0 else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "the VAE's encoder levels are not recognisable")
+        }
+        c.channelMultipliers = multipliers
+        c.resBlocksPerLevel = blocks
+        if let post = file.entries["post_quant_conv.weight"]?.shape, post.count == 4 { c.latentChannels = post[0] }
+        return c
+    }
+}
