@@ -85,4 +85,28 @@ import WorkflowEngine
         let image = try ImageFile.read(folder.file("out.png"))
         #expect(image.width == 64 && image.height == 64)
     }
+
+    /// A1111's "SD VAE" setting becomes a load_vae whose file replaces the checkpoint's VAE everywhere;
+    /// left empty, the checkpoint's own VAE passes through.
+    @Test func importsTheVAESetting() throws {
+        let text = expected["txt2img.png"]!.text + ", VAE hash: 735e4c3a44, VAE: vae-ft-mse-840000-ema-pruned.ckpt"
+        let imported = A1111Import(try #require(A1111Parameters(text: text)), source: "txt2img.png")
+        #expect(imported.notes.contains { $0.contains("vae-ft-mse-840000-ema-pruned.ckpt") && $0.contains("--set vae=") })
+        #expect(!imported.notes.contains { $0.contains("not mapped") && $0.contains("VAE") }, "\(imported.notes)")
+        #expect(imported.yaml.contains("type: load_vae") && imported.yaml.contains("type: empty_latent, vae: !ref vae.vae")
+                && imported.yaml.contains("type: vae_decode, vae: !ref vae.vae"), "\(imported.yaml)")
+        let path = folder.file("vae.yaml")
+        try imported.yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        var outputs: [String: Image] = [:]
+        for (name, vae) in [("own", ""), ("file", TinyModel.folder + "/vae")] {
+            let overrides = ["checkpoint": TinyModel.folder, "vae": vae, "lora_detail_tweaker": Fixtures.path("lora/kohya.safetensors"),
+                             "steps": "2", "width": "32", "height": "32", "output": folder.file(name + ".png")]
+            let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
+            let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
+            #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+            outputs[name] = try ImageFile.read(folder.file(name + ".png"))
+        }
+        // The same weights as a separate file give the same pixels.
+        #expect(try #require(outputs["own"]).pixels.maxAbsDifference(try #require(outputs["file"]).pixels) == 0)
+    }
 }
