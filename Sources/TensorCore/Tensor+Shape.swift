@@ -93,6 +93,45 @@ extension Tensor {
         return result
     }
 
+    /// `F.pixel_shuffle(x, r)`: channel groups of r² become r x r blocks of pixels,
+    /// (N, C r², H, W) -> (N, C, H r, W r); output (c, y r + i, x r + j) is input (c r² + i r + j, y, x).
+    public func pixelShuffled(_ r: Int) -> Tensor {
+        precondition(rank == 4 && r >= 1 && shape[1] % (r * r) == 0, "pixelShuffled(\(r)) of \(shape)")
+        let (n, c, h, w) = (shape[0], shape[1] / (r * r), shape[2], shape[3])
+        var result = Tensor(uninitialized: [n, c, h * r, w * r])
+        let src = pointer, dst = result.mutablePointer()
+        Parallel.forEach(n * c * h, minimumPerThread: 16) { job in
+            let (plane, y) = (job / h, job % h)
+            for i in 0..<r {
+                let d = dst + (plane * h * r + y * r + i) * w * r
+                for j in 0..<r {
+                    let s = src + ((plane * r * r + i * r + j) * h + y) * w
+                    for x in 0..<w { d[x * r + j] = s[x] }
+                }
+            }
+        }
+        return result
+    }
+
+    /// `F.pixel_unshuffle(x, r)`, the inverse of `pixelShuffled`: (N, C, H r, W r) -> (N, C r², H, W).
+    public func pixelUnshuffled(_ r: Int) -> Tensor {
+        precondition(rank == 4 && r >= 1 && shape[2] % r == 0 && shape[3] % r == 0, "pixelUnshuffled(\(r)) of \(shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2] / r, shape[3] / r)
+        var result = Tensor(uninitialized: [n, c * r * r, h, w])
+        let src = pointer, dst = result.mutablePointer()
+        Parallel.forEach(n * c * h, minimumPerThread: 16) { job in
+            let (plane, y) = (job / h, job % h)
+            for i in 0..<r {
+                let s = src + (plane * h * r + y * r + i) * w * r
+                for j in 0..<r {
+                    let d = dst + ((plane * r * r + i * r + j) * h + y) * w
+                    for x in 0..<w { d[x] = s[x * r + j] }
+                }
+            }
+        }
+        return result
+    }
+
     /// Nearest-neighbour resize to `height` x `width` as `F.interpolate(size=..., mode="nearest")`:
     /// source index floor(dst * in / out) with the scale computed in float32, as PyTorch does.
     /// (N, C, H, W) -> (N, C, height, width)

@@ -94,42 +94,50 @@ extension TilePlan {
     /// Runs `body` on each tile of `input` (N, C, height, width) and averages the results where
     /// tiles overlap, each weighted by a linear ramp over `overlap` from its inner edges (weight
     /// (k + 1) / (overlap + 1) at k from the edge; 1 elsewhere and along the image's border).
-    /// `body` gets the tile and where it is, and must keep its size. Returns (N, C', height, width).
-    public func averaged(_ input: Tensor, _ body: (Tensor, _ rows: Range<Int>, _ columns: Range<Int>) -> Tensor) -> Tensor {
-        precondition(input.rank == 4 && input.shape[2] == height && input.shape[3] == width,
+    /// `body` gets the tile and where it is, and must return it `scale` times larger along each
+    /// side (1 for the UNet, 4 for a 4x upscaler; the ramps scale with it).
+    /// Returns (N, C', height * scale, width * scale).
+    public func averaged(_ input: Tensor, scale: Int = 1, _ body: (Tensor, _ rows: Range<Int>, _ columns: Range<Int>) -> Tensor) -> Tensor {
+        precondition(input.rank == 4 && input.shape[2] == height && input.shape[3] == width && scale >= 1,
                      "TilePlan.averaged: input \(input.shape) for a \(height)x\(width) plan")
+        let (outHeight, outWidth, ramped) = (height * scale, width * scale, (overlap + 1) * scale)
+        /// A tile's weights along an axis of the output, for its input `range` on an input axis of `length`.
+        func ramp(_ range: Range<Int>, _ length: Int) -> [Float] {
+            (range.lowerBound * scale..<range.upperBound * scale).map { i in
+                var w: Float = 1
+                if range.lowerBound > 0 { w = Swift.min(w, Float(i - range.lowerBound * scale + 1) / Float(ramped)) }
+                if range.upperBound < length { w = Swift.min(w, Float(range.upperBound * scale - i) / Float(ramped)) }
+                return w
+            }
+        }
+        // Tiles form a grid, so the total weight at (y, x) is (sum of row ramps at y) x (sum of column ramps at x).
+        var rowWeights = [Float](repeating: 0, count: outHeight), columnWeights = [Float](repeating: 0, count: outWidth)
+        for rows in self.rows { for (k, w) in ramp(rows, height).enumerated() { rowWeights[rows.lowerBound * scale + k] += w } }
+        for columns in self.columns { for (k, w) in ramp(columns, width).enumerated() { columnWeights[columns.lowerBound * scale + k] += w } }
         var sum: Tensor?
-        var weights = [Float](repeating: 0, count: height * width)
         for rows in self.rows {
             for columns in self.columns {
-                let tile = body(input.window(rows: rows, columns: columns), rows, columns)  // (N, C', h, w)
-                precondition(tile.shape[2] == rows.count && tile.shape[3] == columns.count, "TilePlan.averaged: a tile gave \(tile.shape)")
-                let ramp = { (range: Range<Int>, length: Int) -> [Float] in
-                    range.map { i in
-                        var w: Float = 1
-                        if range.lowerBound > 0 { w = Swift.min(w, Float(i - range.lowerBound + 1) / Float(self.overlap + 1)) }
-                        if range.upperBound < length { w = Swift.min(w, Float(range.upperBound - i) / Float(self.overlap + 1)) }
-                        return w
-                    }
-                }
+                let tile = body(input.window(rows: rows, columns: columns), rows, columns)  // (N, C', h * scale, w * scale)
+                let (h, w) = (rows.count * scale, columns.count * scale)
+                precondition(tile.shape[2] == h && tile.shape[3] == w, "TilePlan.averaged: a tile gave \(tile.shape), not \(h)x\(w)")
                 let (wy, wx) = (ramp(rows, height), ramp(columns, width))
-                if sum == nil { sum = Tensor(zeros: [tile.shape[0], tile.shape[1], height, width]) }
-                let planes = tile.shape[0] * tile.shape[1], (h, w) = (rows.count, columns.count)
-                let src = tile.pointer, dst = sum!.mutablePointer(), full = width, area = height * width
+                if sum == nil { sum = Tensor(zeros: [tile.shape[0], tile.shape[1], outHeight, outWidth]) }
+                let planes = tile.shape[0] * tile.shape[1], (top, left) = (rows.lowerBound * scale, columns.lowerBound * scale)
+                let src = tile.pointer, dst = sum!.mutablePointer(), area = outHeight * outWidth
                 Parallel.forEach(planes, minimumPerThread: 1) { plane in
                     for y in 0..<h {
-                        let s = src + (plane * h + y) * w, d = dst + plane * area + (rows.lowerBound + y) * full + columns.lowerBound
+                        let s = src + (plane * h + y) * w, d = dst + plane * area + (top + y) * outWidth + left
                         for x in 0..<w { d[x] += s[x] * wy[y] * wx[x] }
                     }
                 }
-                for y in 0..<h { for x in 0..<w { weights[(rows.lowerBound + y) * width + columns.lowerBound + x] += wy[y] * wx[x] } }
             }
         }
         var result = sum!
-        let planes = result.shape[0] * result.shape[1], area = height * width, p = result.mutablePointer()
-        weights.withUnsafeBufferPointer { wsum in
-            Parallel.forEach(planes, minimumPerThread: 1) { plane in
-                for i in 0..<area { p[plane * area + i] /= wsum[i] }
+        let planes = result.shape[0] * result.shape[1], p = result.mutablePointer()
+        Parallel.forEach(planes, minimumPerThread: 1) { plane in
+            for y in 0..<outHeight {
+                let row = p + (plane * outHeight + y) * outWidth, wy = rowWeights[y]
+                for x in 0..<outWidth { row[x] /= wy * columnWeights[x] }
             }
         }
         return result
