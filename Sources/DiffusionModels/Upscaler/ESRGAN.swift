@@ -76,20 +76,17 @@ struct RRDBNet: Sendable {
 }
 
 /// SRVGGNetCompact (Real-ESRGAN's realesr-general-x4v3 and realesr-animevideov3): a plain stack of
-/// 3x3 convolutions with activations, a pixel shuffle to the output size, plus the input upsampled
+/// 3x3 convolutions with per-channel PReLUs, a pixel shuffle to the output size, plus the input upsampled
 /// by nearest. Parameters `body.0` (first convolution), `body.1` (its PReLU), ... as saved.
 struct SRVGGNetCompact: Sendable {
-    enum Activation: Sendable, Equatable { case prelu, relu, leakyReLU }
-
     struct Config: Sendable, Equatable {
         var inChannels = 3, outChannels = 3, features = 64, convolutions = 16, scale = 4
-        var activation = Activation.prelu
     }
 
     let config: Config
     /// The first convolution, `convolutions` more, and the last (to outChannels x scale²).
     let convs: [Conv2d]
-    /// Per-channel PReLU slopes after each convolution but the last (PReLU only).
+    /// Per-channel PReLU slopes after each convolution but the last.
     let slopes: [Tensor]
 
     init(config c: Config, parameters p: ParameterScope) throws {
@@ -99,20 +96,15 @@ struct SRVGGNetCompact: Sendable {
             try Conv2d.same3x3(p["body"][2 * i], inputs: i == 0 ? c.inChannels : c.features,
                                outputs: i == count - 1 ? c.outChannels * c.scale * c.scale : c.features)
         }
-        slopes = c.activation == .prelu ? try (0..<(count - 1)).map { try p["body"][2 * $0 + 1].tensor("weight", shape: [c.features]) } : []
+        slopes = try (0..<(count - 1)).map { try p["body"][2 * $0 + 1].tensor("weight", shape: [c.features]) }
     }
 
     /// (N, C, H, W) -> (N, C', H scale, W scale).
     func callAsFunction(_ x: Tensor) -> Tensor {
         var y = x
         for (i, conv) in convs.enumerated() {
-            y = conv(y, relu: config.activation == .relu && i < convs.count - 1)
-            if i == convs.count - 1 { break }
-            switch config.activation {
-            case .prelu: y = y.preluPerChannel(slopes[i])
-            case .leakyReLU: y = y.map { $0 >= 0 ? $0 : 0.1 * $0 }
-            case .relu: break
-            }
+            y = conv(y)
+            if i < slopes.count { y = y.preluPerChannel(slopes[i]) }
         }
         var out = y.pixelShuffled(config.scale)  // (N, C', H s, W s)
         out += x.resizedNearest(height: x.shape[2] * config.scale, width: x.shape[3] * config.scale)

@@ -25,8 +25,9 @@ public enum TorchCheckpointError: Error, CustomStringConvertible, Equatable {
 /// an 8-byte element count and its bytes).
 ///
 /// The weights are the tensors of the saved object, named by their dict keys joined with dots.
-/// When the object is a training checkpoint, its weights are unwrapped first: the value of
-/// `state_dict`, else `params_ema`, else `params` (Lightning, BasicSR and Real-ESRGAN files).
+/// When the object is a training checkpoint (a dict with no tensors of its own), its weights are
+/// unwrapped first: the value of `state_dict`, else `params_ema`, else `params` (Lightning, BasicSR
+/// and Real-ESRGAN files).
 /// Values that are not tensors are dropped. Each tensor keeps its dtype and is made contiguous.
 public enum TorchCheckpoint {
     /// Whether `prefix` (a file's first bytes) is a PyTorch checkpoint rather than safetensors.
@@ -165,7 +166,7 @@ public enum TorchCheckpoint {
     /// The weights' names and tensor indices: the root unwrapped and flattened.
     static func weights(_ unpickler: Unpickler, root: Unpickler.Value, path: String) throws -> [(name: String, tensor: Int)] {
         var root = root
-        if case let .dict(d) = root {
+        if case let .dict(d) = root, !unpickler.dicts[d].contains(where: { if case .tensor = $0.value { true } else { false } }) {
             for wrapper in ["state_dict", "params_ema", "params"] {
                 if let inner = unpickler.dicts[d].first(where: { if case .string(wrapper) = $0.key { true } else { false } }),
                    case .dict = inner.value {
