@@ -95,6 +95,10 @@ import Testing
         // Column 50: tile 0 weighs min(1, (64 - 50) / 17), tile 1 (50 - 45 + 1) / 17.
         let (w0, w1) = (Float(14) / 17, Float(6) / 17)
         #expect(abs(row[50] - w1 / (w0 + w1)) < 1e-6)
+        // With an output scale (an upscaler's tiles): nearest 4x upsampling, tile by tile, averages back to
+        // the whole image upsampled.
+        let upsampled = plan.averaged(input, scale: 4) { tile, _, _ in tile.resizedNearest(height: tile.shape[2] * 4, width: tile.shape[3] * 4) }
+        #expect(upsampled.maxAbsDifference(input.resizedNearest(height: 160, width: 800)) <= 1e-5 * input.maxMagnitude)
     }
 
     @Test func tilingSettingsAreChecked() {
