@@ -3,7 +3,7 @@ import TensorCore
 
 /// The type of a node port: what flows along an edge of the workflow graph.
 public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
-    case image, mask, latent, conditioning, unet, clip, vae, tensor, number, text
+    case image, mask, latent, conditioning, unet, clip, vae, upscaler, tensor, number, text
     /// A list of values, e.g. every image of a folder; nodes that take one value map over it.
     case list(ValueType)
 
@@ -16,6 +16,7 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
         case .unet: return "unet"
         case .clip: return "clip"
         case .vae: return "vae"
+        case .upscaler: return "upscaler"
         case .tensor: return "tensor"
         case .number: return "number"
         case .text: return "text"

@@ -3,7 +3,9 @@ import Foundation
 /// An sdflow workflow equivalent to an AUTOMATIC1111 recipe (`sdflow import`, and `sdflow run`
 /// of an A1111 image): txt2img, or img2img when the recipe has a denoising strength (without
 /// hires fix), with one `load_lora` per `<lora:name:w>` tag and a `load_vae` for its "VAE". A hires
-/// fix with a latent upscaler becomes `upscale_latent` and a second `denoise` at the denoising strength.
+/// fix becomes a second `denoise` at the denoising strength after `upscale_latent` (A1111's latent
+/// upscalers), or in image space after `resize_image` (Lanczos, Nearest) or an upscaler model
+/// (`load_upscaler` + `upscale_image`, the file given by the user).
 public struct A1111Import {
     /// The workflow as YAML text.
     public let yaml: String
@@ -21,6 +23,9 @@ public struct A1111Import {
         "Latent": "bilinear", "Latent (antialiased)": "bilinear", "Latent (bicubic)": "bicubic",
         "Latent (bicubic antialiased)": "bicubic", "Latent (nearest)": "nearest", "Latent (nearest-exact)": "nearest-exact",
     ]
+
+    /// A1111's plain image resizes as hires upscalers -> resize_image's filter.
+    static let imageResizes: [String: String] = ["None": "lanczos", "Lanczos": "lanczos", "Nearest": "nearest"]
 
     /// Settings this import uses (every other one is listed in the notes as not mapped).
     static let mapped: Set<String> = ["Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Denoising strength",
@@ -49,6 +54,7 @@ public struct A1111Import {
         let hires = p.settings.contains { $0.key.hasPrefix("Hires") }
         let strength = hires ? nil : number("Denoising strength")
         // The hires fix's second pass: the latent upscaled to int(size x scale) (or "Hires resize"), whole cells.
+        // method: upscale_latent's, or "image:FILTER" (A1111's plain resizes) or "model" (an upscaler model) in image space.
         var second: (method: String, width: Int, height: Int, steps: Int, strength: Double)?
         if hires {
             let upscaler = p["Hires upscaler"] ?? "Latent"
@@ -61,15 +67,19 @@ public struct A1111Import {
                     notes.append("hires resize \(resize): the latent is stretched to it (A1111 fits and crops)")
                 }
             }
-            if let method = A1111Import.latentUpscalers[upscaler] {
+            let method: String
+            if let latent = A1111Import.latentUpscalers[upscaler] {
                 if upscaler.contains("antialiased") { notes.append("hires upscaler '\(upscaler)': sdflow resizes without antialiasing") }
-                // "Hires steps: 0" (or none) runs the second pass with the first pass's steps.
-                let steps = number("Hires steps").map(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? Int(number("Steps") ?? 20)
-                second = (method, target.0 / 8 * 8, target.1 / 8 * 8, steps, number("Denoising strength") ?? 0.7)
+                method = latent
+            } else if let filter = A1111Import.imageResizes[upscaler] {
+                method = "image:" + filter
             } else {
-                notes.append("hires fix with the upscaler '\(upscaler)' not mapped (sdflow upscales latents: Latent, Latent (bicubic), "
-                             + "Latent (nearest), Latent (nearest-exact)); the workflow makes the first pass only")
+                method = "model"
+                notes.append("hires upscaler '\(upscaler)': give its model file (ESRGAN family, .pth or .safetensors) with --set hires_upscaler_model=PATH")
             }
+            // "Hires steps: 0" (or none) runs the second pass with the first pass's steps.
+            let steps = number("Hires steps").map(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? Int(number("Steps") ?? 20)
+            second = (method, target.0 / 8 * 8, target.1 / 8 * 8, steps, number("Denoising strength") ?? 0.7)
         }
         let model = [p["Model"].map { "'\($0)'" }, p["Model hash"].map { "hash \($0)" }].compactMap { $0 }.joined(separator: ", ")
         notes.append("checkpoint: give the model file with --set checkpoint=PATH" + (model.isEmpty ? "" : " (the image was made with \(model))"))
@@ -116,9 +126,13 @@ public struct A1111Import {
                        ("clip_skip", String(clipSkip))]
         if let strength { parameters.append(("strength", format(strength))) }
         if let second {
-            parameters += [("hires_width", String(second.width)), ("hires_height", String(second.height)),
-                           ("hires_upscaler", second.method), ("hires_steps", String(second.steps)),
-                           ("hires_strength", format(second.strength))]
+            parameters += [("hires_width", String(second.width)), ("hires_height", String(second.height))]
+            if second.method == "model" {
+                parameters.append(("hires_upscaler_model", "\"\""))
+            } else {
+                parameters.append(("hires_upscaler", second.method.hasPrefix("image:") ? String(second.method.dropFirst(6)) : second.method))
+            }
+            parameters += [("hires_steps", String(second.steps)), ("hires_strength", format(second.strength))]
         }
         parameters.append(("output", "out/{stem}-{seed}.png"))
 
@@ -141,9 +155,23 @@ public struct A1111Import {
         if let eta = number("Eta"), sampler == "ddim" { denoise.append("    eta: \(format(eta))") }
         nodes.append("  generated:\n" + denoise.joined(separator: "\n"))
         var final = "generated"
-        if second != nil {
-            nodes.append("  upscaled: {type: upscale_latent, latent: !ref generated, vae: !ref \(vae), width: !param hires_width, "
-                         + "height: !param hires_height, method: !param hires_upscaler}")
+        if let second {
+            if second.method == "model" || second.method.hasPrefix("image:") {
+                // In image space: decode, upscale (with the model, then to the exact size), encode.
+                nodes.append("  first_image: {type: vae_decode, vae: !ref \(vae), latent: !ref generated}")
+                var picture = "first_image"
+                if second.method == "model" {
+                    nodes.append("  hires_model: {type: load_upscaler, path: !param hires_upscaler_model}")
+                    nodes.append("  model_upscaled: {type: upscale_image, upscaler: !ref hires_model, image: !ref first_image}")
+                    picture = "model_upscaled"
+                }
+                nodes.append("  resized: {type: resize_image, image: !ref \(picture), width: !param hires_width, height: !param hires_height, mode: fill"
+                             + (second.method == "model" ? "" : ", filter: !param hires_upscaler") + "}")
+                nodes.append("  upscaled: {type: vae_encode, vae: !ref \(vae), image: !ref resized}")
+            } else {
+                nodes.append("  upscaled: {type: upscale_latent, latent: !ref generated, vae: !ref \(vae), width: !param hires_width, "
+                             + "height: !param hires_height, method: !param hires_upscaler}")
+            }
             var refine = denoise.filter { !$0.contains("latent:") && !$0.contains("steps:") && !$0.contains("strength:") }
             refine += ["    latent: !ref upscaled", "    steps: !param hires_steps", "    strength: !param hires_strength"]
             nodes.append("  hires:\n" + refine.joined(separator: "\n"))

@@ -68,10 +68,22 @@ import WorkflowEngine
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
         let image = try ImageFile.read(folder.file("hires.png"))
         #expect(image.width == 64 && image.height == 48)
-        // An upscaler model is not mapped yet: the first pass only, and a note that says so.
+        // An upscaler model: the hires fix in image space, the model's file given with --set; it runs.
         let esrgan = A1111Import(try #require(A1111Parameters(text: expected["hires.webp"]!.text.replacingOccurrences(
             of: "Hires upscaler: Latent", with: "Hires upscaler: R-ESRGAN 4x+"))), source: "hires.webp")
-        #expect(esrgan.notes.contains { $0.contains("'R-ESRGAN 4x+' not mapped") } && !esrgan.yaml.contains("upscale_latent"))
+        #expect(esrgan.notes.contains { $0.contains("'R-ESRGAN 4x+'") && $0.contains("--set hires_upscaler_model=") })
+        #expect(!esrgan.yaml.contains("upscale_latent") && esrgan.yaml.contains("type: load_upscaler") && esrgan.yaml.contains("type: upscale_image"))
+        try esrgan.yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        let withModel = overrides.merging(["hires_upscaler_model": Fixtures.path("upscalers/compact-x2.safetensors"), "output": folder.file("esrgan.png")]) { $1 }
+        let esrganGraph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(), overrides: withModel, currentDirectory: folder.path)
+        let esrganReport = Executor(graph: esrganGraph, options: Executor.Options(cache: nil)).run()
+        #expect(esrganReport.succeeded, "\(esrganReport.nodes.flatMap(\.errors))")
+        let esrganImage = try ImageFile.read(folder.file("esrgan.png"))
+        #expect(esrganImage.width == 64 && esrganImage.height == 48)
+        // A plain resize (Lanczos) needs no file.
+        let lanczos = A1111Import(try #require(A1111Parameters(text: expected["hires.webp"]!.text.replacingOccurrences(
+            of: "Hires upscaler: Latent", with: "Hires upscaler: Lanczos"))), source: "hires.webp")
+        #expect(lanczos.yaml.contains("hires_upscaler: lanczos") && lanczos.yaml.contains("type: resize_image") && !lanczos.yaml.contains("load_upscaler"))
     }
 
     @Test func runsAnA1111ImageWithTheModelAndLoRAGiven() throws {

@@ -66,6 +66,30 @@ import WorkflowEngine
         #expect(try ImageFile.read(folder.file("up/photo_3.png")).width == 128)
     }
 
+    /// hires-fix-upscaler.yaml: the first pass decoded, upscaled by an upscaler model (the tiny 2x SRVGGNetCompact
+    /// and the 4x RRDBNet in tiles, resized to the 2x asked for), encoded and denoised again. A changed upscaler
+    /// file reruns the picture's upscale and what follows, not the first pass.
+    @Test func hiresFixInImageSpaceWithAnUpscalerModel() throws {
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let base = ["width": "32", "height": "24", "hires_steps": "3"]
+        let compact = try run("hires-fix-upscaler.yaml", tinyOverrides(base.merging(["upscaler": Fixtures.path("upscalers/compact-x2.safetensors"),
+                                                                                     "output": folder.file("out/compact.png")]) { $1 }), cache: cache)
+        #expect(compact.succeeded, "\(compact.nodes.flatMap(\.errors))")
+        let image = try ImageFile.read(folder.file("out/compact.png"))
+        #expect(image.width == 64 && image.height == 48)
+        let rrdb = try run("hires-fix-upscaler.yaml", tinyOverrides(base.merging(["upscaler": Fixtures.path("upscalers/esrgan-x4-new.pth"),
+                                                                                  "output": folder.file("out/rrdb.png")]) { $1 }), cache: cache)
+        #expect(rrdb.succeeded, "\(rrdb.nodes.flatMap(\.errors))")
+        #expect(Set(rrdb.executedNodes).isSuperset(of: ["upscaler", "larger", "encoded", "second"]) && !rrdb.executedNodes.contains("first"),
+                "\(rrdb.executedNodes)")
+        #expect(try ImageFile.read(folder.file("out/rrdb.png")).width == 64)
+        // Not an upscaler: an error naming the file, before anything is written.
+        let wrong = try run("hires-fix-upscaler.yaml", tinyOverrides(base.merging(["upscaler": Fixtures.path("upscalers/unknown-arch.safetensors"),
+                                                                                   "output": folder.file("out/wrong.png")]) { $1 }), cache: cache)
+        #expect(!wrong.succeeded && wrong.nodes.flatMap(\.errors).joined().contains("unknown-arch.safetensors"))
+        #expect(!FileManager.default.fileExists(atPath: folder.file("out/wrong.png")))
+    }
+
     /// hires-fix.yaml: the first pass's latent upscaled 2x and denoised again gives an image twice the size;
     /// the tiled VAE (forced on, tiles smaller than the image) decodes it to the same size, close to the untiled pass.
     @Test func hiresFixDoublesTheSizeAndTheTiledDecoderAgrees() throws {
