@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [--seconds S | --runs N] [--keep-going] [TARGET...]
 #
-# Targets (Fuzz/Harnesses/Harnesses.swift): png jpeg safetensors checkpoint workflow rerun plugin
+# Targets (Fuzz/Harnesses/Harnesses.swift): png jpeg safetensors checkpoint workflow rerun plugin pickle
 # (default: all). Each runs for S seconds (default 20) or N executions, one after another, starting
 # from the seeds (Fuzz/corpus/TARGET plus the test fixtures) and the corpus kept from earlier runs
 # in .build-fuzz/corpus/TARGET. A crash, sanitizer report, timeout (10 s) or memory blow-up
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(png jpeg safetensors checkpoint workflow rerun plugin)
+all=(png jpeg safetensors checkpoint workflow rerun plugin pickle)
 limit=(-max_total_time=20)
 keep_going=0
 targets=()
@@ -54,6 +54,7 @@ seeds() {
         safetensors) cp Tests/Fixtures/dtypes.safetensors "$dir"/ ;;
         checkpoint) cp Tests/Fixtures/fuzz/checkpoint-*.json "$dir"/ ;;
         workflow) cp workflows/*.yaml "$dir"/ ;;
+        pickle) cp Tests/Fixtures/pickle/*.p* Tests/Fixtures/embeddings/pickled.pt Tests/Fixtures/upscalers/*.pth "$dir"/ ;;
     esac
     echo "$dir"
 }

@@ -21,6 +21,9 @@ import WorkflowEngine
 //   workflow     Workflow.parse and Graph validation against the built-in nodes
 //   rerun        Workflow.load of the bytes as a PNG written by save_image (its metadata chunks)
 //   plugin       a plugin's pack description built from the bytes, read by PluginLoader.read
+//   pickle       TorchCheckpoint.read on the bytes as a file (a ZIP archive, or else a legacy stream; bytes
+//                without the legacy magic are wrapped as a legacy file's object pickle), then
+//                every tensor read as float32
 
 /// A harness: takes one input.
 typealias Harness = @Sendable (UnsafeRawBufferPointer) -> Void
@@ -28,7 +31,7 @@ typealias Harness = @Sendable (UnsafeRawBufferPointer) -> Void
 let harnesses: [String: Harness] = [
     "png": decodeImage(signature: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]), "jpeg": decodeImage(signature: [0xFF, 0xD8, 0xFF]),
     "safetensors": readSafeTensors, "checkpoint": loadCheckpoint,
-    "workflow": validateWorkflow, "rerun": rerunImage, "plugin": readPluginDescription,
+    "workflow": validateWorkflow, "rerun": rerunImage, "plugin": readPluginDescription, "pickle": readPickle,
 ]
 
 nonisolated(unsafe) var selected: Harness?
@@ -200,4 +203,17 @@ func readPluginDescription(_ input: UnsafeRawBufferPointer) {
     try? registry.register(ImageNodes.pack)
     try? registry.register(read)
     withExtendedLifetime(arena) {}
+}
+
+/// A PyTorch checkpoint through the restricted unpickler.
+@Sendable func readPickle(_ input: UnsafeRawBufferPointer) {
+    var data = Data(input)
+    if !TorchCheckpoint.recognises(data) {
+        // A bare pickle: the object of a legacy file (magic, protocol 1001, system info {}, the
+        // object, storage keys [] and nothing after), so that every input reaches the unpickler.
+        data = Data([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E,
+                     0x80, 0x02, 0x4D, 0xE9, 0x03, 0x2E, 0x80, 0x02, 0x7D, 0x2E]) + data
+    }
+    guard let file = try? TorchCheckpoint.read(path: writeScratch(data, suffix: ".pth")) else { return }
+    for name in file.names { _ = try? file.tensor(name) }
 }

@@ -44,11 +44,11 @@ import Testing
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         do {
             // The .pkl files are bare pickles: run them as a legacy file's object would be.
-            _ = name.hasSuffix(".pth") ? try TorchCheckpoint.read(path: path) : try TorchCheckpoint.read(bytes: legacyWrapped(data), path: path)
+            _ = try TorchCheckpoint.read(path: name.hasSuffix(".pth") ? path : legacyWrapped(data, as: path))
             Issue.record("\(name) was accepted")
         } catch let error as TorchCheckpointError {
             guard case let .refused(where_, reason) = error else { Issue.record("\(name): \(error) is not a refusal"); return }
-            #expect(where_ == path && reason.contains("weights_only"), "\(error)")
+            #expect(where_.hasSuffix(name) && reason.contains("weights_only"), "\(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: "/tmp/sdflow-pwned"))
     }
@@ -59,26 +59,33 @@ import Testing
     func corruptFilesAreErrors(name: String) throws {
         let path = folder + "/" + name
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        #expect { _ = name.hasSuffix(".pth") ? try TorchCheckpoint.read(path: path) : try TorchCheckpoint.read(bytes: legacyWrapped(data), path: path) }
-            throws: { "\($0)".contains(path) }
+        let file = name.hasSuffix(".pth") ? path : try legacyWrapped(data, as: path)
+        #expect { _ = try TorchCheckpoint.read(path: file) } throws: { "\($0)".contains(file) }
     }
 
-    /// Every prefix of a good file fails cleanly.
-    @Test func truncatedLegacyFilesAreErrors() throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/legacy.pth"))
+    /// Every prefix of a good file fails cleanly, in both layouts; so do the fuzzers' findings.
+    @Test(arguments: ["legacy.pth", "zip-f32.pth"])
+    func truncatedFilesAreErrors(name: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))
+        let path = temporary.file("truncated.pth")
         for length in stride(from: 0, to: data.count, by: Swift.max(1, data.count / 97)) {
-            #expect(throws: (any Error).self) { _ = try TorchCheckpoint.read(bytes: data.prefix(length), path: "legacy.pth") }
+            try data.prefix(length).write(to: URL(fileURLWithPath: path))
+            #expect(throws: (any Error).self) { _ = try SafeTensorsFile.weights(path: path) }
         }
+        #expect(throws: (any Error).self) { _ = try SafeTensorsFile.weights(path: Fixtures.path("fuzz/pickle-zip-memoryfile.pth")) }
     }
 
     /// A bare pickle as the object of a legacy file (magic, protocol 1001, system info, the object,
-    /// no storage keys), so that it reaches the unpickler as a real file's pickle would.
-    func legacyWrapped(_ pickle: Data) -> Data {
+    /// no storage keys), so that it reaches the unpickler as a real file's pickle would; written
+    /// to a file named after `original`.
+    func legacyWrapped(_ pickle: Data, as original: String) throws -> String {
         var data = Data([0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E])  // magic number
         data += [0x80, 0x02, 0x4D, 0xE9, 0x03, 0x2E]  // protocol version 1001
         data += [0x80, 0x02, 0x7D, 0x2E]  // system info: {}
         data += pickle
         data += [0x80, 0x02, 0x5D, 0x2E]  // storage keys: []
-        return data
+        let path = temporary.file(URL(fileURLWithPath: original).lastPathComponent)
+        try data.write(to: URL(fileURLWithPath: path))
+        return path
     }
 }

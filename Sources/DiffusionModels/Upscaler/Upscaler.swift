@@ -137,7 +137,8 @@ public struct Upscaler: Sendable {
         // Convolutions at 0, 3, 6, ..., 3U, 3U + 2, 3U + 4 for U 2x steps (an x3 file, with one 3x step, has other places).
         let convs = Set(top).sorted()
         let steps = convs.count - 3
-        guard steps >= 0, convs == [0] + (0..<steps).map { 3 * ($0 + 1) } + [3 * steps + 2, 3 * steps + 4] else {
+        let expected = [0] + (0..<Swift.max(steps, 0)).map { 3 * ($0 + 1) } + [3 * steps + 2, 3 * steps + 4]
+        guard steps >= 0, convs == expected else {
             throw CheckpointError.unsupportedModel(path: path, reason: "an ESRGAN file whose model.N layers are not 2x upsampling steps "
                                                    + "(model.\(convs.map(String.init).joined(separator: ", model."))); x3 ESRGANs are not supported")
         }

@@ -49,20 +49,6 @@ public enum TorchCheckpoint {
         return try readArchive(archive, path: path)
     }
 
-    /// Reads a checkpoint held in memory (`path` names it in messages).
-    public static func read(bytes data: Data, path: String) throws -> SafeTensorsFile {
-        if data.starts(with: legacyMagic) {
-            return try data.withUnsafeBytes { try readLegacy($0, path: path) }
-        }
-        let archive: Archive
-        do {
-            archive = try Archive(data: data, accessMode: .read)
-        } catch {
-            throw TorchCheckpointError.corrupt(path: path, reason: "neither a ZIP archive nor a legacy pickle (\(error))")
-        }
-        return try readArchive(archive, path: path)
-    }
-
     /// The first pickle of a legacy file: protocol 2, the LONG1 0x1950a86a20f9469cfc6c, STOP.
     static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E]
 
@@ -90,6 +76,10 @@ public enum TorchCheckpoint {
         return try materialise(unpickler, root: root, path: path) { key, body in
             guard let entry = archive[prefix + "data/" + key] else {
                 throw TorchCheckpointError.corrupt(path: path, reason: "storage '\(key)' has no \(prefix)data/\(key) in the archive")
+            }
+            let needed = unpickler.storages.filter { $0.key == key }.map { ($0.offset + $0.count) * $0.dtype.size }.max() ?? 0
+            guard entry.uncompressedSize <= UInt64(needed) + 4096 else {
+                throw TorchCheckpointError.corrupt(path: path, reason: "\(entry.path) holds \(entry.uncompressedSize) bytes for a storage of \(needed)")
             }
             try extract(archive, entry, path: path).withUnsafeBytes { try body($0) }
         }
@@ -217,6 +207,17 @@ public enum TorchCheckpoint {
                 throw TorchCheckpointError.corrupt(path: path, reason: "tensor '\(name)' of shape \(view.shape) is larger than its storage of \(storage.count) elements")
             }
             entries.append(.init(name: name, dtype: storage.dtype, shape: view.shape, byteCount: count * storage.dtype.size))
+        }
+        // Views of one storage may repeat it (tied weights), but not without bound: a small crafted file
+        // must not ask for gigabytes.
+        var storageBytes: [String: Int] = [:]
+        for (_, index) in weights {
+            let storage = unpickler.storages[unpickler.tensors[index].storage]
+            storageBytes[storage.key] = Swift.max(storageBytes[storage.key] ?? 0, (storage.offset + storage.count) * storage.dtype.size)
+        }
+        let total = entries.reduce(0) { $0 + $1.byteCount }
+        guard total <= 4 * storageBytes.values.reduce(0, +) + (1 << 20) else {
+            throw TorchCheckpointError.corrupt(path: path, reason: "its tensors repeat their storages more than four times over (\(total) bytes)")
         }
         let layout = try SafeTensorsWriter.layout(entries)
         let file = try MappedFile(anonymousSize: layout.fileSize, path: path) { out in
