@@ -257,7 +257,7 @@ struct VAEEncode: Node {
             let shape = [1, vae.latentChannels, image.height / factor, image.width / factor]
             noise = TorchGenerator(seed: UInt64(try context.int("seed"))).randn(shape)
         }
-        let tiling = try VAETilingParameters.tiling(context, vae: vae, pixels: image.width * image.height)
+        let tiling = try VAETilingParameters.tiling(context, vae: vae, width: image.width, height: image.height)
         let latent = vae.encode(input, noise: noise, tiling: tiling)
         try requireFinite(latent, "the VAE encoder's latents", weights: "VAE encoder")
         return ["latent": .latent(latent)]
@@ -282,7 +282,7 @@ struct VAEDecode: Node {
             throw NodeError.invalidInput("the latent has shape \(latent.shape); this VAE decodes (N, \(vae.latentChannels), h, w)")
         }
         let f = vae.downsamplingFactor
-        let tiling = try VAETilingParameters.tiling(context, vae: vae, pixels: latent.shape[2] * f * latent.shape[3] * f)
+        let tiling = try VAETilingParameters.tiling(context, vae: vae, width: latent.shape[3] * f, height: latent.shape[2] * f)
         let decoded = vae.decode(latent.slice(0..<1), tiling: tiling)
         try requireFinite(decoded, "the VAE decoder's image", weights: "VAE decoder (or the latents given to it)")
         return ["image": .image(Image(modelOutput: decoded))]
@@ -301,9 +301,15 @@ enum VAETilingParameters {
               help: "pixels neighbouring tiles share and blend over (a multiple of 8, less than tile_size; diffusers: 128)"),
     ]
 
-    /// The tiling to use for an image of `pixels` pixels, or nil to process it whole.
-    static func tiling(_ context: NodeContext, vae: any LatentAutoencoder, pixels: Int) throws -> VAETiling? {
-        guard try tilesRequested(context, pixels: pixels) else { return nil }
+    /// The tiling to use for a `width` x `height` image, or nil to process it whole; an image too big
+    /// for the memory left is refused before any work when it is not to be tiled.
+    static func tiling(_ context: NodeContext, vae: any LatentAutoencoder, width: Int, height: Int) throws -> VAETiling? {
+        guard try tilesRequested(context, pixels: width * height) else {
+            if let problem = VAETiling.untiledProblem(vae, width: width, height: height, available: SystemMemory.available()) {
+                throw NodeError.invalidInput(problem)
+            }
+            return nil
+        }
         let tiling = VAETiling(tileSize: try context.int("tile_size"), overlap: try context.int("tile_overlap"))
         if let problem = tiling.problem(downscale: vae.downsamplingFactor) { throw NodeError.invalidInput(problem) }
         return tiling

@@ -107,4 +107,16 @@ import Testing
         #expect(VAETiling(tileSize: 512, overlap: 100).problem(downscale: 8)?.contains("overlap 100") == true)
         #expect(VAETiling(tileSize: 512, overlap: 512).problem(downscale: 8)?.contains("not less than") == true)
     }
+
+    /// An image too big to process whole in the memory left is refused before any work, with the
+    /// memory it would need and the setting that makes it fit.
+    @Test func untiledImagesTooBigForMemoryAreRefused() throws {
+        let vae = try Checkpoint(path: TinyModel.folder).loadVAE()  // 16 channels at full size
+        let problem = VAETiling.untiledProblem(vae, width: 4032, height: 3024, available: 1_000_000_000)
+        #expect(problem?.contains("4032x3024") == true && problem?.contains("5.9 GB") == true && problem?.contains("tiled: auto or on") == true,
+                "\(problem ?? "nil")")
+        #expect(VAETiling.untiledProblem(vae, width: 64, height: 64, available: 1_000_000_000) == nil)
+        #expect(VAETiling.untiledProblem(vae, width: 4032, height: 3024, available: nil) == nil)
+        #expect((SystemMemory.available() ?? 0) > 0)
+    }
 }

@@ -40,6 +40,16 @@ public struct VAETiling: Sendable, Equatable, Hashable {
         return plan.fitsOneTile ? body(input) : plan.map(input, scale: scale, body)
     }
 
+    /// Why `vae` should not process a `width` x `height` image whole with `available` bytes of memory
+    /// (the pass would need more than that), or nil.
+    public static func untiledProblem(_ vae: any LatentAutoencoder, width: Int, height: Int, available: Int?) -> String? {
+        let needed = vae.untiledBytes(pixels: width * height)
+        guard let available, needed > available else { return nil }
+        func gigabytes(_ n: Int) -> String { String(format: "%.1f GB", Double(n) / 1e9) }
+        return "a \(width)x\(height) image untiled needs about \(gigabytes(needed)) of memory and \(gigabytes(available)) is available: "
+            + "set tiled: auto or on (tiles of tile_size pixels take memory by the tile, not the image)"
+    }
+
     /// The images that sdflow tiles when a workflow leaves it to decide (`tiled: auto`, for the VAE
     /// and the UNet): above this many pixels the untiled pass's memory and time grow faster than the
     /// pixels (attention is quadratic in them), so tiling is both smaller and faster.
