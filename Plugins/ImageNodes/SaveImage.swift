@@ -10,7 +10,9 @@ import NodeKit
 struct SaveImage: FileWritingNode {
     static let description = NodeDescription(
         name: "save_image", summary: "Save an image as PNG or JPEG (by the path's extension), with the workflow in its metadata.",
-        inputs: [.init("image", .image, help: "the image to save")],
+        inputs: [.init("image", .image, help: "the image to save"),
+                 .init("source", .image, optional: true,
+                       help: "the photo the image was made from: its ICC colour profile and EXIF go into the file (when the image has none of its own)")],
         parameters: [
             .init("path", .outputPath,
                   help: "where to write; may use {stem} (source file name), {index}, {seed} and {node}, e.g. out/{stem}-{seed}.png; {index:04} pads"),
@@ -22,6 +24,7 @@ struct SaveImage: FileWritingNode {
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         var image = try context.image("image")
+        if image.embedded.isEmpty, let source = context.input("source")?.imageValue { image.embedded = source.embedded }
         let info = context.runInfo
         let path = try PathTemplate.outputPath(try context.string("path"), context: context)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path

@@ -85,4 +85,25 @@ public enum ExifText {
         }
         return String(decoding: text, as: UTF8.self).trimmingCharacters(in: CharacterSet(charactersIn: "\0"))
     }
+
+    /// The EXIF data `tiff` (TIFF header first) with its orientation (tag 0x0112 of IFD0) set to
+    /// 1, for pixels already turned upright; unchanged when it has none or is not readable.
+    public static func uprighted(_ tiff: Data) -> Data {
+        var t = [UInt8](tiff)
+        guard t.count >= 8, t[0] == t[1], t[0] == 0x49 || t[0] == 0x4D else { return tiff }
+        let little = t[0] == 0x49
+        func u16(_ at: Int) -> Int? {
+            guard at >= 0, at + 2 <= t.count else { return nil }
+            return little ? Int(t[at]) | Int(t[at + 1]) << 8 : Int(t[at]) << 8 | Int(t[at + 1])
+        }
+        guard let lo = u16(little ? 4 : 6), let hi = u16(little ? 6 : 4), let count = u16(lo | hi << 16), count < 1000 else { return tiff }
+        let ifd0 = lo | hi << 16
+        for k in 0..<count {
+            let entry = ifd0 + 2 + 12 * k
+            guard u16(entry) == 0x0112, u16(entry + 2) == 3, entry + 10 <= t.count else { continue }  // SHORT
+            (t[entry + 8], t[entry + 9]) = little ? (1, 0) : (0, 1)
+            return Data(t)
+        }
+        return tiff
+    }
 }

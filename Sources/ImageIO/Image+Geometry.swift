@@ -35,7 +35,7 @@ extension Image {
                 for ch in 0..<c { dst[ch * outPlane + y * width + x] = src[ch * inPlane + sy * inWidth + sx] }
             }
         }
-        return Image(pixels: out, metadata: metadata, bitDepth: bitDepth)
+        return Image(pixels: out, metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     /// The image turned upright for an EXIF orientation (1-8), as Pillow's `ImageOps.exif_transpose`.

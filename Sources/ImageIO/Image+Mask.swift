@@ -12,12 +12,12 @@ extension Image {
 
     /// 1 where the value is at least `level`, else 0 (diffusers binarises inpainting masks at 0.5).
     public func thresholded(_ level: Float = 0.5) -> Image {
-        Image(pixels: pixels.map { $0 >= level ? 1 : 0 }, metadata: metadata, bitDepth: bitDepth)
+        Image(pixels: pixels.map { $0 >= level ? 1 : 0 }, metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     /// 1 - value.
     public func inverted() -> Image {
-        Image(pixels: pixels.map { 1 - $0 }, metadata: metadata, bitDepth: bitDepth)
+        Image(pixels: pixels.map { 1 - $0 }, metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     /// Grows (radius > 0, a maximum filter) or shrinks (radius < 0, a minimum filter) the bright
@@ -27,7 +27,7 @@ extension Image {
         let r = abs(radius)
         let pick: (Float, Float) -> Float = radius > 0 ? { Swift.max($0, $1) } : { Swift.min($0, $1) }
         let horizontal = Image.slide(pixels, radius: r, horizontal: true, combine: pick)
-        return Image(pixels: Image.slide(horizontal, radius: r, horizontal: false, combine: pick), metadata: metadata, bitDepth: bitDepth)
+        return Image(pixels: Image.slide(horizontal, radius: r, horizontal: false, combine: pick), metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     private static func slide(_ t: Tensor, radius: Int, horizontal: Bool, combine: @escaping (Float, Float) -> Float) -> Tensor {
@@ -64,7 +64,7 @@ extension Image {
         let total = kernel.reduce(0, +)
         kernel = kernel.map { $0 / total }
         let horizontal = Image.convolve(pixels, kernel: kernel, horizontal: true)
-        return Image(pixels: Image.convolve(horizontal, kernel: kernel, horizontal: false), metadata: metadata, bitDepth: bitDepth)
+        return Image(pixels: Image.convolve(horizontal, kernel: kernel, horizontal: false), metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     private static func convolve(_ t: Tensor, kernel: [Float], horizontal: Bool) -> Tensor {
@@ -108,7 +108,7 @@ extension Image {
                 for ch in 0..<c { dst[ch * plane + i] = fg[ch * plane + i] * a + bg[ch * plane + i] * (1 - a) }
             }
         }
-        return Image(pixels: out, metadata: background.metadata, bitDepth: background.bitDepth)
+        return Image(pixels: out, metadata: background.metadata, bitDepth: background.bitDepth, embedded: background.embedded)
     }
 }
 

@@ -70,7 +70,7 @@ extension Image {
         if newHeight != height {
             planes = Image.resample(planes, axisLength: height, newLength: newHeight, horizontal: false, filter: filter)
         }
-        return Image(pixels: planes, metadata: metadata, bitDepth: bitDepth)
+        return Image(pixels: planes, metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     /// Resizes to the target by `mode`.

@@ -1,3 +1,4 @@
+import Foundation
 import TensorCore
 
 /// An image: float samples in [0, 1], planar (C, H, W), with C = 1 (gray), 2 (gray + alpha),
@@ -11,12 +12,30 @@ public struct Image: Sendable {
     public var metadata: [String: String]
     /// Bits per sample of the file the image came from (8 or 16); 16-bit PNGs are written back as 16-bit.
     public var bitDepth: Int
+    /// The colour profile and EXIF of the file the image came from, written into the files made from it.
+    public var embedded: Embedded
 
-    public init(pixels: Tensor, metadata: [String: String] = [:], bitDepth: Int = 8) {
+    /// What a photo's file carries besides pixels and text: its ICC colour profile (how its RGB
+    /// values are meant) and its EXIF (camera, date, ...; the orientation set to 1, since the pixels
+    /// are turned upright when read).
+    public struct Embedded: Sendable, Equatable {
+        public var iccProfile: Data?
+        public var exif: Data?
+
+        public init(iccProfile: Data? = nil, exif: Data? = nil) {
+            self.iccProfile = iccProfile
+            self.exif = exif
+        }
+
+        public var isEmpty: Bool { iccProfile == nil && exif == nil }
+    }
+
+    public init(pixels: Tensor, metadata: [String: String] = [:], bitDepth: Int = 8, embedded: Embedded = Embedded()) {
         precondition(pixels.rank == 3 && (1...4).contains(pixels.shape[0]), "Image needs (C, H, W) pixels with 1-4 channels, got \(pixels.shape)")
         self.pixels = pixels
         self.metadata = metadata
         self.bitDepth = bitDepth
+        self.embedded = embedded
     }
 
     /// A blank image of one value.
@@ -43,23 +62,23 @@ extension Image {
     public func rgb() -> Image {
         switch channels {
         case 3: return self
-        case 4: return Image(pixels: pixels.slice(0..<3).copied(), metadata: metadata, bitDepth: bitDepth)
+        case 4: return Image(pixels: pixels.slice(0..<3).copied(), metadata: metadata, bitDepth: bitDepth, embedded: embedded)
         default:
             let gray = pixels.slice(0..<1)
-            return Image(pixels: Tensor.concatenate([gray, gray, gray], axis: 0), metadata: metadata, bitDepth: bitDepth)
+            return Image(pixels: Tensor.concatenate([gray, gray, gray], axis: 0), metadata: metadata, bitDepth: bitDepth, embedded: embedded)
         }
     }
 
     /// The image as one-channel luminance, L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2, as Pillow's `convert("L")`).
     public func luminance() -> Image {
-        if channels <= 2 { return Image(pixels: pixels.slice(0..<1).copied(), metadata: metadata, bitDepth: bitDepth) }
+        if channels <= 2 { return Image(pixels: pixels.slice(0..<1).copied(), metadata: metadata, bitDepth: bitDepth, embedded: embedded) }
         let plane = width * height
         var out = Tensor(uninitialized: [1, height, width])
         let src = pixels.pointer, dst = out.mutablePointer()
         Parallel.forRanges(plane, minimumPerThread: 1 << 14) { range in
             for i in range { dst[i] = 0.299 * src[i] + 0.587 * src[plane + i] + 0.114 * src[2 * plane + i] }
         }
-        return Image(pixels: out, metadata: metadata, bitDepth: bitDepth)
+        return Image(pixels: out, metadata: metadata, bitDepth: bitDepth, embedded: embedded)
     }
 
     /// The alpha channel, or nil when the image has none.

@@ -42,7 +42,7 @@ public enum ImageFile {
 
     // MARK: - Reading
 
-    /// Reads and decodes an image file; JPEG EXIF orientation is applied.
+    /// Reads and decodes an image file; JPEG EXIF orientation is applied; the ICC profile and EXIF are kept in `embedded`.
     public static func read(_ path: String, maximumPixels: Int = defaultMaximumPixels) throws -> Image {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
@@ -82,6 +82,8 @@ public enum ImageFile {
         }
         var image = planarImage(decoded)
         image.metadata = texts(decoded)
+        if let icc = decoded.icc, decoded.icc_size > 0 { image.embedded.iccProfile = Data(bytes: icc, count: decoded.icc_size) }
+        if let exif = decoded.exif, decoded.exif_size > 0 { image.embedded.exif = ExifText.uprighted(Data(bytes: exif, count: decoded.exif_size)) }
         return image.oriented(exif: Int(decoded.orientation))
     }
 
@@ -147,7 +149,10 @@ public enum ImageFile {
         var size = 0
         var message = [CChar](repeating: 0, count: Int(SDF_ERROR_SIZE))
         let status = interleaved.withUnsafeBytes { raw in
-            sdf_png_encode(raw.baseAddress, Int32(w), Int32(h), Int32(c), Int32(bytes), &chunks, Int32(chunks.count), &output, &size, &message)
+            withEmbedded(image.embedded) { embedded in
+                sdf_png_encode(raw.baseAddress, Int32(w), Int32(h), Int32(c), Int32(bytes), &chunks, Int32(chunks.count), embedded,
+                               &output, &size, &message)
+            }
         }
         guard status == 0, let output else {
             throw Error(path: "PNG", reason: messageText(message))
@@ -167,19 +172,31 @@ public enum ImageFile {
         var output: UnsafeMutablePointer<UInt8>?
         var size = 0
         var message = [CChar](repeating: 0, count: Int(SDF_ERROR_SIZE))
-        let status = sdf_jpeg_encode(interleaved, Int32(w), Int32(h), Int32(c), Int32(quality), &output, &size, &message)
+        let status = withEmbedded(image.embedded) { sdf_jpeg_encode(interleaved, Int32(w), Int32(h), Int32(c), Int32(quality), $0, &output, &size, &message) }
         guard status == 0, let output else { throw Error(path: "JPEG", reason: messageText(message)) }
         defer { free(output) }
         return Data(bytes: output, count: size)
     }
 
-    /// Encodes by the path's extension (.png, .jpg/.jpeg) and writes atomically: a crash or
-    /// Ctrl-C never leaves half a file.
+    /// `body` with the C view of `embedded` (valid only inside it).
+    private static func withEmbedded<T>(_ embedded: Image.Embedded, _ body: (UnsafePointer<sdf_embedded>) -> T) -> T {
+        let icc = embedded.iccProfile ?? Data(), exif = embedded.exif ?? Data()
+        return icc.withUnsafeBytes { iccBytes in
+            exif.withUnsafeBytes { exifBytes in
+                var view = sdf_embedded(icc: iccBytes.bindMemory(to: UInt8.self).baseAddress, icc_size: iccBytes.count,
+                                        exif: exifBytes.bindMemory(to: UInt8.self).baseAddress, exif_size: exifBytes.count)
+                return body(&view)
+            }
+        }
+    }
+
     /// The text of a C codec's NUL-terminated message buffer.
     private static func messageText(_ message: [CChar]) -> String {
         String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Encodes by the path's extension (.png, .jpg/.jpeg) and writes atomically: a crash or
+    /// Ctrl-C never leaves half a file. The image's ICC profile and EXIF go into the file.
     public static func write(_ image: Image, to path: String, text: [(key: String, value: String)] = [], quality: Int = 95) throws {
         let ext = URL(fileURLWithPath: path).pathExtension
         guard let format = Format(pathExtension: ext) else {

@@ -99,7 +99,10 @@ public final class ResultCache: @unchecked Sendable {
             let kind = if case .image = value { "image" } else { "mask" }
             let meta = (try? JSONSerialization.data(withJSONObject: image.metadata, options: [.sortedKeys]))
                 .flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
-            return (["value": image.pixels], ["sdflow.type": kind, "sdflow.bitDepth": String(image.bitDepth), "sdflow.metadata": meta])
+            var fields = ["sdflow.type": kind, "sdflow.bitDepth": String(image.bitDepth), "sdflow.metadata": meta]
+            fields["sdflow.icc"] = image.embedded.iccProfile?.base64EncodedString()
+            fields["sdflow.exif"] = image.embedded.exif?.base64EncodedString()
+            return (["value": image.pixels], fields)
         case .latent(let t): return (["value": t], ["sdflow.type": "latent"])
         case .conditioning(let t): return (["value": t], ["sdflow.type": "conditioning"])
         case .tensor(let t): return (["value": t], ["sdflow.type": "tensor"])
@@ -125,7 +128,9 @@ public final class ResultCache: @unchecked Sendable {
             guard let pixels = value, pixels.rank == 3 else { throw DecodeError(description: "no pixels") }
             let meta = file.metadata["sdflow.metadata"].flatMap { $0.data(using: .utf8) }
                 .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: String] } ?? [:]
-            let image = Image(pixels: pixels, metadata: meta, bitDepth: Int(file.metadata["sdflow.bitDepth"] ?? "8") ?? 8)
+            let embedded = Image.Embedded(iccProfile: file.metadata["sdflow.icc"].flatMap { Data(base64Encoded: $0) },
+                                          exif: file.metadata["sdflow.exif"].flatMap { Data(base64Encoded: $0) })
+            let image = Image(pixels: pixels, metadata: meta, bitDepth: Int(file.metadata["sdflow.bitDepth"] ?? "8") ?? 8, embedded: embedded)
             return file.metadata["sdflow.type"] == "image" ? .image(image) : .mask(image)
         case "latent": if let value { return .latent(value) }
         case "conditioning": if let value { return .conditioning(value) }

@@ -71,6 +71,61 @@ import Testing
     }
 }
 
+/// A photo's ICC colour profile and EXIF carried from the file read to the files written
+/// (Tests/Fixtures/images/profile*, written by tools/reference/fixtures_profiles.py with Pillow).
+@Suite struct EmbeddedMetadataTests {
+    let folder = TemporaryFolder()
+    let icc = try! Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/profile.icc")))
+
+    /// The EXIF orientation (tag 0x0112) and the camera model (0x0110) in EXIF data, by a plain scan.
+    func orientationAndModel(_ exif: Data?) -> (Int?, Bool) {
+        guard let t = exif.map(Array.init), t.count > 8 else { return (nil, false) }
+        let little = t[0] == 0x49
+        func u16(_ i: Int) -> Int { little ? Int(t[i]) | Int(t[i + 1]) << 8 : Int(t[i]) << 8 | Int(t[i + 1]) }
+        let ifd = little ? u16(4) | u16(6) << 16 : u16(6) | u16(4) << 16
+        var orientation: Int?
+        var model = false
+        for k in 0..<u16(ifd) {
+            let entry = ifd + 2 + 12 * k
+            if u16(entry) == 0x0112 { orientation = u16(entry + 8) }
+            if u16(entry) == 0x0110 { model = true }
+        }
+        return (orientation, model && String(decoding: t, as: UTF8.self).contains("sdflow test"))
+    }
+
+    /// A phone-style JPEG (orientation 6): turned upright when read, its profile and EXIF (orientation
+    /// now 1, the rest kept) written into the JPEG and the PNG made from it.
+    @Test func jpegProfileAndExifCarryOver() throws {
+        let photo = try ImageFile.read(Fixtures.path("images/profile.jpg"))
+        #expect(photo.width == 11 && photo.height == 17)  // stored 17x11, rotated 90 degrees
+        #expect(photo.embedded.iccProfile == icc)
+        #expect(orientationAndModel(photo.embedded.exif) == (1, true))
+        for ext in ["jpg", "png"] {
+            let path = folder.file("out." + ext)
+            try ImageFile.write(photo, to: path, quality: 90)
+            let back = try ImageFile.read(path)
+            #expect(back.embedded == photo.embedded, "\(ext)")
+            #expect(back.width == 11 && back.height == 17, "\(ext): not rotated again")
+        }
+        // What an edit makes keeps them; a new image has none.
+        #expect(photo.resized(toWidth: 5, height: 8, mode: .exact, filter: .lanczos).embedded == photo.embedded)
+        #expect(Image(width: 4, height: 4, channels: 3).embedded.isEmpty)
+    }
+
+    /// A 16-bit PNG with iCCP and eXIf round-trips exactly: every sample, the profile and the EXIF.
+    @Test func sixteenBitPNGWithProfileRoundTrips() throws {
+        let image = try ImageFile.read(Fixtures.path("images/profile16.png"))
+        #expect(image.bitDepth == 16 && image.channels == 3)
+        #expect(image.embedded.iccProfile == icc && orientationAndModel(image.embedded.exif) == (1, true))
+        let path = folder.file("deep.png")
+        try ImageFile.write(image, to: path)
+        let back = try ImageFile.read(path)
+        #expect(back.bitDepth == 16 && back.pixels.maxAbsDifference(image.pixels) == 0 && back.embedded == image.embedded)
+        // Samples that 8 bits cannot hold survive (the fixture adds x to each 8-bit level x 257).
+        #expect(image.pixels.scalars.contains { ($0 * 65535).rounded().truncatingRemainder(dividingBy: 257) != 0 })
+    }
+}
+
 /// Bad files: each gives an error that names the file; none crashes.
 @Suite struct BadImageFileTests {
     let folder = TemporaryFolder()

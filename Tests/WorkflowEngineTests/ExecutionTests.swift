@@ -54,6 +54,15 @@ import WorkflowEngine
         #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
         let image = try ImageFile.read(out)
         #expect(image.width == 128 && image.height == 128)
+        // A phone JPEG (orientation 6, an ICC profile, EXIF): upright, and the JPEG written from it carries
+        // the profile and the EXIF (orientation 1), through the VAE and the UNet, from save_image's source.
+        let phone = try ImageFile.read(Fixtures.path("images/profile.jpg"))
+        let jpeg = folder.file("out/phone.jpg")
+        let fromPhone = try run("upscale-photo.yaml", tinyOverrides(["image": Fixtures.path("images/profile.jpg"), "output": jpeg, "tile": "12",
+                                                                     "tile_overlap": "4", "steps": "4"]), cache: nil)
+        #expect(fromPhone.succeeded, "\(fromPhone.nodes.flatMap(\.errors))")
+        let written = try ImageFile.read(jpeg)
+        #expect(written.height > written.width && !phone.embedded.isEmpty && written.embedded == phone.embedded)
         // A tile overlap as large as the tile is an error naming both.
         let bad = try run("upscale-photo.yaml", tinyOverrides(["image": photo, "output": folder.file("out/bad.png"), "tile": "8", "tile_overlap": "8", "steps": "10"]),
                           cache: nil)

@@ -87,12 +87,16 @@ int sdf_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdf_i
     if (setjmp(e.jump)) {
         free(pixels);
         free(row);
+        free(out->exif);
+        free(out->icc);
+        out->exif = out->icc = NULL;
         jpeg_destroy_decompress(&info);
         return 1;
     }
     jpeg_create_decompress(&info);
     jpeg_mem_src(&info, data, (unsigned long)size);
     jpeg_save_markers(&info, JPEG_APP0 + 1, 0xFFFF);
+    jpeg_save_markers(&info, JPEG_APP0 + 2, 0xFFFF);
     jpeg_read_header(&info, TRUE);
     if ((uint64_t)info.image_width * info.image_height > max_pixels) {
         snprintf(error, SDF_ERROR_SIZE, "the image is %u x %u pixels, over the limit of %llu pixels (a decompression bomb?)",
@@ -101,13 +105,23 @@ int sdf_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdf_i
         return 1;
     }
     for (jpeg_saved_marker_ptr m = info.marker_list; m; m = m->next) {
-        if (m->marker == JPEG_APP0 + 1) {
-            int o = exif_orientation(m->data, m->data_length);
-            if (o != 1) {
-                out->orientation = o;
-                break;
+        if (m->marker == JPEG_APP0 + 1 && !out->exif && m->data_length > 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+            out->orientation = exif_orientation(m->data, m->data_length);
+            out->exif = malloc(m->data_length - 6);
+            if (!out->exif) {
+                snprintf(error, SDF_ERROR_SIZE, "out of memory for the EXIF data");
+                longjmp(e.jump, 1);
             }
+            memcpy(out->exif, m->data + 6, m->data_length - 6);
+            out->exif_size = m->data_length - 6;
         }
+    }
+    // The ICC profile, possibly in several APP2 chunks (libjpeg-turbo joins them; malloc'd).
+    JOCTET *icc = NULL;
+    unsigned int icc_size = 0;
+    if (jpeg_read_icc_profile(&info, &icc, &icc_size) && icc) {
+        out->icc = icc;
+        out->icc_size = icc_size;
     }
     int cmyk = info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK;
     int gray = info.jpeg_color_space == JCS_GRAYSCALE;
@@ -149,7 +163,7 @@ int sdf_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdf_i
     return 0;
 }
 
-int sdf_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
+int sdf_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality, const sdf_embedded *embedded,
                     uint8_t **out, size_t *out_size, char error[SDF_ERROR_SIZE]) {
     if ((channels != 1 && channels != 3) || width <= 0 || height <= 0 || width > 65500 || height > 65500) {
         snprintf(error, SDF_ERROR_SIZE, "cannot write a %d-channel %d x %d JPEG", channels, width, height);
@@ -178,6 +192,19 @@ int sdf_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, 
     jpeg_set_defaults(&info);
     jpeg_set_quality(&info, quality < 1 ? 1 : quality > 100 ? 100 : quality, TRUE);
     jpeg_start_compress(&info, TRUE);
+    if (embedded && embedded->exif && embedded->exif_size > 0 && embedded->exif_size <= 65533 - 6) {
+        unsigned char *marker = malloc(embedded->exif_size + 6);
+        if (!marker) {
+            snprintf(error, SDF_ERROR_SIZE, "out of memory for the EXIF data");
+            longjmp(e.jump, 1);
+        }
+        memcpy(marker, "Exif\0\0", 6);
+        memcpy(marker + 6, embedded->exif, embedded->exif_size);
+        jpeg_write_marker(&info, JPEG_APP0 + 1, marker, (unsigned int)(embedded->exif_size + 6));
+        free(marker);
+    }
+    if (embedded && embedded->icc && embedded->icc_size > 0)
+        jpeg_write_icc_profile(&info, embedded->icc, (unsigned int)embedded->icc_size);
     while (info.next_scanline < info.image_height) {
         JSAMPROW rows[1] = {(JSAMPROW)(pixels + (size_t)info.next_scanline * width * channels)};
         jpeg_write_scanlines(&info, rows, 1);

@@ -14,6 +14,8 @@ void sdf_image_free(sdf_image *image) {
         free(image->texts[i].text);
     }
     free(image->texts);
+    free(image->icc);
+    free(image->exif);
     memset(image, 0, sizeof *image);
 }
 
@@ -134,6 +136,25 @@ int sdf_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdf_im
             out->texts[i].utf8 = texts[i].compression >= PNG_ITXT_COMPRESSION_NONE;
         }
     }
+    // The colour profile and EXIF, copied (libpng frees its own with the read struct).
+    png_charp icc_name = NULL;
+    png_bytep icc = NULL;
+    png_uint_32 icc_size = 0;
+    int icc_compression = 0;
+    if (png_get_iCCP(png, info, &icc_name, &icc_compression, &icc, &icc_size) && icc && icc_size > 0) {
+        out->icc = malloc(icc_size);
+        if (!out->icc) png_error(png, "out of memory for the ICC profile");
+        memcpy(out->icc, icc, icc_size);
+        out->icc_size = icc_size;
+    }
+    png_bytep exif = NULL;
+    png_uint_32 exif_size = 0;
+    if (png_get_eXIf_1(png, info, &exif_size, &exif) && exif && exif_size > 0) {
+        out->exif = malloc(exif_size);
+        if (!out->exif) png_error(png, "out of memory for the EXIF data");
+        memcpy(out->exif, exif, exif_size);
+        out->exif_size = exif_size;
+    }
     free(rows);
     out->width = (int)width;
     out->height = (int)height;
@@ -169,7 +190,8 @@ static void png_write_to_memory(png_structp png, png_bytep bytes, png_size_t cou
 static void png_flush_memory(png_structp png) { (void)png; }
 
 int sdf_png_encode(const void *pixels, int width, int height, int channels, int bytes_per_sample,
-                   const sdf_text *texts, int text_count, uint8_t **out, size_t *out_size, char error[SDF_ERROR_SIZE]) {
+                   const sdf_text *texts, int text_count, const sdf_embedded *embedded,
+                   uint8_t **out, size_t *out_size, char error[SDF_ERROR_SIZE]) {
     static const int color_types[] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
     if (channels < 1 || channels > 4 || (bytes_per_sample != 1 && bytes_per_sample != 2) || width <= 0 || height <= 0) {
         snprintf(error, SDF_ERROR_SIZE, "cannot write a %d-channel, %d-byte, %d x %d PNG", channels, bytes_per_sample, width, height);
@@ -209,6 +231,10 @@ int sdf_png_encode(const void *pixels, int width, int height, int channels, int 
         }
         png_set_text(png, info, chunk, text_count);
     }
+    if (embedded && embedded->icc && embedded->icc_size > 0)
+        png_set_iCCP(png, info, "icc", PNG_COMPRESSION_TYPE_BASE, embedded->icc, (png_uint_32)embedded->icc_size);
+    if (embedded && embedded->exif && embedded->exif_size > 0)
+        png_set_eXIf_1(png, info, (png_uint_32)embedded->exif_size, (png_bytep)embedded->exif);
     png_write_info(png, info);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (bytes_per_sample == 2) png_set_swap(png);
