@@ -66,8 +66,8 @@ let package = Package(
 
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
-            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "NodeKit", "WorkflowEngine", "ImageNodes", "DiffusionNodes",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "StableDiffusion", "NodeKit", "WorkflowEngine", "ImageNodes",
+            "DiffusionNodes", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: - Tests

@@ -6,7 +6,7 @@ import TensorCore
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (use a release build).",
-        subcommands: [Ops.self, BenchModel.self]
+        subcommands: [Ops.self, BenchModel.self, BenchTiles.self]
     )
 
     /// `sdflow bench ops`: the core kernels next to plain sgemm of the same sizes.
