@@ -73,8 +73,12 @@ public enum TorchCheckpoint {
                 return machine.storage(.init(key: key, dtype: dtype, offset: 0, count: count))
             }
         }
+        // The storages by name, from one pass over the central directory (the archive's subscript
+        // scans it from the start on every lookup).
+        var storageEntries: [String: Entry] = [:]
+        for entry in archive where entry.path.hasPrefix(prefix + "data/") { storageEntries[String(entry.path.dropFirst(prefix.count + 5))] = entry }
         return try materialise(unpickler, root: root, path: path) { key, body in
-            guard let entry = archive[prefix + "data/" + key] else {
+            guard let entry = storageEntries[key] else {
                 throw TorchCheckpointError.corrupt(path: path, reason: "storage '\(key)' has no \(prefix)data/\(key) in the archive")
             }
             let needed = unpickler.storages.filter { $0.key == key }.map { ($0.offset + $0.count) * $0.dtype.size }.max() ?? 0
