@@ -59,31 +59,33 @@ import WorkflowEngine
                      "type: upscale_latent", "latent: !ref upscaled", "latent: !ref hires}"] {
             #expect(hires.yaml.contains(line), "\(line) in\n\(hires.yaml)")
         }
-        let path = folder.file("hires.yaml")
-        try hires.yaml.write(toFile: path, atomically: true, encoding: .utf8)
         let overrides = ["checkpoint": TinyModel.folder, "steps": "2", "hires_steps": "2", "width": "32", "height": "32",
-                         "hires_width": "64", "hires_height": "48", "output": folder.file("hires.png")]
-        let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
-        let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
-        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
-        let image = try ImageFile.read(folder.file("hires.png"))
+                         "hires_width": "64", "hires_height": "48"]
+        let image = try runImported(hires, overrides, output: "hires.png")
         #expect(image.width == 64 && image.height == 48)
         // An upscaler model: the hires fix in image space, the model's file given with --set; it runs.
         let esrgan = A1111Import(try #require(A1111Parameters(text: expected["hires.webp"]!.text.replacingOccurrences(
             of: "Hires upscaler: Latent", with: "Hires upscaler: R-ESRGAN 4x+"))), source: "hires.webp")
         #expect(esrgan.notes.contains { $0.contains("'R-ESRGAN 4x+'") && $0.contains("--set hires_upscaler_model=") })
         #expect(!esrgan.yaml.contains("upscale_latent") && esrgan.yaml.contains("type: load_upscaler") && esrgan.yaml.contains("type: upscale_image"))
-        try esrgan.yaml.write(toFile: path, atomically: true, encoding: .utf8)
-        let withModel = overrides.merging(["hires_upscaler_model": Fixtures.path("upscalers/compact-x2.safetensors"), "output": folder.file("esrgan.png")]) { $1 }
-        let esrganGraph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(), overrides: withModel, currentDirectory: folder.path)
-        let esrganReport = Executor(graph: esrganGraph, options: Executor.Options(cache: nil)).run()
-        #expect(esrganReport.succeeded, "\(esrganReport.nodes.flatMap(\.errors))")
-        let esrganImage = try ImageFile.read(folder.file("esrgan.png"))
+        let withModel = overrides.merging(["hires_upscaler_model": Fixtures.path("upscalers/compact-x2.safetensors")]) { $1 }
+        let esrganImage = try runImported(esrgan, withModel, output: "esrgan.png")
         #expect(esrganImage.width == 64 && esrganImage.height == 48)
         // A plain resize (Lanczos) needs no file.
         let lanczos = A1111Import(try #require(A1111Parameters(text: expected["hires.webp"]!.text.replacingOccurrences(
             of: "Hires upscaler: Latent", with: "Hires upscaler: Lanczos"))), source: "hires.webp")
         #expect(lanczos.yaml.contains("hires_upscaler: lanczos") && lanczos.yaml.contains("type: resize_image") && !lanczos.yaml.contains("load_upscaler"))
+    }
+
+    /// Runs an imported workflow with `overrides` and returns the image it saved as `output` (in the test folder).
+    func runImported(_ imported: A1111Import, _ overrides: [String: String], output: String) throws -> Image {
+        let path = folder.file(output + ".yaml")
+        try imported.yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(),
+                              overrides: overrides.merging(["output": folder.file(output)]) { $1 }, currentDirectory: folder.path)
+        let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+        return try ImageFile.read(folder.file(output))
     }
 
     @Test func runsAnA1111ImageWithTheModelAndLoRAGiven() throws {
@@ -107,16 +109,10 @@ import WorkflowEngine
         #expect(!imported.notes.contains { $0.contains("not mapped") && $0.contains("VAE") }, "\(imported.notes)")
         #expect(imported.yaml.contains("type: load_vae") && imported.yaml.contains("type: empty_latent, vae: !ref vae.vae")
                 && imported.yaml.contains("type: vae_decode, vae: !ref vae.vae"), "\(imported.yaml)")
-        let path = folder.file("vae.yaml")
-        try imported.yaml.write(toFile: path, atomically: true, encoding: .utf8)
         var outputs: [String: Image] = [:]
         for (name, vae) in [("own", ""), ("file", TinyModel.folder + "/vae")] {
-            let overrides = ["checkpoint": TinyModel.folder, "vae": vae, "lora_detail_tweaker": Fixtures.path("lora/kohya.safetensors"),
-                             "steps": "2", "width": "32", "height": "32", "output": folder.file(name + ".png")]
-            let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
-            let report = Executor(graph: graph, options: Executor.Options(cache: nil)).run()
-            #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
-            outputs[name] = try ImageFile.read(folder.file(name + ".png"))
+            outputs[name] = try runImported(imported, ["checkpoint": TinyModel.folder, "vae": vae, "lora_detail_tweaker": Fixtures.path("lora/kohya.safetensors"),
+                                                       "steps": "2", "width": "32", "height": "32"], output: name + ".png")
         }
         // The same weights as a separate file give the same pixels.
         #expect(try #require(outputs["own"]).pixels.maxAbsDifference(try #require(outputs["file"]).pixels) == 0)

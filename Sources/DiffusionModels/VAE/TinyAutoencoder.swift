@@ -71,7 +71,9 @@ public struct TinyAutoencoder: LatentAutoencoder {
                 .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
             return config?["_class_name"] as? String == "AutoencoderTiny"
         }
-        guard let file = try? SafeTensorsFile.weights(path: path) else { return false }
+        // TAESD's files are a few megabytes; a full VAE (80-335 MB) is not opened twice to tell.
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        guard size < 64 << 20, let file = try? SafeTensorsFile.weights(path: path) else { return false }
         return !file.names.isEmpty && file.names.allSatisfy { $0.first?.isNumber == true }
     }
 
