@@ -23,6 +23,13 @@ import Testing
         }
     }
 
+    /// The other plain values torch.load(weights_only=True) allows (set, Counter, bytearray, a dtype,
+    /// a device, torch.Size) are read and dropped: only the weight remains.
+    @Test func plainValuesBesideWeightsAreDropped() throws {
+        let file = try SafeTensorsFile.weights(path: folder + "/plain-values.pth")
+        #expect(file.names == ["w"] && file.entries["w"]?.shape == [2, 3])
+    }
+
     /// What `sdflow convert` writes is a safetensors file with the same tensors.
     @Test func convertedBytesAreASafetensorsFile() throws {
         let file = try SafeTensorsFile.weights(path: folder + "/legacy.pth")

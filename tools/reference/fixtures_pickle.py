@@ -20,6 +20,8 @@ Tests/Fixtures/pickle/:
                          name "x", unicode "héllo ✓", note None, flag True, betas (0.9, 0.999) (a tuple),
                          milestones [1, 2, 3] (a list).
   legacy.pth           the same object saved with _use_new_zipfile_serialization=False (pre-1.6 format).
+  plain-values.pth     a weight "w" (2,3) next to a set, Counter, bytearray, dtype, device and
+                       torch.Size, all of which torch.load(weights_only=True) allows.
   expected.safetensors every tensor of the object above (both files hold the same one), key = path joined
                        with "." ("params_ema.conv.weight"), contiguous, in its own dtype (all nine dtypes
                        kept: F32 F16 BF16 F64 I64 I32 I8 U8 BOOL; the 0-dim and the empty tensor too).
@@ -379,11 +381,23 @@ def check_refused(names):
             raise AssertionError(f"torch.load(weights_only=True) accepted {name}")
 
 
+def write_plain_values():
+    """plain-values.pth: a weight next to the other plain values torch.load(weights_only=True) allows: a set,
+    a Counter, a bytearray, a dtype, a device and a torch.Size (a reader keeps "w" and drops the rest)."""
+    import collections
+    torch.manual_seed(3)
+    torch.save({"w": torch.randn(2, 3), "tags": {1, 2}, "counts": collections.Counter(a=2, b=1),
+                "raw": bytearray(b"xy"), "dtype": torch.float16, "device": torch.device("cpu"), "size": torch.Size([2, 3])},
+               fixture_path("pickle", "plain-values.pth"))
+    torch.load(fixture_path("pickle", "plain-values.pth"), weights_only=True)  # torch reads it too
+
+
 def make():
     if os.path.exists(PWNED):
         os.remove(PWNED)
     state = make_state()
     write_good(state)
+    write_plain_values()
     names = malicious_pickles() + zip_files(fixture_path("pickle", "zip-f32.pth"))
     print("torch.load(weights_only=True) refusals:")
     check_refused(names)
@@ -394,4 +408,8 @@ def make():
 
 
 if __name__ == "__main__":
-    make()
+    import sys
+    if sys.argv[1:] == ["plain-values"]:  # that file alone (the others are not byte-reproducible)
+        write_plain_values()
+    else:
+        make()

@@ -41,6 +41,8 @@ struct Unpickler {
         case size
         /// `_codecs.encode(text, "latin1")`: how protocol 2 writes bytes.
         case encode
+        /// `set`, `bytearray` and `collections.Counter` of plain values: a sequence, bytes or a dict.
+        case set, bytearray, counter
         /// Training bookkeeping that real checkpoints carry (Lightning's ModelCheckpoint, numpy
         /// scalars): an inert placeholder that is never called and never becomes a weight.
         case inert(String)
@@ -125,6 +127,12 @@ struct Unpickler {
         case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"): return .rebuildParameter
         case ("torch", "Size"): return .size
         case ("_codecs", "encode"): return .encode
+        case ("builtins", "set"), ("__builtin__", "set"): return .set
+        case ("builtins", "bytearray"), ("__builtin__", "bytearray"): return .bytearray
+        case ("collections", "Counter"): return .counter
+        case ("torch", _) where Unpickler.torchConstants.contains(name),
+             ("torch.nn.parameter", "Parameter"), ("torch.serialization", "_get_layout"):
+            return .inert(module + "." + name)
         case ("torch", _) where Unpickler.storageTypes[name] != nil: return .storageType(Unpickler.storageTypes[name]!)
         case ("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"),
              ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"):
@@ -133,6 +141,12 @@ struct Unpickler {
             throw refused("it names \(module).\(name)", at: offset)
         }
     }
+
+    /// Names in `torch` that pickles use as plain values (dtypes, layouts, devices, the tensor type).
+    static let torchConstants: Set<String> = [
+        "float32", "float", "float16", "half", "bfloat16", "float64", "double", "int64", "long", "int32", "int",
+        "int16", "short", "int8", "uint8", "bool", "complex64", "complex128", "strided", "sparse_coo", "device", "Tensor",
+    ]
 
     static let storageTypes: [String: DType] = [
         "FloatStorage": .f32, "HalfStorage": .f16, "BFloat16Storage": .bf16, "DoubleStorage": .f64,
@@ -151,7 +165,9 @@ struct Unpickler {
         case .orderedDict:
             let dict = newDict()
             guard case let .dict(d) = dict else { return dict }
-            if let items = args.first {  // OrderedDict([(key, value), ...])
+            if case let .dict(source)? = args.first {  // Counter({key: count}), OrderedDict({...})
+                for (key, value) in dicts[source] { set(d, key, value) }
+            } else if let items = args.first {  // OrderedDict([(key, value), ...])
                 guard case let .sequence(list) = items else { throw corrupt("OrderedDict of a non-list", at: offset) }
                 for pair in sequences[list] {
                     guard case let .sequence(p) = pair, sequences[p].count == 2 else { throw corrupt("OrderedDict item is not a pair", at: offset) }
@@ -178,6 +194,16 @@ struct Unpickler {
         case .encode:
             guard case let .string(text)? = args.first else { throw refused("_codecs.encode of something other than text", at: offset) }
             return .bytes(Data(text.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) }))
+        case .set:
+            guard let items = args.first else { return newSequence([]) }
+            guard case let .sequence(list) = items else { throw corrupt("a set of something other than a list", at: offset) }
+            return newSequence(sequences[list])
+        case .bytearray:
+            if case let .bytes(data)? = args.first { return .bytes(data) }
+            return .bytes(Data())
+        case .counter:
+            return try apply(.global(.orderedDict), arguments, at: offset)
+
         case let .inert(name):
             return .opaque(name)
         case .storageType:
