@@ -130,8 +130,7 @@ struct Unpickler {
         case ("builtins", "set"), ("__builtin__", "set"): return .set
         case ("builtins", "bytearray"), ("__builtin__", "bytearray"): return .bytearray
         case ("collections", "Counter"): return .counter
-        case ("torch", _) where Unpickler.torchConstants.contains(name),
-             ("torch.nn.parameter", "Parameter"), ("torch.serialization", "_get_layout"):
+        case ("torch", _) where Unpickler.torchConstants.contains(name):
             return .inert(module + "." + name)
         case ("torch", _) where Unpickler.storageTypes[name] != nil: return .storageType(Unpickler.storageTypes[name]!)
         case ("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"),
