@@ -64,24 +64,18 @@ public enum TorchCheckpoint {
         let pickle = try extract(archive, pickleEntry, path: path)
         var unpickler = Unpickler(path: path)
         let (root, _) = try pickle.withUnsafeBytes { bytes in
-            try unpickler.load(bytes) { machine, id in
-                // ("storage", storage type, key, location, element count)
-                guard id.count >= 5, case .string("storage") = id[0], case let .global(.storageType(dtype)) = id[1],
-                      case let .string(key) = id[2], case let .int(count) = id[4], count >= 0 else {
-                    throw TorchCheckpointError.refused(path: path, reason: "a persistent id that is not a typed storage")
-                }
-                return machine.storage(.init(key: key, dtype: dtype, offset: 0, count: count))
-            }
+            try unpickler.load(bytes) { machine, id in machine.storage(try typedStorage(id, path: path)) }
         }
         // The storages by name, from one pass over the central directory (the archive's subscript
         // scans it from the start on every lookup).
         var storageEntries: [String: Entry] = [:]
         for entry in archive where entry.path.hasPrefix(prefix + "data/") { storageEntries[String(entry.path.dropFirst(prefix.count + 5))] = entry }
+        let declared = bytesByKey(unpickler.storages)
         return try materialise(unpickler, root: root, path: path) { key, body in
             guard let entry = storageEntries[key] else {
                 throw TorchCheckpointError.corrupt(path: path, reason: "storage '\(key)' has no \(prefix)data/\(key) in the archive")
             }
-            let needed = unpickler.storages.filter { $0.key == key }.map { ($0.offset + $0.count) * $0.dtype.size }.max() ?? 0
+            let needed = declared[key] ?? 0
             guard entry.uncompressedSize <= UInt64(needed) + 4096 else {
                 throw TorchCheckpointError.corrupt(path: path, reason: "\(entry.path) holds \(entry.uncompressedSize) bytes for a storage of \(needed)")
             }
@@ -106,16 +100,12 @@ public enum TorchCheckpoint {
         var position = legacyMagic.count
         func next() throws -> Unpickler.Value {
             let (value, end) = try unpickler.load(bytes, from: position) { machine, id in
-                // ("storage", storage type, root key, location, element count, view metadata)
-                guard id.count >= 5, case .string("storage") = id[0], case let .global(.storageType(dtype)) = id[1],
-                      case let .string(key) = id[2], case let .int(count) = id[4], count >= 0 else {
-                    throw TorchCheckpointError.refused(path: path, reason: "a persistent id that is not a typed storage")
-                }
+                var storage = try typedStorage(id, path: path)
+                // A sixth item, the view metadata (view key, element offset, element count) of the root storage.
                 if id.count >= 6, case let .sequence(view) = id[5], let metadata = machine.integersOrNil(view) {
-                    // (view key, element offset, element count) of the root storage.
-                    return machine.storage(.init(key: key, dtype: dtype, offset: metadata.offset, count: metadata.count))
+                    (storage.offset, storage.count) = (metadata.offset, metadata.count)
                 }
-                return machine.storage(.init(key: key, dtype: dtype, offset: 0, count: count))
+                return machine.storage(storage)
             }
             position = end
             return value
@@ -130,9 +120,9 @@ public enum TorchCheckpoint {
         }
         // Each listed storage: an 8-byte element count, then its data, in the listed order.
         var dataRanges: [String: Range<Int>] = [:]
+        let dtypes = Dictionary(unpickler.storages.map { ($0.key, $0.dtype) }, uniquingKeysWith: { first, _ in first })
         for keyValue in unpickler.sequences[keyList] {
-            guard case let .string(key) = keyValue,
-                  let dtype = unpickler.storages.first(where: { $0.key == key })?.dtype else {
+            guard case let .string(key) = keyValue, let dtype = dtypes[key] else {
                 throw TorchCheckpointError.corrupt(path: path, reason: "a storage key that no tensor uses")
             }
             guard bytes.count - position >= 8 else { throw truncated(path) }
@@ -149,6 +139,23 @@ public enum TorchCheckpoint {
             }
             try body(UnsafeRawBufferPointer(rebasing: bytes[range]))
         }
+    }
+
+    /// The storage a persistent id names: ("storage", storage type, key, location, element count, ...),
+    /// the whole of it (offset 0).
+    static func typedStorage(_ id: [Unpickler.Value], path: String) throws -> Unpickler.Storage {
+        guard id.count >= 5, case .string("storage") = id[0], case let .global(.storageType(dtype)) = id[1],
+              case let .string(key) = id[2], case let .int(count) = id[4], count >= 0 else {
+            throw TorchCheckpointError.refused(path: path, reason: "a persistent id that is not a typed storage")
+        }
+        return Unpickler.Storage(key: key, dtype: dtype, offset: 0, count: count)
+    }
+
+    /// The bytes each stored key must hold for `storages` (the furthest any of them reaches).
+    static func bytesByKey(_ storages: some Sequence<Unpickler.Storage>) -> [String: Int] {
+        var result: [String: Int] = [:]
+        for s in storages { result[s.key] = Swift.max(result[s.key] ?? 0, (s.offset + s.count) * s.dtype.size) }
+        return result
     }
 
     static func truncated(_ path: String) -> TorchCheckpointError {
@@ -214,11 +221,7 @@ public enum TorchCheckpoint {
         }
         // Views of one storage may repeat it (tied weights), but not without bound: a small crafted file
         // must not ask for gigabytes.
-        var storageBytes: [String: Int] = [:]
-        for (_, index) in weights {
-            let storage = unpickler.storages[unpickler.tensors[index].storage]
-            storageBytes[storage.key] = Swift.max(storageBytes[storage.key] ?? 0, (storage.offset + storage.count) * storage.dtype.size)
-        }
+        let storageBytes = bytesByKey(weights.map { unpickler.storages[unpickler.tensors[$0.tensor].storage] })
         let total = entries.reduce(0) { $0 + $1.byteCount }
         guard total <= 4 * storageBytes.values.reduce(0, +) + (1 << 20) else {
             throw TorchCheckpointError.corrupt(path: path, reason: "its tensors repeat their storages more than four times over (\(total) bytes)")
