@@ -48,24 +48,18 @@ public struct VAEFile: Sendable {
                 throw CheckpointError.notACheckpoint(path: path, reason: "not a full VAE: no encoder.conv_in/decoder.conv_in weights"
                                                      + (names.first.map { " (first tensor: '\($0)')" } ?? ""))
             }
-            var locations: [String: ParameterStore.Location] = [:]
+            // diffusers names are mapped to LDM ones first; the levels come from the LDM names' shapes either way.
             let diffusersNames = names.contains { $0.contains(".down_blocks.") || $0.contains(".up_blocks.") }
-            if diffusersNames {
-                let config = try configOverride ?? VAEFile.diffusersConfig(file, path: path)
-                let map = DiffusersKeyMap.vae(config)
-                for name in names {
-                    guard let ldm = map.ldmName(name) else {
-                        throw CheckpointError.unexpectedTensor(component: "VAE", name: name, file: path, count: 1)
-                    }
-                    locations[ldm] = .init(file: file, key: prefix + name)
+            let map = diffusersNames ? DiffusersKeyMap.vae(configOverride ?? VAEFile.layout(ofDiffusersNames: names)) : nil
+            var locations: [String: ParameterStore.Location] = [:]
+            for name in names {
+                guard let ldm = map == nil ? name : map!.ldmName(name) else {
+                    throw CheckpointError.unexpectedTensor(component: "VAE", name: name, file: path, count: 1)
                 }
-                self.config = config
-            } else {
-                for name in names { locations[name] = .init(file: file, key: prefix + name) }
-                let partial = ParameterStore(component: "VAE", locations: locations)
-                self.config = try configOverride ?? ConfigInference.vaeConfig(partial, path: path)
+                locations[ldm] = .init(file: file, key: prefix + name)
             }
             store = ParameterStore(component: "VAE", locations: locations)
+            config = try configOverride ?? ConfigInference.vaeConfig(store, path: path)
         }
         store.keepsHalfPrecision = true
     }
@@ -77,27 +71,15 @@ public struct VAEFile: Sendable {
         return vae
     }
 
-    /// The levels of an autoencoder stored with diffusers names, from its shapes.
-    static func diffusersConfig(_ file: SafeTensorsFile, path: String) throws -> AutoencoderKL.Config {
+    /// A config with the level and block counts that diffusers names show (their widths are not
+    /// needed to map the names to LDM ones, which `ConfigInference` then reads the sizes from).
+    static func layout(ofDiffusersNames names: [String]) -> AutoencoderKL.Config {
+        func indices(after prefix: String) -> Int {
+            Set(names.compactMap { $0.dropPrefix(prefix)?.split(separator: ".").first.flatMap { Int($0) } }).count
+        }
         var c = AutoencoderKL.Config.sd15
-        guard let convIn = file.entries["encoder.conv_in.weight"]?.shape, convIn.count == 4 else {
-            throw CheckpointError.notACheckpoint(path: path, reason: "no encoder.conv_in.weight of rank 4")
-        }
-        c.imageChannels = convIn[1]
-        c.baseChannels = convIn[0]
-        var multipliers: [Int] = []
-        while let shape = file.entries["encoder.down_blocks.\(multipliers.count).resnets.0.conv2.weight"]?.shape {
-            multipliers.append(try ConfigInference.widthMultiplier(shape, of: "encoder.down_blocks.\(multipliers.count).resnets.0.conv2.weight",
-                                                                   base: c.baseChannels, part: "VAE", path: path))
-        }
-        var blocks = 0
-        while file.entries["encoder.down_blocks.0.resnets.\(blocks).conv1.weight"] != nil { blocks += 1 }
-        guard !multipliers.isEmpty, blocks > 0 else {
-            throw CheckpointError.notACheckpoint(path: path, reason: "the VAE's encoder levels are not recognisable")
-        }
-        c.channelMultipliers = multipliers
-        c.resBlocksPerLevel = blocks
-        if let post = file.entries["post_quant_conv.weight"]?.shape, post.count == 4 { c.latentChannels = post[0] }
+        c.channelMultipliers = Array(repeating: 1, count: Swift.max(indices(after: "encoder.down_blocks."), 1))
+        c.resBlocksPerLevel = Swift.max(indices(after: "encoder.down_blocks.0.resnets."), 1)
         return c
     }
 }
