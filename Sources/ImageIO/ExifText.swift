@@ -41,39 +41,19 @@ public enum ExifText {
     }
 
     /// UserComment (tag 0x9286) in the EXIF sub-IFD (pointer tag 0x8769) of IFD0.
-    static func userComment(tiff t: ArraySlice<UInt8>) -> String? {
-        let base = t.startIndex
-        guard t.count >= 8 else { return nil }
-        let little = t[base] == 0x49  // "II"
-        func u16(_ at: Int) -> Int? {
-            guard at >= 0, at + 2 <= t.count else { return nil }
-            let a = Int(t[base + at]), b = Int(t[base + at + 1])
-            return little ? a | b << 8 : a << 8 | b
-        }
-        func u32(_ at: Int) -> Int? {
-            guard let lo = u16(little ? at : at + 2), let hi = u16(little ? at + 2 : at) else { return nil }
-            return lo | hi << 16
-        }
-        /// (tag -> (type, count, value offset field position)) of the IFD at `offset`.
-        func entries(_ offset: Int) -> [Int: (count: Int, field: Int)] {
-            guard let n = u16(offset), n < 1000 else { return [:] }
-            var result: [Int: (Int, Int)] = [:]
-            for k in 0..<n {
-                let e = offset + 2 + 12 * k
-                guard let tag = u16(e), let count = u32(e + 4) else { break }
-                result[tag] = (count, e + 8)
-            }
-            return result
-        }
-        guard let ifd0 = u32(4), let exifField = entries(ifd0)[0x8769], let exifIFD = u32(exifField.field),
-              let comment = entries(exifIFD)[0x9286], comment.count > 8 else { return nil }
+    static func userComment(tiff slice: ArraySlice<UInt8>) -> String? {
+        let t = TIFF(Array(slice))
+        guard t.bytes.count >= 8 else { return nil }
+        let little = t.little
+        guard let ifd0 = t.u32(4), let exifField = t.entries(ifd0)[0x8769], let exifIFD = t.u32(exifField.field),
+              let comment = t.entries(exifIFD)[0x9286], comment.count > 8 else { return nil }
         let start: Int
         if comment.count <= 4 { start = comment.field } else {
-            guard let offset = u32(comment.field) else { return nil }
+            guard let offset = t.u32(comment.field) else { return nil }
             start = offset
         }
-        guard start >= 0, start + comment.count <= t.count else { return nil }
-        let raw = Array(t[(base + start)..<(base + start + comment.count)])
+        guard start >= 0, start + comment.count <= t.bytes.count else { return nil }
+        let raw = Array(t.bytes[start..<(start + comment.count)])
         let prefix = raw.prefix(8), text = Array(raw.dropFirst(8))
         if prefix.elementsEqual("UNICODE\0".utf8) {
             // piexif (A1111) writes UTF-16 big-endian; some writers follow the TIFF byte order.
@@ -89,21 +69,46 @@ public enum ExifText {
     /// The EXIF data `tiff` (TIFF header first) with its orientation (tag 0x0112 of IFD0) set to
     /// 1, for pixels already turned upright; unchanged when it has none or is not readable.
     public static func uprighted(_ tiff: Data) -> Data {
-        var t = [UInt8](tiff)
-        guard t.count >= 8, t[0] == t[1], t[0] == 0x49 || t[0] == 0x4D else { return tiff }
-        let little = t[0] == 0x49
-        func u16(_ at: Int) -> Int? {
-            guard at >= 0, at + 2 <= t.count else { return nil }
-            return little ? Int(t[at]) | Int(t[at + 1]) << 8 : Int(t[at]) << 8 | Int(t[at + 1])
+        var t = TIFF([UInt8](tiff))
+        guard t.bytes.count >= 8, t.bytes[0] == t.bytes[1], t.bytes[0] == 0x49 || t.bytes[0] == 0x4D,
+              let ifd0 = t.u32(4), let orientation = t.entries(ifd0)[0x0112], orientation.type == 3,  // SHORT
+              orientation.field + 2 <= t.bytes.count else { return tiff }
+        (t.bytes[orientation.field], t.bytes[orientation.field + 1]) = t.little ? (1, 0) : (0, 1)
+        return Data(t.bytes)
+    }
+}
+
+/// TIFF data (EXIF's structure) read in its byte order; every read is checked against the data.
+private struct TIFF {
+    var bytes: [UInt8]
+    /// "II" (little-endian) rather than "MM".
+    let little: Bool
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        little = bytes.first == 0x49
+    }
+
+    func u16(_ at: Int) -> Int? {
+        guard at >= 0, at + 2 <= bytes.count else { return nil }
+        let a = Int(bytes[at]), b = Int(bytes[at + 1])
+        return little ? a | b << 8 : a << 8 | b
+    }
+
+    func u32(_ at: Int) -> Int? {
+        guard let lo = u16(little ? at : at + 2), let hi = u16(little ? at + 2 : at) else { return nil }
+        return lo | hi << 16
+    }
+
+    /// tag -> (type, count, position of the value or offset field) of the IFD at `offset`.
+    func entries(_ offset: Int) -> [Int: (type: Int, count: Int, field: Int)] {
+        guard let n = u16(offset), n < 1000 else { return [:] }
+        var result: [Int: (Int, Int, Int)] = [:]
+        for k in 0..<n {
+            let e = offset + 2 + 12 * k
+            guard let tag = u16(e), let type = u16(e + 2), let count = u32(e + 4) else { break }
+            result[tag] = (type, count, e + 8)
         }
-        guard let lo = u16(little ? 4 : 6), let hi = u16(little ? 6 : 4), let count = u16(lo | hi << 16), count < 1000 else { return tiff }
-        let ifd0 = lo | hi << 16
-        for k in 0..<count {
-            let entry = ifd0 + 2 + 12 * k
-            guard u16(entry) == 0x0112, u16(entry + 2) == 3, entry + 10 <= t.count else { continue }  // SHORT
-            (t[entry + 8], t[entry + 9]) = little ? (1, 0) : (0, 1)
-            return Data(t)
-        }
-        return tiff
+        return result
     }
 }
