@@ -44,13 +44,19 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         exit(2)
     }
     selected = harness
-    Parallel.setThreadCount(1)
     return 0
 }
 
+/// Inputs run on one thread.
+let singleThreaded: ComputeSettings = {
+    var settings = ComputeSettings.process
+    settings.threads = 1
+    return settings
+}()
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func testOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
-    selected!(UnsafeRawBufferPointer(start: start, count: count))
+    singleThreaded.run { selected!(UnsafeRawBufferPointer(start: start, count: count)) }
     return 0
 }
 

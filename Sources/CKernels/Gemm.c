@@ -35,7 +35,7 @@
 
 int sdf_gemm_bf16_available(void) {
 #if SDF_X86
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f");
+    return sdf_isa_cap >= SDF_ISA_AVX512_BF16 && sdf_cpu_avx512() && __builtin_cpu_supports("avx512bf16");
 #else
     return 0;
 #endif
@@ -326,7 +326,7 @@ static int amx_usable(void) {
     if (state < 0) {
         unsigned eax = 7, ebx = 0, ecx = 0, edx = 0;
         __asm__("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-        int cpu = (edx >> 24 & 1) && (edx >> 22 & 1) && sdf_gemm_bf16_available();
+        int cpu = (edx >> 24 & 1) && (edx >> 22 & 1) && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f");
         state = cpu && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
     }
     return state;
@@ -432,7 +432,7 @@ int sdf_gemm_bf16(int trans_a, int trans_b, long m, long n, long k, float alpha,
     static const struct gemm_kernel portable = {pack_a_generic, pack_b_generic, micro_generic, 384, MR, MC, 1, 1, NULL, NULL};
 #if SDF_X86
     static const struct gemm_kernel amx = {pack_a_bf16, pack_b_bf16, micro_amx, 512, AMX_MR, 128, 1, 16, amx_begin, amx_end};
-    if (amx_usable()) return gemm(&amx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (sdf_gemm_bf16_amx_available()) return gemm(&amx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (sdf_gemm_bf16_available()) return sdf_gemm_bf16_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
     return gemm(&portable, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -449,7 +449,7 @@ int sdf_gemm_bf16_avx512(int trans_a, int trans_b, long m, long n, long k, float
 
 int sdf_gemm_bf16_amx_available(void) {
 #if SDF_X86
-    return amx_usable();
+    return sdf_isa_cap >= SDF_ISA_AMX && amx_usable();
 #else
     return 0;
 #endif

@@ -217,6 +217,14 @@ void sdf_transpose(const float *src, long m, long n, long i0, long i1, float *ds
         for (long j = 0; j < n; j++) dst[j * m + i] = src[i * n + j];
 }
 
+_Thread_local int sdf_isa_cap = SDF_ISA_AMX;
+
+int sdf_isa_cap_set(int cap) {
+    int previous = sdf_isa_cap;
+    sdf_isa_cap = cap;
+    return previous;
+}
+
 const char *sdf_kernel_set(void) { return sdf_cpu_avx512() ? "avx512" : sdf_cpu_avx2() ? "avx2" : "baseline"; }
 
 void sdf_release_free_heap_pages(void) {

@@ -2,78 +2,53 @@ import CKernels
 import COpenBLAS
 import Foundation
 
-/// The arithmetic of `BLAS.sgemm`: exact float32 (OpenBLAS), or operands rounded to bfloat16
-/// with float32 accumulation (`sdf_gemm_bf16`: AMX tiles or AVX-512 BF16), about 3 significant
-/// digits per product and up to twice (AMX: several times) the speed. Set once at start
-/// (`--fast` where it measured faster, `SDFLOW_GEMM=bfloat16`).
-public enum GEMMPrecision: String, Sendable {
+/// The arithmetic of `BLAS.sgemm`: exact float32, or operands rounded to bfloat16 with float32
+/// accumulation (`sdf_gemm_bf16`: AMX tiles or AVX-512 BF16), about 3 significant digits per
+/// product and up to twice (AMX: several times) the speed (`ComputeSettings.precision`).
+public enum GEMMPrecision: String, Sendable, Codable {
     case float32
     case bfloat16
 
-    /// Whether this CPU multiplies bfloat16 in hardware (elsewhere `bfloat16` is a slow portable loop).
+    /// Whether this CPU (under this thread's instruction-set cap) multiplies bfloat16 in hardware
+    /// (elsewhere `bfloat16` is a slow portable loop).
     public static var bfloat16InHardware: Bool { sdf_gemm_bf16_available() != 0 }
 }
 
-/// The float32 GEMM kernels: OpenBLAS's, or ours with AVX-512 FMA (`sdf_gemm_f32`, Gemm.c).
-public enum Float32Kernel: String, Sendable {
+/// The float32 GEMM kernels: OpenBLAS's, or ours with AVX-512 FMA (`sdf_gemm_f32`, Gemm.c). The raw
+/// values are the names in `kernels.json` and `SDFLOW_SGEMM`.
+public enum GemmKernel: String, Sendable, Codable, CaseIterable {
     case openBLAS = "openblas"
     case avx512
+
+    /// The default for a loaded OpenBLAS core name and CPU: ours where the CPU has AVX-512 but
+    /// OpenBLAS's loaded kernels do not use it (its core type pinned to AVX2 kernels by
+    /// OPENBLAS_CORETYPE, or an OpenBLAS older than the CPU), else OpenBLAS.
+    public static func standard(openBLASCore: String, cpuHasAVX512: Bool) -> GemmKernel {
+        let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+        return cpuHasAVX512 && !avx512Cores.contains(openBLASCore.lowercased()) ? .avx512 : .openBLAS
+    }
+
+    /// The kernels this CPU (under this thread's instruction-set cap) can run.
+    public static var available: [GemmKernel] { sdf_gemm_f32_available() != 0 ? [.openBLAS, .avx512] : [.openBLAS] }
 }
 
 /// Typed wrapper over `cblas_sgemm` (row-major) that spreads large products over our threads.
 ///
 /// OpenBLAS itself always runs single-threaded (see `Parallel`): its pthreads pool spins in
 /// `sched_yield` between calls and takes cycles from our own parallel loops. Instead `sgemm`
-/// splits C into column (or row) blocks and multiplies them concurrently.
+/// splits C into column (or row) blocks and multiplies them concurrently. Kernels and precision
+/// come from `ComputeSettings.current`.
 public enum BLAS {
-    /// Products below this many FLOPs run on one thread.
+    /// Products below this many FLOPs run on one thread (with `ComputeSettings.smallFloat32Kernel`).
     @usableFromInline static let parallelFLOPs = 1 << 22
-
-    /// The arithmetic of every `sgemm`.
-    nonisolated(unsafe) public static var precision: GEMMPrecision = {
-        ProcessInfo.processInfo.environment["SDFLOW_GEMM"].flatMap(GEMMPrecision.init(rawValue:)) ?? .float32
-    }()
 
     /// The kernel set OpenBLAS chose when it loaded, e.g. "Zen", "Haswell", "SkylakeX".
     public static var openBLASCore: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
-    /// The kernels in use on this CPU, in one line (`sdflow --version`, `bench ops`).
-    public static var kernelSummary: String {
-        "\(String(cString: sdf_kernel_set())) vector kernels, float32 GEMM \(float32Kernel.rawValue) (OpenBLAS \(openBLASCore) kernels), "
-            + "bfloat16 in hardware: \(GEMMPrecision.bfloat16InHardware ? sdf_gemm_bf16_amx_available() != 0 ? "yes (AMX tiles)" : "yes" : "no"), "
-            + "\(Parallel.threadCount) threads"
-    }
-
-    /// Who multiplies float32 matrices (the bfloat16 fast mode aside). Defaults to our AVX-512
-    /// kernel where the CPU has AVX-512 but OpenBLAS's loaded kernels do not use it (its core type
-    /// pinned to AVX2 kernels by OPENBLAS_CORETYPE, or an OpenBLAS older than the CPU), else
-    /// OpenBLAS; `SDFLOW_SGEMM=openblas` or `avx512` chooses.
-    nonisolated(unsafe) public static var float32Kernel: Float32Kernel = {
-        let cpuHasAVX512 = sdf_gemm_f32_available() != 0
-        switch ProcessInfo.processInfo.environment["SDFLOW_SGEMM"].flatMap(Float32Kernel.init(rawValue:)) {
-        case .openBLAS?: return .openBLAS
-        case .avx512? where cpuHasAVX512: return .avx512
-        default: return defaultFloat32Kernel(openBLASCore: openBLASCore, cpuHasAVX512: cpuHasAVX512)
-        }
-    }()
-
-    /// Who multiplies small float32 matrices (under `parallelFLOPs`, run on one thread: the GEMMs of
-    /// narrow Winograd convolutions such as TAESD's, 64 x 64 x 64). Measured apart from
-    /// `float32Kernel` (`KernelTuning`): OpenBLAS multiplies these without packing them first, so
-    /// the kernel that wins on the UNet's large products may lose here. Same default and override.
-    nonisolated(unsafe) public static var smallFloat32Kernel: Float32Kernel = float32Kernel
-
-    /// The default of `float32Kernel` for a loaded OpenBLAS core name and CPU.
-    public static func defaultFloat32Kernel(openBLASCore: String, cpuHasAVX512: Bool) -> Float32Kernel {
-        let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
-        return cpuHasAVX512 && !avx512Cores.contains(openBLASCore.lowercased()) ? .avx512 : .openBLAS
-    }
-
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major,
     /// where op(X) is X or its transpose. `lda`, `ldb`, `ldc` are row strides in elements.
     /// `parallel: false` keeps the product on the calling thread (inside parallel loops); `kernel`
-    /// and `precision` override `float32Kernel` (`smallFloat32Kernel` for small products) and
-    /// `BLAS.precision` for this product (to time the candidates).
+    /// and `precision` override the settings' kernel and precision for this product (to time the candidates).
     @inlinable
     public static func sgemm(
         transposeA: Bool = false, transposeB: Bool = false,
@@ -83,12 +58,13 @@ public enum BLAS {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
         c: UnsafeMutablePointer<Float>, ldc: Int,
-        parallel: Bool = true, kernel: Float32Kernel? = nil, precision: GEMMPrecision? = nil
+        parallel: Bool = true, kernel: GemmKernel? = nil, precision: GEMMPrecision? = nil
     ) {
         guard m > 0, n > 0 else { return }
-        let threads = Parallel.threadCount
+        let settings = ComputeSettings.current
+        let threads = settings.threads
         let small = 2 * m * n * k < parallelFLOPs
-        let kernel = kernel ?? (small ? smallFloat32Kernel : float32Kernel), precision = precision ?? self.precision
+        let kernel = kernel ?? (small ? settings.smallFloat32Kernel : settings.float32Kernel), precision = precision ?? settings.precision
         guard parallel, threads > 1, !small else {
             return serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, kernel, precision)
         }
@@ -112,7 +88,7 @@ public enum BLAS {
     @usableFromInline
     static func serial(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
-                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ kernel: Float32Kernel, _ precision: GEMMPrecision) {
+                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ kernel: GemmKernel, _ precision: GEMMPrecision) {
         // Rounding packs both operands into bfloat16 pairs; for thin products (the UNet's 8x8
         // convolutions, time embeddings) converting the weights costs more than it saves. (Even
         // on AMX tiles, thin products stay in float32: the fast mode's error stays as measured.)

@@ -2,6 +2,9 @@ import CKernels
 import Foundation
 import Synchronization
 
+/// A kernel that `KernelTuning.tuned` can choose for a shape; its raw value is its name in `kernels.json`.
+public protocol TuningCandidate: RawRepresentable<String>, Hashable, Sendable {}
+
 /// Kernel choices made by timing the candidates on this machine, kept the way FFTW keeps its
 /// "wisdom": measured once per machine (CPU model, thread count, OpenBLAS kernels, build) and
 /// saved as JSON, so later runs start with the faster kernels without measuring again.
@@ -18,32 +21,37 @@ public enum KernelTuning {
     public struct Choice: Codable, Sendable, Equatable {
         /// The machine it was measured on (`KernelTuning.machine`).
         public var machine: String
-        /// The float32 GEMM chosen (`Float32Kernel` raw value).
-        public var float32Kernel: String
-        /// Seconds per candidate for the shapes below (best of the repeats).
+        /// The float32 GEMM chosen.
+        public var float32Kernel: GemmKernel
+        /// Seconds per candidate (best of the repeats): each `GemmKernel` and the fast mode's
+        /// bfloat16 GEMM on `shapes`, and each kernel on `smallShapes` (`timingKey`).
         public var seconds: [String: Double]
         /// The per-shape choices, by shape key (`tuned`); missing in files from before them.
         public var shapes: [String: ShapeChoice]?
 
-        public init(machine: String, float32Kernel: String, seconds: [String: Double], shapes: [String: ShapeChoice]? = nil) {
+        public init(machine: String, float32Kernel: GemmKernel, seconds: [String: Double], shapes: [String: ShapeChoice]? = nil) {
             self.machine = machine
             self.float32Kernel = float32Kernel
             self.seconds = seconds
             self.shapes = shapes
         }
 
-        /// The float32 GEMM for small products (`BLAS.smallFloat32Kernel`): the candidate fastest on
-        /// `smallShapes` (their times are under "<kernel> small"), else `float32Kernel`.
-        public var smallFloat32Kernel: String {
-            let small = KernelTuning.candidates.compactMap { kernel in seconds[kernel.rawValue + " small"].map { (kernel, $0) } }
-            return small.min { $0.1 < $1.1 }?.0.rawValue ?? float32Kernel
+        /// The name of a candidate's time in `seconds`: "openblas", "avx512 small", "bfloat16".
+        public static func timingKey(_ kernel: GemmKernel, small: Bool = false) -> String { kernel.rawValue + (small ? " small" : "") }
+        public static let bfloat16TimingKey = GEMMPrecision.bfloat16.rawValue
+
+        /// The float32 GEMM for small products (`ComputeSettings.smallFloat32Kernel`): the candidate
+        /// fastest on `smallShapes`, else `float32Kernel`.
+        public var smallFloat32Kernel: GemmKernel {
+            let small = GemmKernel.allCases.compactMap { kernel in seconds[Self.timingKey(kernel, small: true)].map { (kernel, $0) } }
+            return small.min { $0.1 < $1.1 }?.0 ?? float32Kernel
         }
 
         /// Whether the fast mode's bfloat16 GEMM measured faster than the float32 one chosen (on
         /// Zen 4 and 5 vdpbf16ps doubles the multiply-add rate; on Xeons up to Emerald Rapids it
         /// does not, and converting the operands to bfloat16 makes it slower than float32).
         public var bfloat16Pays: Bool {
-            guard let bf16 = seconds[GEMMPrecision.bfloat16.rawValue], let f32 = seconds[float32Kernel] else { return false }
+            guard let bf16 = seconds[Self.bfloat16TimingKey], let f32 = seconds[Self.timingKey(float32Kernel)] else { return false }
             return bf16 < f32
         }
 
@@ -53,16 +61,20 @@ public enum KernelTuning {
         /// "avx512 (measured: openblas 12.1 ms, avx512 9.8 ms)".
         public var summary: String {
             let times = seconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value * 1000)) ms" }
-            guard !times.isEmpty else { return "\(float32Kernel) (the only candidate on this CPU)" }
-            let fast = seconds[GEMMPrecision.bfloat16.rawValue] == nil ? "" : bfloat16Pays ? "; --fast multiplies in bfloat16" : "; --fast keeps float32 GEMMs (bfloat16 measured slower)"
-            return "\(float32Kernel), small products \(smallFloat32Kernel) (measured: \(times.joined(separator: ", ")))\(fast)"
+            guard !times.isEmpty else { return "\(float32Kernel.rawValue) (the only candidate on this CPU)" }
+            let fast = seconds[Self.bfloat16TimingKey] == nil ? "" : bfloat16Pays ? "; --fast multiplies in bfloat16" : "; --fast keeps float32 GEMMs (bfloat16 measured slower)"
+            return "\(float32Kernel.rawValue), small products \(smallFloat32Kernel.rawValue) (measured: \(times.joined(separator: ", ")))\(fast)"
         }
     }
 
-    /// The kernel chosen for one shape of one layer kind, and the seconds each candidate took on it.
+    /// The kernel chosen for one shape of one layer kind, and the seconds each candidate took on
+    /// it, by the candidates' names (`TuningCandidate`).
     public struct ShapeChoice: Codable, Sendable, Equatable {
         public var kernel: String
         public var seconds: [String: Double]
+
+        /// The chosen kernel as a candidate of type `C`; nil when it names none (another revision's).
+        public func kernel<C: TuningCandidate>(as type: C.Type) -> C? { C(rawValue: kernel) }
 
         public init(kernel: String, seconds: [String: Double]) {
             self.kernel = kernel
@@ -85,16 +97,18 @@ public enum KernelTuning {
         (1024, 320, 320), (512, 640, 640), (1024, 1280, 320), // projections and the feed-forward layer
     ]
 
-    /// What a choice depends on: the CPU model, the thread count, OpenBLAS's kernels, this build
-    /// and the revision of the candidates.
+    /// What a choice depends on: the CPU model, the thread count, OpenBLAS's kernels, the
+    /// instruction-set cap, this build and the revision of the candidates (all of the current settings).
     public static var machine: String {
         #if DEBUG
         let build = "debug"
         #else
         let build = "release"
         #endif
-        return "\(cpuModel); \(Parallel.threadCount) threads; OpenBLAS \(BLAS.openBLASCore); \(String(cString: sdf_kernel_set())); \(build)"
-            + "; kernels \(candidatesRevision)"
+        let settings = ComputeSettings.current
+        let kernels = InstructionSet.capped(settings.isa) { String(cString: sdf_kernel_set()) }
+        return "\(cpuModel); \(settings.threads) threads; OpenBLAS \(BLAS.openBLASCore); \(kernels); \(build)"
+            + (settings.isa.map { "; capped at \($0.rawValue)" } ?? "") + "; kernels \(candidatesRevision)"
     }
 
     /// Raised whenever a candidate kernel changes (faster, or another algorithm behind a name), so
@@ -110,23 +124,26 @@ public enum KernelTuning {
         return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
     }()
 
-    /// Small products, timed apart (`BLAS.smallFloat32Kernel`): a narrow Winograd convolution's
+    /// Small products, timed apart (`ComputeSettings.smallFloat32Kernel`): a narrow Winograd convolution's
     /// product per tile position (output channels x tiles per chunk x input channels) for 64 and
     /// 128 channels, each repeated `smallRepeats` times.
     public static let smallShapes: [(m: Int, n: Int, k: Int)] = [(64, 64, 64), (128, 32, 128)]
     static let smallRepeats = 200
 
-    /// The candidates on this CPU.
-    static var candidates: [Float32Kernel] { sdf_gemm_f32_available() != 0 ? [.openBLAS, .avx512] : [.openBLAS] }
-
     /// Times every candidate on `shapes` (best of `repeats`) and picks the fastest; on CPUs with
     /// AVX-512 BF16 also times the fast mode's bfloat16 GEMM, which it uses only where that is
-    /// faster than the float32 choice (`bfloat16Pays`).
+    /// faster than the float32 choice (`bfloat16Pays`). Runs with the current settings' threads and cap.
     public static func measure(repeats: Int = 3) -> Choice {
-        let kernels: [(name: String, kernel: Float32Kernel, precision: GEMMPrecision)] =
-            candidates.map { ($0.rawValue, $0, .float32) }
-            + (GEMMPrecision.bfloat16InHardware ? [(GEMMPrecision.bfloat16.rawValue, .openBLAS, .bfloat16)] : [])
-        guard kernels.count > 1 else { return Choice(machine: machine, float32Kernel: Float32Kernel.openBLAS.rawValue, seconds: [:]) }
+        let settings = ComputeSettings.current
+        return settings.run { measureCandidates(repeats: repeats) }
+    }
+
+    private static func measureCandidates(repeats: Int) -> Choice {
+        let candidates = GemmKernel.available
+        let kernels: [(name: String, kernel: GemmKernel, precision: GEMMPrecision)] =
+            candidates.map { (Choice.timingKey($0), $0, .float32) }
+            + (GEMMPrecision.bfloat16InHardware ? [(Choice.bfloat16TimingKey, .openBLAS, .bfloat16)] : [])
+        guard kernels.count > 1 else { return Choice(machine: machine, float32Kernel: .openBLAS, seconds: [:]) }
         let operands = shapes.map { shape in
             (a: Tensor.randomForTuning(shape.m * shape.k), b: Tensor.randomForTuning(shape.k * shape.n),
              c: UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.n))
@@ -155,7 +172,7 @@ public enum KernelTuning {
                 }
             }
             for candidate in candidates {
-                time(candidate.rawValue + " small") {
+                time(Choice.timingKey(candidate, small: true)) {
                     for _ in 0..<smallRepeats {
                         for (shape, operand) in zip(smallShapes, smallOperands) {
                             BLAS.sgemm(m: shape.m, n: shape.n, k: shape.k, a: operand.a.pointer, lda: shape.k, b: operand.b.pointer,
@@ -165,8 +182,8 @@ public enum KernelTuning {
                 }
             }
         }
-        let fastest = candidates.min { seconds[$0.rawValue]! < seconds[$1.rawValue]! }!
-        return Choice(machine: machine, float32Kernel: fastest.rawValue, seconds: seconds)
+        let fastest = candidates.min { (seconds[Choice.timingKey($0)] ?? .infinity) < (seconds[Choice.timingKey($1)] ?? .infinity) }
+        return Choice(machine: machine, float32Kernel: fastest ?? .openBLAS, seconds: seconds)
     }
 
     /// The choices kept in `file`, by machine (empty when there is no readable file).
@@ -177,9 +194,11 @@ public enum KernelTuning {
 
     /// The choice kept in `file` for this machine, if there is one (nothing is measured).
     public static func kept(file: String) -> Choice? {
+        let cap = ComputeSettings.current.isa
         guard let kept = keptChoices(file: file)[machine], kept.machine == machine,
-              candidates.map(\.rawValue).contains(kept.float32Kernel),
-              !GEMMPrecision.bfloat16InHardware || kept.seconds[GEMMPrecision.bfloat16.rawValue] != nil else { return nil }
+              InstructionSet.capped(cap, { GemmKernel.available }).contains(kept.float32Kernel),
+              !InstructionSet.capped(cap, { GEMMPrecision.bfloat16InHardware }) || kept.seconds[Choice.bfloat16TimingKey] != nil
+        else { return nil }
         return kept
     }
 
@@ -196,30 +215,12 @@ public enum KernelTuning {
         return (measured, true)
     }
 
-    /// Why the float32 GEMM in use was chosen (`bench ops` prints it).
-    nonisolated(unsafe) public private(set) static var reason = "default (not measured)"
-
-    /// Uses a choice: its float32 GEMMs for large and small products (unless `SDFLOW_SGEMM` chose one), and in the fast mode
-    /// bfloat16 GEMMs only where they measured faster (unless `SDFLOW_GEMM` chose the precision).
-    public static func apply(_ choice: Choice, from file: String) {
-        let environment = ProcessInfo.processInfo.environment
-        if BLAS.precision == .bfloat16, (environment["SDFLOW_GEMM"] ?? "").isEmpty { BLAS.precision = choice.fastPrecision }
-        if let explicit = environment["SDFLOW_SGEMM"], !explicit.isEmpty {
-            reason = "SDFLOW_SGEMM=\(explicit)"
-            return
-        }
-        guard let kernel = Float32Kernel(rawValue: choice.float32Kernel), let small = Float32Kernel(rawValue: choice.smallFloat32Kernel) else { return }
-        BLAS.float32Kernel = kernel
-        BLAS.smallFloat32Kernel = small
-        reason = "\(choice.summary), kept in \(file)"
-    }
-
     // MARK: Per-shape choices
 
-    /// The per-shape choices known to a process (or to a task, `withShapeTuning`) and the file
-    /// they are kept in; without a file per-shape tuning is off (tests, library users that never
-    /// call `startShapeTuning`) and every layer uses its default kernel.
-    final class ShapeTable: Sendable {
+    /// The per-shape choices of a run (`ComputeSettings.tuning`) and the file they are kept in;
+    /// without a file per-shape tuning is off (tests, library users, debug builds) and every layer
+    /// uses its default kernel. Shared by the threads and tasks of the run (its state is behind a lock).
+    public final class ShapeTable: Sendable {
         struct State {
             var file: String?
             var kept: [String: ShapeChoice] = [:]
@@ -227,68 +228,61 @@ public enum KernelTuning {
             var measured = 0
         }
         let state: Mutex<State>
-        init(file: String? = nil, kept: [String: ShapeChoice] = [:]) { state = Mutex(State(file: file, kept: kept)) }
-    }
-    static let processTable = ShapeTable()
-    @TaskLocal static var table = processTable
-
-    /// From now on, shapes whose kernel is not in `choice` are measured on first use and added to
-    /// `file` (this machine's entry; `choice` is the one `choice(file:)` returned).
-    /// Debug builds keep their defaults: their timings say little about a release build's, and their
-    /// tests stay deterministic (per-shape candidates agree only to rounding).
-    public static func startShapeTuning(_ choice: Choice, file: String) {
-        #if !DEBUG
-        processTable.state.withLock { $0 = ShapeTable.State(file: file, kept: choice.shapes ?? [:]) }
-        #endif
+        public init(file: String? = nil, kept: [String: ShapeChoice] = [:]) { state = Mutex(State(file: file, kept: kept)) }
     }
 
-    /// Runs `body` with per-shape tuning into `file` for this task only (tests).
+    /// Runs `body` with per-shape tuning into `file` (tests).
     public static func withShapeTuning<R>(file: String, _ body: () throws -> R) rethrows -> R {
-        let kept = keptChoices(file: file)[machine]?.shapes ?? [:]
-        return try $table.withValue(ShapeTable(file: file, kept: kept), operation: body)
+        var settings = ComputeSettings.current
+        settings.tuning = ShapeTable(file: file, kept: keptChoices(file: file)[machine]?.shapes ?? [:])
+        return try settings.run(body)
     }
 
     /// How many shapes have been measured so far (`bench model` runs a repetition again when it
     /// measured kernels, so that no row's time includes measuring).
-    public static var measuredShapes: Int { table.state.withLock { $0.measured } }
+    public static var measuredShapes: Int { ComputeSettings.current.tuning.state.withLock { $0.measured } }
 
     /// The per-shape choices in use, by shape key.
-    public static var shapeChoices: [String: ShapeChoice] { table.state.withLock { $0.kept } }
+    public static var shapeChoices: [String: ShapeChoice] { ComputeSettings.current.tuning.state.withLock { $0.kept } }
 
-    /// Runs `body` with the kernel chosen for `key`. With per-shape tuning on (`apply`) and no choice
-    /// kept for `key`, times every candidate on this very call instead (each candidate does the work;
+    /// Runs `body` with the kernel chosen for `key`. With per-shape tuning on and no choice kept
+    /// for `key`, times every candidate on this very call instead (each candidate does the work;
     /// up to three times, alternating, unless the first round took at least 20 ms and one candidate
-    /// was 1.5 times faster than another), keeps the fastest in the
-    /// choice file and returns its result. Off, or with one candidate, it is `body(candidates[0])`.
-    /// `candidates` are `String` raw values; the first is the default.
-    static func tuned<Result>(_ key: String, candidates: [String], _ body: (String) -> Result) -> Result {
-        let table = table
-        let (file, kept) = table.state.withLock { ($0.file, $0.kept[key]) }
-        if let kept, candidates.contains(kept.kernel) { return body(kept.kernel) }
+    /// was 1.5 times faster than another), keeps the fastest in the choice file and returns its
+    /// result. Off, or with one candidate, it is `body(candidates[0])`; the first is the default.
+    static func tuned<Candidate: TuningCandidate, Result>(_ key: String, candidates: [Candidate],
+                                                          _ body: (Candidate) -> Result) -> Result {
+        precondition(!candidates.isEmpty, "tuned: no candidates for \(key)")
+        let table = ComputeSettings.current.tuning
+        let (file, kept) = table.state.withLock { ($0.file, $0.kept[key]?.kernel(as: Candidate.self)) }
+        if let kept, candidates.contains(kept) { return body(kept) }
         guard let file, candidates.count > 1 else { return body(candidates[0]) }
-        var seconds: [String: Double] = [:]
-        var best: (kernel: String, result: Result)?
+        var seconds: [Candidate: Double] = [:]
+        var best: (kernel: Candidate, seconds: Double, result: Result)?
         for round in 0..<3 {
             for candidate in candidates {
                 let start = DispatchTime.now().uptimeNanoseconds
                 let result = body(candidate)
-                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                seconds[candidate] = Swift.min(seconds[candidate] ?? .infinity, elapsed)
-                if best == nil || seconds[candidate]! < seconds[best!.kernel]! || candidate == best!.kernel {
-                    best = (candidate, result)
-                }
+                let elapsed = Swift.min(seconds[candidate] ?? .infinity, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                seconds[candidate] = elapsed
+                if let current = best, current.kernel != candidate, current.seconds <= elapsed { continue }
+                best = (candidate, elapsed, result)
             }
             // One round is enough when it is long and decisive; close times are measured again, since
             // the first candidate also pays for the first touch of buffers (a close second may be the faster).
-            if round == 0 && seconds.values.max()! >= 0.02 && seconds.values.max()! >= 1.5 * seconds.values.min()! { break }
+            if round == 0, let slowest = seconds.values.max(), let quickest = seconds.values.min(), slowest >= 0.02, slowest >= 1.5 * quickest {
+                break
+            }
         }
-        let chosen = ShapeChoice(kernel: best!.kernel, seconds: seconds)
+        guard let best else { return body(candidates[0]) }
+        let chosen = ShapeChoice(kernel: best.kernel.rawValue,
+                                 seconds: Dictionary(uniqueKeysWithValues: seconds.map { ($0.key.rawValue, $0.value) }))
         table.state.withLock {
             $0.kept[key] = chosen
             $0.measured += 1
         }
         keep(key, chosen, in: file)
-        return best!.result
+        return best.result
     }
 
     /// Adds one per-shape choice to this machine's entry in `file` (read again first, so that other

@@ -5,30 +5,24 @@ import Foundation
 /// Parallel loops: ours (norms, activations, convolution transforms, attention) and the
 /// blocks of large GEMMs (`BLAS.sgemm`).
 ///
-/// There is one pool of threads. Its size defaults to the number of cores, or `SDFLOW_THREADS`
-/// when set. OpenBLAS is kept single-threaded, so its own pool never spins against ours.
+/// There is one pool of threads (Dispatch's); a loop uses `ComputeSettings.current.threads` of
+/// them and runs each with the caller's settings. OpenBLAS is kept single-threaded, so its own
+/// pool never spins against ours.
 public enum Parallel {
-    nonisolated(unsafe) private static var configured: Int = {
-        openblas_set_num_threads(1)
-        let env = ProcessInfo.processInfo.environment["SDFLOW_THREADS"].flatMap { Int($0) }
-        return Swift.max(1, env ?? ProcessInfo.processInfo.activeProcessorCount)
-    }()
+    /// Sets OpenBLAS to one thread, once per process (before its first product).
+    private static let openBLASSingleThreaded: Void = openblas_set_num_threads(1)
+    static func keepOpenBLASSingleThreaded() { _ = openBLASSingleThreaded }
 
     /// The number of threads used by parallel loops and parallel GEMMs.
-    public static var threadCount: Int { configured }
-
-    /// Sets the thread count.
-    public static func setThreadCount(_ count: Int) {
-        openblas_set_num_threads(1)
-        configured = Swift.max(1, count)
-    }
+    public static var threadCount: Int { ComputeSettings.current.threads }
 
     /// Calls `body` on disjoint, contiguous sub-ranges that together cover `0..<count`,
     /// one per thread. Runs inline when the work is smaller than `minimumPerThread` per thread.
     @inlinable
     public static func forRanges(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
-        let threads = Swift.min(threadCount, Swift.max(1, count / Swift.max(1, minimumPerThread)))
+        let settings = ComputeSettings.current
+        let threads = Swift.min(settings.threads, Swift.max(1, count / Swift.max(1, minimumPerThread)))
         if threads <= 1 {
             body(0..<count)
             return
@@ -41,7 +35,7 @@ public enum Parallel {
             DispatchQueue.concurrentPerform(iterations: threads) { t in
                 let start = t * chunk
                 let end = Swift.min(count, start + chunk)
-                if start < end { shared.body(start..<end) }
+                if start < end { settings.run { shared.body(start..<end) } }
             }
         }
     }

@@ -17,6 +17,33 @@ extension Tensor {
 
 // MARK: - Attention
 
+/// How one attention shape is computed (`KernelTuning.tuned` picks per shape): the fused kernels on
+/// blocks of `queries` rows in float32 or bfloat16, or two `BLAS.sgemm` products per block of 256.
+/// Named in `kernels.json` as "48", "48 bfloat16" and "gemm".
+public enum AttentionVariant: TuningCandidate {
+    case blocked(queries: Int, precision: GEMMPrecision)
+    case gemm
+
+    public init?(rawValue: String) {
+        if rawValue == "gemm" {
+            self = .gemm
+            return
+        }
+        let words = rawValue.split(separator: " ")
+        guard (1...2).contains(words.count), let queries = Int(words[0]), queries > 0 else { return nil }
+        guard words.count == 1 || words[1] == "bfloat16" else { return nil }
+        self = .blocked(queries: queries, precision: words.count == 2 ? .bfloat16 : .float32)
+    }
+
+    public var rawValue: String {
+        switch self {
+        case .gemm: "gemm"
+        case .blocked(let queries, .float32): "\(queries)"
+        case .blocked(let queries, .bfloat16): "\(queries) bfloat16"
+        }
+    }
+}
+
 extension Tensor {
     /// Multi-head scaled dot-product attention, softmax(Q K^T / sqrt(d)) V per head.
     ///
@@ -30,7 +57,7 @@ extension Tensor {
     /// block's scores (rows x S) by a register-blocked kernel, the softmax in place while the
     /// block is in cache, and the product with V by a second kernel. So a 4096-token
     /// self-attention never holds a 4096 x 4096 matrix: at most threads x block x S scores exist.
-    /// `precision` (default `BLAS.precision`) `.bfloat16` multiplies in bfloat16 where the CPU can
+    /// `precision` (default `ComputeSettings.current.precision`) `.bfloat16` multiplies in bfloat16 where the CPU can
     /// (unless float32 measured faster for the shape).
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
                                  causal: Bool = false, queryChunk: Int? = nil, precision: GEMMPrecision? = nil) -> Tensor {
@@ -42,7 +69,7 @@ extension Tensor {
                      "attention: shapes \(query.shape), \(key.shape), \(value.shape) do not fit")
         precondition(c % heads == 0 && cv % heads == 0, "attention: \(c) channels not divisible by \(heads) heads")
         FLOPCounter.add(2 * Double(batch * heads) * Double(t) * Double(s) * Double(c / heads + cv / heads))
-        let bf16 = (precision ?? BLAS.precision) == .bfloat16 && GEMMPrecision.bfloat16InHardware
+        let bf16 = (precision ?? ComputeSettings.current.precision) == .bfloat16 && GEMMPrecision.bfloat16InHardware
         if let queryChunk {
             return attention(query: query, key: key, value: value, heads: heads, causal: causal, queryChunk: queryChunk, bf16: bf16)
         }
@@ -52,21 +79,25 @@ extension Tensor {
         // Also "gemm": the two products as `BLAS.sgemm` calls on blocks of 256 queries, which
         // wins where the GEMM is much faster than the fused kernels (AMX tiles in the fast mode).
         let sizes = [48] + [96, 24].filter { $0 < t }
-        let candidates = (bf16 ? sizes.map { "\($0) bfloat16" } : []) + sizes.map(String.init) + (t >= 256 && s >= 256 ? ["gemm"] : [])
+        let candidates = (bf16 ? sizes.map { AttentionVariant.blocked(queries: $0, precision: .bfloat16) } : [])
+            + sizes.map { AttentionVariant.blocked(queries: $0, precision: .float32) } + (t >= 256 && s >= 256 ? [.gemm] : [])
         let shapeKey = "attention \(bf16 ? "bfloat16" : "float32") \(batch)x\(heads) heads, \(t) x \(s) tokens, d \(c / heads)/\(cv / heads)"
             + (causal ? " causal" : "")
-        return KernelTuning.tuned(shapeKey, candidates: candidates) { candidate in
-            if candidate == "gemm" { return attentionByGEMM(query: query, key: key, value: value, heads: heads, causal: causal) }
-            let words = candidate.split(separator: " ")
-            return attention(query: query, key: key, value: value, heads: heads, causal: causal, queryChunk: Int(words[0]) ?? 48,
-                             bf16: words.count > 1)
+        return KernelTuning.tuned(shapeKey, candidates: candidates) { variant in
+            switch variant {
+            case .gemm:
+                return attentionByGEMM(query: query, key: key, value: value, heads: heads, causal: causal)
+            case .blocked(let queries, let precision):
+                return attention(query: query, key: key, value: value, heads: heads, causal: causal, queryChunk: queries,
+                                 bf16: precision == .bfloat16)
+            }
         }
     }
 
     /// `attention` as GEMMs: per (batch, head) and block of `block` queries, scores = Q K^T
     /// scaled (rows x S), the softmax's exponentials in place, then (rows x S) x V and the division
     /// by the row sums. Each thread holds one block's scores (256 x 4096 floats: 4 MB). The
-    /// products run in `BLAS.precision`.
+    /// products run in `ComputeSettings.current.precision`.
     public static func attentionByGEMM(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false, block: Int = 256) -> Tensor {
         let (batch, t, c) = (query.shape[0], query.shape[1], query.shape[2])
         let s = key.shape[1], cv = value.shape[2]

@@ -28,8 +28,8 @@ extension Tensor {
     /// images unfold into one matrix (up to 3 x `bandFloats`) and share one GEMM. `bandFloats`
     /// bounds the unfolded band or Winograd's transformed tiles (default 4M floats, 16 MB). 3x3
     /// convolutions with stride 1 and padding 1 use `mode`; without one, the algorithm measured
-    /// fastest for this shape among `ConvolutionMode.current.candidates` (`KernelTuning.tuned`),
-    /// or where nothing is measured, `ConvolutionMode.current` where Winograd pays (at least 1024
+    /// fastest for this shape among the candidates of `ComputeSettings.current.convolution` (`KernelTuning.tuned`),
+    /// or where nothing is measured, that mode where Winograd pays (at least 1024
     /// output pixels over the batch and more than 4 outputs) and `direct` elsewhere. `direct` is
     /// im2col, or for 4 outputs or fewer direct multiply-adds (`convolveFewOutputs`).
     ///
@@ -64,14 +64,14 @@ extension Tensor {
         }
         // Unmeasured, small images (the UNet's 16x16 and 8x8 levels at 512x512) use im2col:
         // transforming the large filters costs about as much as Winograd saves in the GEMMs.
-        let modes = ConvolutionMode.current.candidates
+        let settings = ComputeSettings.current
+        let modes = settings.convolution.candidates
         var preferred = n * h * w >= 1024 && o > Tensor.fewOutputChannels ? modes : modes.reversed()
-        if ConvolutionMode.forced { preferred = [preferred[0]] }
-        let key = "conv3x3 \(ConvolutionMode.current.rawValue)/\(BLAS.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
+        if settings.pinned.contains(.convolution) { preferred = [preferred[0]] }
+        let key = "conv3x3 \(settings.convolution.rawValue)/\(settings.precision.rawValue) \(n)x\(c)x\(h)x\(w) -> \(o)"
             + (upsampling ? " upsampled" : "")
-        return KernelTuning.tuned(key, candidates: preferred.map(\.rawValue)) { name in
-            convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats,
-                     mode: ConvolutionMode(rawValue: name) ?? .direct, fusion: fusion)
+        return KernelTuning.tuned(key, candidates: preferred) { mode in
+            convolve(weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, mode: mode, fusion: fusion)
         }
     }
 
@@ -243,18 +243,13 @@ extension Tensor {
 /// How 3x3 convolutions (stride 1, padding 1) are computed. The default is Winograd F(2x2,3x3),
 /// which needs 16 multiplications per 2x2 outputs instead of 36 and stays within 1e-6 of the
 /// direct float32 result; `fast` uses F(4x4,3x3) (36 per 4x4, about 4x fewer than direct) at an
-/// error around 1e-4 relative; `direct` is im2col + GEMM. Set once at start (`--fast`, `SDFLOW_CONV`).
-public enum ConvolutionMode: String, Sendable, CaseIterable {
+/// error around 1e-4 relative; `direct` is im2col + GEMM. A mode is both the setting
+/// (`ComputeSettings.convolution`: `--fast`, `SDFLOW_CONV`) and, per shape, the algorithm chosen
+/// among the setting's `candidates` (its raw value is its name in `kernels.json`).
+public enum ConvolutionMode: String, Sendable, CaseIterable, Codable, TuningCandidate {
     case direct
     case winograd
     case fast
-
-    /// Whether `SDFLOW_CONV` chose the mode: then nothing is chosen by measuring.
-    static let forced = ProcessInfo.processInfo.environment["SDFLOW_CONV"].flatMap(ConvolutionMode.init(rawValue:)) != nil
-
-    nonisolated(unsafe) public static var current: ConvolutionMode = {
-        ProcessInfo.processInfo.environment["SDFLOW_CONV"].flatMap(ConvolutionMode.init(rawValue:)) ?? .winograd
-    }()
 
     /// The algorithms this mode may choose between by measuring, its own first: the exact mode's
     /// are exact, the fast mode's at most as far off as F(4x4,3x3).

@@ -41,10 +41,12 @@ final class TensorStorage: @unchecked Sendable {
 /// time in page faults). Blocks under 1 MB go straight to malloc; at most `capacity` bytes are
 /// kept, the least recently freed go first.
 public enum BufferPool {
-    /// Bytes kept for reuse at most: 512 MB, or more where speed matters more than memory (the
-    /// fast mode keeps 2 GB: a 512x512 UNet step frees and re-requests blocks of over 1 GB in
-    /// all, and each block the pool cannot keep comes back as fresh zero-filled pages).
-    nonisolated(unsafe) public static var capacity = 512 << 20
+    /// Bytes kept for reuse at most: `ComputeSettings.poolCapacity` of the code that frees, 512 MB
+    /// by default, or more where speed matters more than memory (the fast mode keeps 2 GB: a
+    /// 512x512 UNet step frees and re-requests blocks of over 1 GB in all, and each block the pool
+    /// cannot keep comes back as fresh zero-filled pages). The pool itself is process-wide: blocks
+    /// freed by one run serve the next.
+    public static var capacity: Int { ComputeSettings.current.poolCapacity }
     static let minimumBytes = 1 << 20
     static let granularity = 64 << 10
 
@@ -68,7 +70,7 @@ public enum BufferPool {
     static func release(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
         guard byteCount >= minimumBytes else { return pointer.deallocate() }
         let bytes = rounded(byteCount)
-        let address = UInt(bitPattern: pointer)
+        let address = UInt(bitPattern: pointer), capacity = capacity
         let evicted = free.withLock { pool -> [UInt] in
             pool.blocks.append((bytes, address))
             pool.bytes += bytes

@@ -31,12 +31,16 @@ public final class Executor {
         /// Run only this shard of the batch's items (`--shard I/N`); shard 0 also runs the
         /// outputs that do not belong to a batch.
         public var shard: Shard?
+        /// How the numeric core computes for this run; what in it changes results is part of every key.
+        public var compute: ComputeSettings
 
-        public init(cache: ResultCache? = nil, explainOnly: Bool = false, reporter: RunReporter? = nil, shard: Shard? = nil) {
+        public init(cache: ResultCache? = nil, explainOnly: Bool = false, reporter: RunReporter? = nil, shard: Shard? = nil,
+                    compute: ComputeSettings = .current) {
             self.cache = cache
             self.explainOnly = explainOnly
             self.reporter = reporter
             self.shard = shard
+            self.compute = compute
         }
     }
 
@@ -84,6 +88,10 @@ public final class Executor {
 
     /// Runs (or explains) the graph and reports what happened; never throws for node failures.
     public func run() -> RunReport {
+        options.compute.run(runGraph)
+    }
+
+    private func runGraph() -> RunReport {
         let start = Date()
         func finished() -> RunReport {
             report.seconds = Date().timeIntervalSince(start)
@@ -363,9 +371,8 @@ public final class Executor {
 
     private func computeBaseKey(_ node: Graph.Node, parameters: [String: ParameterValue]) throws -> String {
         let d = node.description
-        var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)",
-                     "convolutions \(ConvolutionMode.current.rawValue)"]
-        if BLAS.precision != .float32 { lines.append("gemm \(BLAS.precision.rawValue)") }
+        var lines = ["sdflow-node-v1", "type \(d.name)", "pack \(node.entry.pack.name) \(node.entry.pack.version)", "version \(d.version)"]
+            + options.compute.fingerprint
         for spec in d.parameters where spec.affectsResult {
             guard let value = parameters[spec.name] else { continue }
             switch spec.kind {

@@ -20,14 +20,15 @@ struct Bench: ParsableCommand {
         @Option(help: "Repetitions per measurement (the best is reported).")
         var repeats = 3
 
-        func run() {
-            if let threads { Parallel.setThreadCount(threads) }
-            Engine.chooseKernels(quiet: true)
-            print("threads: \(Parallel.threadCount), OpenBLAS kernels: \(BLAS.openBLASCore), float32 GEMM: \(BLAS.float32Kernel.rawValue)")
-            print("  chosen by: \(KernelTuning.reason)")
-            let peak = PeakRate.measure()
-            print(String(format: "peak FMA rate (registers only, all threads): %.1f GFLOP/s", peak))
-            OpsBenchmark(repeats: repeats, peak: peak).run()
+        func run() throws {
+            let settings = Engine.withMeasuredKernels(try Engine.computeSettings(threads: threads), quiet: true)
+            settings.run {
+                print("threads: \(settings.threads), OpenBLAS kernels: \(BLAS.openBLASCore), float32 GEMM: \(settings.float32Kernel.rawValue)")
+                print("  chosen by: \(settings.kernelReason)")
+                let peak = PeakRate.measure()
+                print(String(format: "peak FMA rate (registers only, all threads): %.1f GFLOP/s", peak))
+                OpsBenchmark(repeats: repeats, peak: peak).run()
+            }
         }
     }
 }
@@ -57,11 +58,11 @@ struct OpsBenchmark {
         report("sgemm (320x2880)x(2880x4096) x2", seconds: gemm, flop: convFlop)
         print(String(format: "conv2d / sgemm rate: %.0f%%", 100 * gemm / conv))
         if GEMMPrecision.bfloat16InHardware {
-            let saved = BLAS.precision
-            BLAS.precision = .bfloat16
-            let bf16 = best(gemmTwice)
-            let fastConv = best { _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), mode: .fast) }
-            BLAS.precision = saved
+            var fast = ComputeSettings.current
+            fast.precision = .bfloat16
+            let (bf16, fastConv) = fast.run {
+                (best(gemmTwice), best { _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), mode: .fast) })
+            }
             report("bf16 gemm, same sizes", seconds: bf16, flop: convFlop)
             report("conv2d F(4,3) + bf16 gemm", seconds: fastConv, flop: convFlop)
         }

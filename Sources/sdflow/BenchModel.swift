@@ -60,10 +60,13 @@ struct BenchModel: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Parallel.setThreadCount(threads) }
-        if fast { Engine.useFastMode() }
-        Engine.chooseKernels(quiet: true)
-        if !json { print("float32 GEMM: \(BLAS.float32Kernel.rawValue), chosen by: \(KernelTuning.reason)") }
+        let settings = Engine.withMeasuredKernels(try Engine.computeSettings(threads: threads, fast: fast), quiet: true)
+        try settings.run { try measure(settings) }
+    }
+
+    /// The rows, measured with `settings` (bound by `run`).
+    private func measure(_ settings: ComputeSettings) throws {
+        if !json { print("float32 GEMM: \(settings.float32Kernel.rawValue), chosen by: \(settings.kernelReason)") }
         let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
         func include(_ name: String) -> Bool { wanted?.contains(name) ?? true }
         var rows: [Row] = []
@@ -145,8 +148,8 @@ struct BenchModel: ParsableCommand {
         if json {
             let object: [String: Any] = [
                 "rows": try rows.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) },
-                "peak_rss_bytes": peakMemory, "peak_gflops": peak, "threads": Parallel.threadCount, "convolution": ConvolutionMode.current.rawValue,
-                "gemm": BLAS.precision.rawValue,
+                "peak_rss_bytes": peakMemory, "peak_gflops": peak, "threads": settings.threads, "convolution": settings.convolution.rawValue,
+                "gemm": settings.precision.rawValue,
             ]
             print(String(data: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), encoding: .utf8)!)
         } else if peakMemory > 0 {

@@ -33,7 +33,11 @@ struct BenchTiles: ParsableCommand {
     @Option(help: "Folder for the three images.") var output = "out/tiles"
 
     func run() throws {
-        Engine.chooseKernels(quiet: true)
+        try Engine.withMeasuredKernels(try Engine.computeSettings(threads: nil), quiet: true).run { try measure() }
+    }
+
+    /// Refines the photo three ways (bound to the measured kernels by `run`).
+    private func measure() throws {
         let model = try Checkpoint(path: checkpoint)
         let unet = try model.loadUNet(), vae = try model.loadVAE()
         let (encoder, tokenizer) = (try model.loadTextEncoder(), try model.loadTokenizer())

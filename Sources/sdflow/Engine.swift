@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import DiffusionNodes
 import ImageNodes
@@ -28,29 +29,33 @@ enum Engine {
         return registry
     }
 
-    static func setThreads(_ count: Int) { Parallel.setThreadCount(count) }
+    /// The compute settings of a command: the environment's (`ComputeSettings.fromEnvironment`, an
+    /// unknown value is an error), then its flags: `threads`, and `fast` for the opt-in fast mode
+    /// (Winograd F(4x4,3x3) convolutions, bfloat16 GEMMs on CPUs with AVX-512 BF16, 2 GB of freed
+    /// buffers kept for reuse).
+    static func computeSettings(threads: Int?, fast: Bool = false) throws -> ComputeSettings {
+        var settings: ComputeSettings
+        do { settings = try ComputeSettings.fromEnvironment() } catch { throw ValidationError("\(error)") }
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
+            settings.threads = threads
+        }
+        if fast { settings.useFastMode() }
+        return settings
+    }
 
     /// Where the kernel choices of this machine are kept: `kernels.json` in the default cache folder
     /// (machine facts, not results: shared by every `--cache-dir`).
     static var kernelChoiceFile: String { ResultCache.defaultFolder + "/kernels.json" }
 
-    /// Uses the kernels measured fastest on this machine, measuring them first if this machine
-    /// (CPU, threads, OpenBLAS, build) has no choice kept yet (says so unless `quiet`); layer
-    /// shapes not measured yet are measured the first time they run.
-    static func chooseKernels(quiet: Bool) {
-        let (choice, measuredNow) = KernelTuning.choice(file: kernelChoiceFile)
-        KernelTuning.apply(choice, from: kernelChoiceFile)
-        KernelTuning.startShapeTuning(choice, file: kernelChoiceFile)
+    /// `settings` with the kernels measured fastest on this machine, measuring them first if this
+    /// machine (CPU, threads, OpenBLAS, instruction-set cap, build) has no choice kept yet (says so
+    /// unless `quiet`); layer shapes not measured yet are measured the first time they run.
+    static func withMeasuredKernels(_ settings: ComputeSettings, quiet: Bool) -> ComputeSettings {
+        let (choice, measuredNow) = settings.run { KernelTuning.choice(file: kernelChoiceFile) }
         if measuredNow && !quiet {
             FileHandle.standardError.write(Data("kernels measured on this machine: float32 GEMM \(choice.summary); kept in \(kernelChoiceFile)\n".utf8))
         }
-    }
-
-    /// The opt-in fast mode: Winograd F(4x4,3x3) convolutions, and GEMMs in bfloat16 with
-    /// float32 accumulation on CPUs with AVX-512 BF16; up to 2 GB of freed buffers kept for reuse.
-    static func useFastMode() {
-        ConvolutionMode.current = .fast
-        if GEMMPrecision.bfloat16InHardware { BLAS.precision = .bfloat16 }
-        BufferPool.capacity = 2 << 30
+        return settings.using(choice, from: kernelChoiceFile)
     }
 }

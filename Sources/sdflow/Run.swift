@@ -125,17 +125,16 @@ struct RunOptions: ParsableArguments {
     func execute(_ workflow: WorkflowOptions, explainOnly: Bool) throws {
         let shard: Shard?
         do { shard = try self.shard.map(Shard.init(parsing:)) } catch { throw ValidationError("\(error)") }
-        if let threads { Engine.setThreads(threads) }
-        if fast { Engine.useFastMode() }
+        var compute = try Engine.computeSettings(threads: threads, fast: fast)
         let registry = try Engine.registry(pluginFolders: workflow.plugins)
         let graph = try workflow.checkedGraph(registry: registry)
         // Models run matrix products: use the kernels measured fastest here (measured on first use).
         if !explainOnly, graph.nodes.values.contains(where: { registry.entry($0.description.name)?.pack.name == DiffusionNodes.pack.name }) {
-            Engine.chooseKernels(quiet: quiet || summary == "-")
+            compute = Engine.withMeasuredKernels(compute, quiet: quiet || summary == "-")
         }
         let cache = noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder, budget: Int(cacheSize * 1e9))
         let reporter = TerminalReporter(quiet: quiet || summary == "-")
-        var execution = Executor.Options(cache: cache, explainOnly: explainOnly, reporter: reporter, shard: shard)
+        var execution = Executor.Options(cache: cache, explainOnly: explainOnly, reporter: reporter, shard: shard, compute: compute)
         execution.cancellation = Interrupts.install()
         for name in graph.unused where !quiet {
             reporter.warning("node '\(name)' is not needed by any output and will not run")

@@ -18,9 +18,10 @@ struct Tune: ParsableCommand {
     @Option(help: "Threads to measure with (default: all cores; a choice is kept per thread count).")
     var threads: Int?
 
-    func run() {
-        if let threads { Parallel.setThreadCount(threads) }
-        let (choice, _) = KernelTuning.choice(file: Engine.kernelChoiceFile, remeasure: true)
+    func run() throws {
+        let (choice, _) = try Engine.computeSettings(threads: threads).run {
+            KernelTuning.choice(file: Engine.kernelChoiceFile, remeasure: true)
+        }
         print("machine: \(choice.machine)")
         print("float32 GEMM: \(choice.summary)")
         print("kept in \(Engine.kernelChoiceFile)")

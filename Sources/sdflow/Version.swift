@@ -29,6 +29,6 @@ enum SDFlowVersion {
     static var text: String {
         let measured = KernelTuning.kept(file: Engine.kernelChoiceFile).map { "float32 GEMM for models measured here: \($0.summary)" }
             ?? "float32 GEMM for models: not measured here yet (the first run of a model, or sdflow tune)"
-        return "sdflow \(number) (commit \(commit.prefix(12)))\nkernels: \(BLAS.kernelSummary)\n\(measured)"
+        return "sdflow \(number) (commit \(commit.prefix(12)))\nkernels: \(ComputeSettings.process.kernelSummary)\n\(measured)"
     }
 }

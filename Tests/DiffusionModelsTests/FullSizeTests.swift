@@ -102,15 +102,18 @@ struct FullSizeTests {
     /// AVX-512 BF16): reported (largest and mean error, relative to the reference's largest and mean
     /// magnitude), and bounded above what it measures so that a broken kernel still fails.
     @Test func fastModeErrorAgainstDiffusers() throws {
+        var fast = ComputeSettings.current
+        fast.useFastMode()
+        try fast.run { try checkFastMode() }
+    }
+
+    /// `fastModeErrorAgainstDiffusers` in the fast mode's settings.
+    private func checkFastMode() throws {
         let folder = FullSizeModel.folder!
         let reference = try SafeTensorsFile(path: folder + "/reference.safetensors")
         let checkpoint = try Checkpoint(path: folder + "/diffusers-f32")
         let (unet, vae) = (try checkpoint.loadUNet(), try checkpoint.loadVAE())
-        let saved = (ConvolutionMode.current, BLAS.precision)
-        ConvolutionMode.current = .fast
-        if GEMMPrecision.bfloat16InHardware { BLAS.precision = .bfloat16 }
-        defer { (ConvolutionMode.current, BLAS.precision) = saved }
-        let mode = "fast, gemm \(BLAS.precision.rawValue)"
+        let mode = "fast, gemm \(ComputeSettings.current.precision.rawValue)"
         func relative(_ label: String, _ actual: Tensor, _ expected: Tensor) -> Float {
             let (error, scale) = parityReport("\(label) (\(mode))", actual: actual, expected: expected)
             let (a, e) = (actual.scalars, expected.scalars)

@@ -12,13 +12,12 @@ import Testing
         let file = folder.file("cache/kernels.json")
         let first = KernelTuning.choice(file: file, repeats: 1)
         #expect(first.measuredNow && first.choice.machine == KernelTuning.machine)
-        #expect(Float32Kernel(rawValue: first.choice.float32Kernel) != nil)
         // Every candidate timed (two float32 GEMMs with AVX-512, none to time without, and the
         // bfloat16 one with AVX-512 BF16), and the fastest float32 GEMM chosen.
-        let float32 = first.choice.seconds.filter { Float32Kernel(rawValue: $0.key) != nil }
+        let float32 = first.choice.seconds.filter { GemmKernel(rawValue: $0.key) != nil }
         if let fastest = float32.min(by: { $0.value < $1.value }) {
             #expect(float32.count == 2 && first.choice.seconds.values.allSatisfy { $0 > 0 })
-            #expect(fastest.key == first.choice.float32Kernel)
+            #expect(fastest.key == first.choice.float32Kernel.rawValue)
             #expect((first.choice.seconds["bfloat16"] != nil) == GEMMPrecision.bfloat16InHardware)
         }
         let again = KernelTuning.choice(file: file, repeats: 1)
@@ -29,7 +28,7 @@ import Testing
     @Test func anotherMachinesChoiceOrADamagedFileIsMeasuredAgain() throws {
         let file = folder.file("kernels.json")
         let foreign = KernelTuning.Choice(machine: "another CPU; 64 threads; OpenBLAS SkylakeX; avx512; release",
-                                          float32Kernel: "openblas", seconds: ["openblas": 1, "avx512": 2])
+                                          float32Kernel: .openBLAS, seconds: ["openblas": 1, "avx512": 2])
         try JSONEncoder().encode([foreign.machine: foreign]).write(to: URL(fileURLWithPath: file))
         let remeasured = KernelTuning.choice(file: file, repeats: 1)
         #expect(remeasured.measuredNow && remeasured.choice.machine == KernelTuning.machine)
@@ -44,23 +43,21 @@ import Testing
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SDFLOW_SGEMM"] == nil))
     func theChoiceIsUsedAndSaysWhy() throws {
         let file = folder.file("kernels.json")
-        let previous = (BLAS.float32Kernel, BLAS.smallFloat32Kernel)
-        defer { (BLAS.float32Kernel, BLAS.smallFloat32Kernel) = previous }
         let choice = KernelTuning.choice(file: file, repeats: 1).choice
-        KernelTuning.apply(choice, from: file)
-        #expect(BLAS.float32Kernel.rawValue == choice.float32Kernel && BLAS.smallFloat32Kernel.rawValue == choice.smallFloat32Kernel)
+        let settings = ComputeSettings.current.using(choice, from: file)
+        #expect(settings.float32Kernel == choice.float32Kernel && settings.smallFloat32Kernel == choice.smallFloat32Kernel)
         // The small products' kernel is the one that timed fastest on them, apart from the large ones'.
         let small = choice.seconds.filter { $0.key.hasSuffix(" small") }
         #expect(small.count == (choice.seconds.count > 1 ? 2 : 0))
-        if let fastest = small.min(by: { $0.value < $1.value }) { #expect(fastest.key == choice.smallFloat32Kernel + " small") }
-        #expect(KernelTuning.reason.contains(file) && KernelTuning.reason.contains(choice.float32Kernel))
+        if let fastest = small.min(by: { $0.value < $1.value }) { #expect(fastest.key == choice.smallFloat32Kernel.rawValue + " small") }
+        #expect(settings.kernelReason.contains(file) && settings.kernelReason.contains(choice.float32Kernel.rawValue))
     }
 
     @Test func theFastModeMultipliesInBfloat16OnlyWhereThatMeasuredFaster() {
         let machine = KernelTuning.machine
-        let slower = KernelTuning.Choice(machine: machine, float32Kernel: "avx512", seconds: ["avx512": 0.008, "openblas": 0.035, "bfloat16": 0.015])
-        let faster = KernelTuning.Choice(machine: machine, float32Kernel: "openblas", seconds: ["avx512": 0.024, "openblas": 0.023, "bfloat16": 0.012])
-        let unmeasured = KernelTuning.Choice(machine: machine, float32Kernel: "openblas", seconds: [:])
+        let slower = KernelTuning.Choice(machine: machine, float32Kernel: .avx512, seconds: ["avx512": 0.008, "openblas": 0.035, "bfloat16": 0.015])
+        let faster = KernelTuning.Choice(machine: machine, float32Kernel: .openBLAS, seconds: ["avx512": 0.024, "openblas": 0.023, "bfloat16": 0.012])
+        let unmeasured = KernelTuning.Choice(machine: machine, float32Kernel: .openBLAS, seconds: [:])
         #expect(slower.fastPrecision == .float32 && slower.summary.contains("bfloat16 measured slower"))
         #expect(faster.fastPrecision == .bfloat16 && faster.summary.contains("multiplies in bfloat16"))
         #expect(unmeasured.fastPrecision == .float32)
@@ -80,7 +77,7 @@ import Testing
             #expect(choice.seconds[choice.kernel] == choice.seconds.values.min())
             _ = x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1))
             #expect(KernelTuning.measuredShapes == 1)  // measured once
-            return (y, try #require(ConvolutionMode(rawValue: choice.kernel)))
+            return (y, try #require(choice.kernel(as: ConvolutionMode.self)))
         }
         #expect(first.scalars == x.conv2d(weight: w, bias: b, stride: 1, padding: .uniform(1), mode: chosen).scalars)
         // Another process (here: another task) reads the choice from the file instead of measuring.
@@ -100,7 +97,10 @@ import Testing
             let y = Tensor.attention(query: q, key: k, value: v, heads: 2)
             let choice = try #require(KernelTuning.shapeChoices.values.first)
             #expect(Set(choice.seconds.keys) == ["48", "24"])  // block sizes below 64 tokens, and the default
-            let size = try #require(Int(choice.kernel))
+            guard case .blocked(let size, .float32) = try #require(choice.kernel(as: AttentionVariant.self)) else {
+                Issue.record("expected a float32 block size, got \(choice.kernel)")
+                return
+            }
             #expect(y.scalars == Tensor.attention(query: q, key: k, value: v, heads: 2, queryChunk: size).scalars)
         }
     }

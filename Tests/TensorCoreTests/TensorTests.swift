@@ -38,12 +38,13 @@ import Testing
     }
 
     @Test func threadCountIsSettable() {
-        let before = Parallel.threadCount
-        Parallel.setThreadCount(1)
-        #expect(Parallel.threadCount == 1)
+        var settings = ComputeSettings.current
+        settings.threads = 1
         let x = Tensor(shape: [3, 5], values: (0..<15).map { Float($0) - 7 })
-        let single = x.silu()
-        Parallel.setThreadCount(before)
+        let single = settings.run {
+            #expect(Parallel.threadCount == 1)
+            return x.silu()
+        }
         #expect(x.silu().maxAbsDifference(single) == 0)
     }
 
@@ -90,11 +91,11 @@ import Testing
     /// Our AVX-512 float32 GEMM replaces OpenBLAS only where the CPU has AVX-512 and OpenBLAS's
     /// kernels do not use it.
     @Test func float32KernelChoice() {
-        #expect(BLAS.defaultFloat32Kernel(openBLASCore: "Haswell", cpuHasAVX512: true) == .avx512)
-        #expect(BLAS.defaultFloat32Kernel(openBLASCore: "Zen", cpuHasAVX512: true) == .avx512)
-        #expect(BLAS.defaultFloat32Kernel(openBLASCore: "Zen", cpuHasAVX512: false) == .openBLAS)
+        #expect(GemmKernel.standard(openBLASCore: "Haswell", cpuHasAVX512: true) == .avx512)
+        #expect(GemmKernel.standard(openBLASCore: "Zen", cpuHasAVX512: true) == .avx512)
+        #expect(GemmKernel.standard(openBLASCore: "Zen", cpuHasAVX512: false) == .openBLAS)
         for core in ["SkylakeX", "Cooperlake", "SapphireRapids"] {
-            #expect(BLAS.defaultFloat32Kernel(openBLASCore: core, cpuHasAVX512: true) == .openBLAS)
+            #expect(GemmKernel.standard(openBLASCore: core, cpuHasAVX512: true) == .openBLAS)
         }
         #expect(!BLAS.openBLASCore.isEmpty)
     }

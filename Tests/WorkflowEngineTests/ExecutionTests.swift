@@ -36,10 +36,11 @@ import WorkflowEngine
         return (photoPath, maskPath, photos)
     }
 
-    func run(_ workflow: String, _ overrides: [String: String], cache: ResultCache?) throws -> RunReport {
+    func run(_ workflow: String, _ overrides: [String: String], cache: ResultCache?,
+             compute: ComputeSettings = .current) throws -> RunReport {
         let graph = try Graph(workflow: Workflow.load(path: TestEngine.workflows + "/" + workflow),
                               registry: TestEngine.registry(), overrides: overrides, currentDirectory: folder.path)
-        return Executor(graph: graph, options: Executor.Options(cache: cache)).run()
+        return Executor(graph: graph, options: Executor.Options(cache: cache, compute: compute)).run()
     }
 
     func tinyOverrides(_ extra: [String: String]) -> [String: String] {
@@ -193,6 +194,22 @@ import WorkflowEngine
         #expect(report.nodes.first { $0.name == "encoded" }?.status == .diskHit)
         #expect(report.nodes.first { $0.name == "positive" }?.status == .diskHit)
         #expect(report.nodes.first { $0.name == "generated" }?.status == .ran)
+    }
+
+    /// The settings that change results (here the fast mode's convolutions) are part of the keys: a
+    /// run with them computes its own results instead of taking the exact mode's, in the same process.
+    @Test func computeSettingsThatChangeResultsHaveTheirOwnCacheKeys() throws {
+        let cache = try ResultCache(folder: folder.file("cache"))
+        let overrides = tinyOverrides(["output": folder.file("out/exact.png"), "width": "32", "height": "32", "steps": "1"])
+        #expect(try run("txt2img.yaml", overrides, cache: cache).succeeded)
+        var fast = ComputeSettings.current
+        fast.useFastMode()
+        fast.threads = 1
+        let report = try run("txt2img.yaml", overrides.merging(["output": folder.file("out/fast.png")]) { $1 }, cache: cache, compute: fast)
+        #expect(report.succeeded)
+        #expect(report.nodes.first { $0.name == "generated" }?.status == .ran, "the fast mode was served the exact mode's result")
+        let again = try run("txt2img.yaml", overrides.merging(["output": folder.file("out/exact2.png")]) { $1 }, cache: cache)
+        #expect(again.nodes.first { $0.name == "generated" }?.status == .diskHit)
     }
 
     @Test func seedsAbove2To53HaveTheirOwnCacheKeys() throws {

@@ -146,4 +146,10 @@ void sdf_release_free_heap_pages(void);
 // The vector kernels this CPU runs: "avx512", "avx2" or "baseline" (Dispatch.h's run-time choice).
 const char *sdf_kernel_set(void);
 
+// Instruction-set caps, narrowest first: kernels on this thread use at most the level set here
+// (default: everything the CPU has), so that the code other CPU classes run can be run and
+// measured on a wider CPU. Returns the previous cap.
+enum { SDF_ISA_BASELINE = 0, SDF_ISA_AVX2 = 1, SDF_ISA_AVX512 = 2, SDF_ISA_AVX512_BF16 = 3, SDF_ISA_AMX = 4 };
+int sdf_isa_cap_set(int cap);
+
 #endif
