@@ -9,7 +9,7 @@ let package = Package(
         // The plugin SDK: what an outside node pack depends on (by URL and version, or by path):
         // the node API, the export helper and the image and tensor types. Nothing in it uses unsafeFlags.
         .library(name: "SDFlowPlugin", targets: ["SDFlowPlugin", "NodeKit", "ImageIO", "TensorCore"]),
-        // An example plugin pack, loaded by sdflow at run time (see README, "Writing a node pack").
+        // An example plugin pack, loaded by sdflow at run time (docs/plugins.md).
         .library(name: "ExamplePlugin", type: .dynamic, targets: ["ExamplePlugin"]),
     ],
     dependencies: [
@@ -53,7 +53,7 @@ let package = Package(
         .systemLibrary(name: "SDFlowPluginABI", path: "Sources/SDFlowPluginABI"),
         .target(name: "SDFlowPlugin", dependencies: ["NodeKit", "SDFlowPluginABI", "ImageIO", "TensorCore"]),
         .target(name: "WorkflowEngine", dependencies: [
-            "NodeKit", "SafeTensors", "ImageIO", "SDFlowPluginABI",
+            "NodeKit", "TensorCore", "SafeTensors", "ImageIO", "SDFlowPluginABI",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -73,12 +73,12 @@ let package = Package(
         // MARK: - Tests
         .target(name: "TestSupport", dependencies: ["TensorCore", "SafeTensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "SafeTensors", "TestSupport"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
-        .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "TestSupport"]),
-        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"]),
-        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "DiffusionModels", "Sampling", "ImageIO", "TestSupport"]),
-        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "TestSupport"]),
-        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "SafeTensors", "TestSupport"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "DiffusionModelsTests", dependencies: ["DiffusionModels", "SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "DiffusionModels", "Sampling", "ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -15,6 +15,8 @@ import TensorCore
 /// Plugin nodes take and produce images, masks, latents, conditioning, tensors, numbers and
 /// text (not models). Errors a node throws are reported to sdflow and fail that node only.
 public enum PluginExport {
+    /// The pack's C description: one per plugin library, built by the first call and kept for the
+    /// process's life (sdflow keeps pointers into it). Written and read under `lock` only.
     nonisolated(unsafe) private static var exported: UnsafeMutablePointer<sdf_pack>?
     private static let lock = NSLock()
 

@@ -149,7 +149,9 @@ public enum PluginLoader {
             let call = ForeignCall(context: context, description: description)
             var message = [CChar](repeating: 0, count: 1024)
             let status = withExtendedLifetime(call) {
-                run(data, &ForeignCall.host, OpaquePointer(Unmanaged.passUnretained(call).toOpaque()), &message, message.count)
+                withUnsafePointer(to: ForeignCall.host) { host in
+                    run(data, host, OpaquePointer(Unmanaged.passUnretained(call).toOpaque()), &message, message.count)
+                }
             }
             if context.isCancelled { throw NodeError.cancelled }
             // An output the host refused is the cause, also when the node then returned set_output's failure.
@@ -336,7 +338,7 @@ final class ForeignCall {
     }
 
     /// The host callbacks, shared by every call (the call is found through the context pointer).
-    nonisolated(unsafe) static var host = sdf_host(
+    static let host = sdf_host(
         struct_size: UInt32(MemoryLayout<sdf_host>.size),
         input: { context, name in
             guard let name else { return nil }

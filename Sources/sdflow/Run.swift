@@ -195,6 +195,8 @@ struct Validate: ParsableCommand {
 /// SIGTERM (kill, Slurm's scancel) stops after the current step. Outputs and cache entries are
 /// written atomically, so nothing half-written remains, and the next run resumes.
 enum Interrupts {
+    /// The signal sources, kept alive for the process's life (signals are process-wide). Appended
+    /// to only by `install`, which a command calls once from its main thread.
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
 
     static func install() -> Cancellation {
