@@ -28,6 +28,8 @@ public struct Graph {
     public let nodes: [String: Node]
     /// The nodes the outputs need, inputs before the nodes that use them.
     public let order: [String]
+    /// The same nodes, checked.
+    public let ordered: [Node]
     /// The output (sink) nodes.
     public let outputs: [String]
     /// The top-level parameters after overrides, as text (recorded in outputs' metadata); paths
@@ -58,11 +60,12 @@ public struct Graph {
         guard checker.errors.isEmpty else { throw WorkflowErrors(errors: checker.errors) }
 
         if let cycle = Graph.findCycle(checked, order: workflow.nodes.map(\.name)) {
-            throw WorkflowErrors(errors: [WorkflowError(.cycle, at: checked[cycle[0]]!.location,
+            let start = checked[cycle[0]]?.location ?? SourceLocation(file: workflow.path, line: 1, column: 1)
+            throw WorkflowErrors(errors: [WorkflowError(.cycle, at: start,
                                                         "the nodes form a cycle: " + cycle.joined(separator: " -> "),
                                                         hint: "a node cannot depend on its own output")])
         }
-        let sinks = workflow.nodes.map(\.name).filter { checked[$0]!.description.isOutput }
+        let sinks = workflow.nodes.compactMap { checked[$0.name] }.filter(\.description.isOutput).map(\.name)
         guard !sinks.isEmpty else {
             throw WorkflowErrors(errors: [WorkflowError(.noOutputs, at: SourceLocation(file: workflow.path, line: 1, column: 1),
                                                         "the workflow has no output node, so there is nothing to run",
@@ -71,8 +74,16 @@ public struct Graph {
         let runOrder = Graph.runOrder(sinks, checked), needed = Set(runOrder)
         nodes = checked
         order = runOrder
+        ordered = runOrder.compactMap { checked[$0] }
         outputs = sinks
         unused = workflow.nodes.map(\.name).filter { !needed.contains($0) }
+    }
+
+    /// The node an edge comes from. Every edge of a checked graph names one of its nodes (`init`
+    /// resolves each reference or throws), so this never fails.
+    public func node(feeding edge: Edge) -> Node {
+        guard let node = nodes[edge.node] else { preconditionFailure("checked graph without node '\(edge.node)'") }
+        return node
     }
 
     /// The nodes `sinks` need, each after its inputs (depth first, inputs by name).
@@ -81,7 +92,7 @@ public struct Graph {
         var visited = Set<String>()
         func visit(_ name: String) {
             guard visited.insert(name).inserted else { return }
-            for edge in nodes[name]!.inputs.values.sorted(by: { $0.node < $1.node }) { visit(edge.node) }
+            for edge in (nodes[name]?.inputs.values ?? [:].values).sorted(by: { $0.node < $1.node }) { visit(edge.node) }
             order.append(name)
         }
         for sink in sinks { visit(sink) }
@@ -249,7 +260,7 @@ public struct Graph {
                 }
                 output = outputs[0]
             }
-            let port = consumer.description.input(ref.port)!
+            guard let port = consumer.description.input(ref.port) else { return nil }  // references are collected from declared ports
             guard Graph.accepts(port.type, output.type) else {
                 errors.append(WorkflowError(.wrongType, at: ref.location,
                                             "input '\(ref.port)' of '\(ref.node)' takes \(port.type), but '\(source.name).\(output.name)' is \(output.type)",
@@ -392,8 +403,7 @@ public struct Graph {
         func visit(_ name: String) -> [String]? {
             if state[name] == 2 { return nil }
             if state[name] == 1 {
-                let start = stack.firstIndex(of: name)!
-                return Array(stack[start...]) + [name]
+                return Array(stack.drop { $0 != name }) + [name]
             }
             state[name] = 1
             stack.append(name)

@@ -65,23 +65,23 @@ struct GraphCommand: ParsableCommand {
 
     func run() throws {
         let graph = try options.checkedGraph(registry: try Engine.registry(pluginFolders: options.plugins))
-        let names = graph.workflow.nodes.map(\.name).filter { graph.nodes[$0] != nil }
+        let nodes = graph.workflow.nodes.compactMap { graph.nodes[$0.name] }
         switch format {
         case .dot:
             print("digraph workflow {\n  rankdir=LR;")
-            for name in names { print("  \"\(name)\" [label=\"\(name)\\n\(graph.nodes[name]!.description.name)\"];") }
-            for name in names {
-                for (port, edge) in graph.nodes[name]!.inputs.sorted(by: { $0.key < $1.key }) {
-                    print("  \"\(edge.node)\" -> \"\(name)\" [label=\"\(edge.output) → \(port)\"];")
+            for node in nodes { print("  \"\(node.name)\" [label=\"\(node.name)\\n\(node.description.name)\"];") }
+            for node in nodes {
+                for (port, edge) in node.inputs.sorted(by: { $0.key < $1.key }) {
+                    print("  \"\(edge.node)\" -> \"\(node.name)\" [label=\"\(edge.output) → \(port)\"];")
                 }
             }
             print("}")
         case .mermaid:
             print("flowchart LR")
-            for name in names { print("  \(name)[\"\(name)<br/><small>\(graph.nodes[name]!.description.name)</small>\"]") }
-            for name in names {
-                for (port, edge) in graph.nodes[name]!.inputs.sorted(by: { $0.key < $1.key }) {
-                    print("  \(edge.node) -- \"\(edge.output) → \(port)\" --> \(name)")
+            for node in nodes { print("  \(node.name)[\"\(node.name)<br/><small>\(node.description.name)</small>\"]") }
+            for node in nodes {
+                for (port, edge) in node.inputs.sorted(by: { $0.key < $1.key }) {
+                    print("  \(edge.node) -- \"\(edge.output) → \(port)\" --> \(node.name)")
                 }
             }
         }

@@ -2,8 +2,8 @@ import Foundation
 import NodeKit
 import TensorCore
 
-/// The batch half of the executor: the items, the output plan, and each item taken through
-/// every per-item node before the next one starts.
+/// The batch half of the executor: the items (paired across sources, this shard's), and each item
+/// taken through every per-item node before the next one starts.
 extension Executor {
     /// The items this run takes through the per-item nodes.
     struct Batch {
@@ -36,9 +36,10 @@ extension Executor {
 
     /// The batch's items (this shard's), paired across the sources by position.
     func makeBatch(_ plan: ExecutionPlan) throws -> Batch {
-        guard plan.hasBatch, plan.sources.allSatisfy({ listed[$0] != nil || results[$0] != nil }) else { return Batch() }
+        let sources = plan.sources.map(\.name)
+        guard plan.hasBatch, let first = sources.first, sources.allSatisfy({ listed[$0] != nil || results[$0] != nil }) else { return Batch() }
         var lengths: [(list: String, count: Int)] = []
-        for source in plan.sources {
+        for source in sources {
             if let items = listed[source] {
                 lengths.append((source, items.count))
             } else {
@@ -53,16 +54,16 @@ extension Executor {
         }
         var batch = Batch()
         batch.total = lengths.first?.count ?? 0
-        let first = plan.sources[0]
         for index in 0..<batch.total {
             var files: [String: ListItem] = [:]
-            for source in plan.sources { if let items = listed[source] { files[source] = items[index] } }
+            for source in sources { if let items = listed[source] { files[source] = items[index] } }
             let item: BatchItem, relativePath: String
             if let file = files[first] {
                 item = BatchItem(index: index, stem: file.stem)
                 relativePath = file.relativePath
             } else {
-                let produced = results[first]?[plan.mappedPorts[first]!.sorted()[0]]?.items?[index]
+                let port = (plan.mappedPorts[first] ?? []).min() ?? ""
+                let produced = results[first]?[port]?.items?[index]
                 item = produced?.batch ?? BatchItem(index: index, stem: String(format: "item%03d", index))
                 relativePath = produced?.value.flatMap(Executor.sourceFile)?.lastPathComponent ?? item.stem
             }
@@ -80,71 +81,13 @@ extension Executor {
         }
     }
 
-    /// Where each execution of an output node writes (planned before anything runs); returns
-    /// the problems: two executions writing one file, or a path that cannot be resolved.
-    func planOutputs(_ sinks: [String], plan: ExecutionPlan, batch: Batch) -> [String] {
-        let perItem = Set(plan.perItem)
-        var writer: [String: String] = [:]
-        var problems: [String] = []
-        for name in sinks {
-            let node = graph.nodes[name]!
-            let entries: [Batch.Entry?] = perItem.contains(name) ? batch.entries : [nil]
-            for entry in entries {
-                let parameters = itemParameters(node, item: entry?.item)
-                let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: [:], key: "", item: entry?.item)
-                let files: [String]
-                do {
-                    if let implementation = node.entry.implementation.files {
-                        files = try implementation.paths(context).map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-                    } else {
-                        files = node.description.parameters.filter { if case .outputPath = $0.kind { return true }; return false }
-                            .compactMap { parameters[$0.name]?.description }
-                    }
-                } catch {
-                    problems.append("'\(name)': \(error)")
-                    break
-                }
-                let who = entry.map { "'\(name)' for \($0.source)" } ?? "'\(name)'"
-                for file in files {
-                    if let why = Executor.unwritable(file) {
-                        problems.append("\(who) cannot write \(file): \(why)")
-                    } else if let other = writer[file] {
-                        problems.append("\(other) and \(who) would both write \(file); give each its own file (e.g. {stem} or {index} in the path)")
-                    } else {
-                        writer[file] = who
-                    }
-                }
-                plannedFiles[fileKey(name, entry?.item)] = files
-            }
-        }
-        if problems.count > 10 { problems = Array(problems.prefix(10)) + ["... and \(problems.count - 10) more"] }
-        return problems
-    }
-
-    /// Why `file` cannot be written, when a path on its way is taken: the file is a folder, or a
-    /// folder it would go in is a file.
-    static func unwritable(_ file: String) -> String? {
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: file, isDirectory: &isFolder), isFolder.boolValue { return "it is a folder" }
-        var parent = URL(fileURLWithPath: file).deletingLastPathComponent()
-        while parent.path != "/" {
-            if FileManager.default.fileExists(atPath: parent.path, isDirectory: &isFolder) {
-                return isFolder.boolValue ? nil : "\(parent.path) is a file, not a folder"
-            }
-            parent = parent.deletingLastPathComponent()
-        }
-        return nil
-    }
-
-    func fileKey(_ node: String, _ item: BatchItem?) -> String { item.map { "\(node)#\($0.index)" } ?? node }
-
     // MARK: - Running the batch
 
     func runBatch(_ batch: Batch, plan: ExecutionPlan) {
         report.batchSize = batch.total
-        if let missing = plan.sources.first(where: { listed[$0] == nil && results[$0] == nil }) {
-            for name in plan.perItem {
-                let skipped = NodeReport(name: name, type: graph.nodes[name]!.description.name, status: .skipped, seconds: 0, items: nil,
+        if let missing = plan.sources.first(where: { listed[$0.name] == nil && results[$0.name] == nil })?.name {
+            for node in plan.perItem {
+                let skipped = NodeReport(name: node.name, type: node.description.name, status: .skipped, seconds: 0, items: nil,
                                          computed: 0, errors: ["its batch comes from '\(missing)', which failed"], notes: [])
                 report.nodes.append(skipped)
                 options.reporter?.nodeFinished(skipped)
@@ -180,9 +123,9 @@ extension Executor {
             report.nodes[index].errors += c.errors
             if c.failures > 0 { report.nodes[index].status = c.failures == done ? .failed : .partial }
         }
-        for name in plan.perItem {
-            let c = counts[name] ?? Counts()
-            var nodeReport = NodeReport(name: name, type: graph.nodes[name]!.description.name, status: .ran, seconds: c.seconds, items: done,
+        for node in plan.perItem {
+            let c = counts[node.name] ?? Counts()
+            var nodeReport = NodeReport(name: node.name, type: node.description.name, status: .ran, seconds: c.seconds, items: done,
                                         computed: c.computed, errors: c.errors, notes: [])
             if c.cancelled {
                 nodeReport.status = .cancelled
@@ -210,16 +153,16 @@ extension Executor {
         // This item's results: the per-item nodes' and the sources' values for it.
         var local: [String: [String: Produced]] = [:]
         if itemIsUpToDate(entry, plan: plan, local: &local, item: &item, counts: &counts) {
-            for name in plan.perItem { counts[name, default: Counts()].hits += 1 }
+            for node in plan.perItem { counts[node.name, default: Counts()].hits += 1 }
             item.cacheHits = plan.perItem.count
             item.status = .cached
-            item.outputs = plan.perItem.flatMap { plannedFiles[fileKey($0, entry.item)] ?? [] }
+            item.outputs = plan.perItem.flatMap { files.planned($0.name, entry.item) }
             item.seconds = Date().timeIntervalSince(started)
             return item
         }
 
-        nodes: for name in plan.perItem {
-            let node = graph.nodes[name]!
+        nodes: for node in plan.perItem {
+            let name = node.name
             let nodeStarted = Date()
             defer { counts[name, default: Counts()].seconds += Date().timeIntervalSince(nodeStarted) }
             var values: [String: Value] = [:], inputKeys: [String: String] = [:]
@@ -234,10 +177,10 @@ extension Executor {
                 values[port] = value
                 inputKeys[port] = input.key
             }
-            let parameters = itemParameters(node, item: entry.item)
+            let parameters = keys.parameters(of: node, item: entry.item)
             let key: String
             do {
-                key = combine(try baseKey(node, parameters: parameters), inputKeys)
+                key = NodeKeys.combine(try keys.baseKey(node, parameters: parameters), inputKeys)
             } catch {
                 counts[name, default: Counts()].failures += 1
                 counts[name, default: Counts()].errors.append("\(entry.item.stem): cannot fingerprint its files: \(error)")
@@ -267,7 +210,7 @@ extension Executor {
                 item.errors.append("\(name): \(message)")
             }
         }
-        item.outputs = plan.perItem.flatMap { plannedFiles[fileKey($0, entry.item)] ?? [] }
+        item.outputs = plan.perItem.flatMap { files.planned($0.name, entry.item) }
         if item.status != .cancelled {
             if !item.errors.isEmpty {
                 item.status = .failed
@@ -285,10 +228,10 @@ extension Executor {
     /// item of a source list (read now from its file the first time), or a result computed once.
     private func itemInput(_ edge: Graph.Edge, port: String, of node: Graph.Node, plan: ExecutionPlan, entry: Batch.Entry,
                            local: inout [String: [String: Produced]], item: inout ItemReport, counts: inout [String: Counts]) -> Produced? {
-        if plan.perItem.contains(edge.node) { return local[edge.node]?[edge.output] }
-        if plan.mappedPorts[edge.node]?.contains(edge.output) == true, !node.description.input(port)!.type.isList {
+        if plan.perItemNames.contains(edge.node) { return local[edge.node]?[edge.output] }
+        if plan.mappedPorts[edge.node]?.contains(edge.output) == true, node.description.input(port)?.type.isList == false {
             if local[edge.node] == nil {
-                local[edge.node] = sourceValues(edge.node, used: plan.mappedPorts[edge.node] ?? [], entry: entry, item: &item, counts: &counts)
+                local[edge.node] = sourceValues(edge, used: plan.mappedPorts[edge.node] ?? [], entry: entry, item: &item, counts: &counts)
             }
             return local[edge.node]?[edge.output]
         }
@@ -301,29 +244,28 @@ extension Executor {
     /// items quickly. A key that came out different would only make the item run as usual.
     private func itemIsUpToDate(_ entry: Batch.Entry, plan: ExecutionPlan, local: inout [String: [String: Produced]],
                                 item: inout ItemReport, counts: inout [String: Counts]) -> Bool {
-        let sinks = plan.perItem.filter { graph.nodes[$0]!.description.isOutput }
-        guard !options.explainOnly, !sinks.isEmpty, sinks.allSatisfy({ graph.nodes[$0]!.entry.implementation.files != nil }) else { return false }
-        var keys: [String: String] = [:]
-        for name in plan.perItem {
-            let node = graph.nodes[name]!
+        let sinks = plan.perItem.filter(\.description.isOutput).compactMap { node in node.entry.implementation.files.map { (node, $0) } }
+        guard !options.explainOnly, !sinks.isEmpty, sinks.count == plan.perItem.filter(\.description.isOutput).count else { return false }
+        var itemKeys: [String: String] = [:]
+        for node in plan.perItem {
             var inputKeys: [String: String] = [:]
             for (port, edge) in node.inputs {
-                if let upstream = keys[edge.node] {
-                    inputKeys[port] = Fingerprint.hash(upstream + "\n" + edge.output)  // as executeOnce keys each output
+                if let upstream = itemKeys[edge.node] {
+                    inputKeys[port] = NodeKeys.output(upstream, edge.output)  // as executeOnce keys each output
                 } else {
                     guard let input = itemInput(edge, port: port, of: node, plan: plan, entry: entry, local: &local, item: &item, counts: &counts),
                           input.value != nil else { return false }
                     inputKeys[port] = input.key
                 }
             }
-            guard let base = try? baseKey(node, parameters: itemParameters(node, item: entry.item)) else { return false }
-            keys[name] = combine(base, inputKeys)
+            guard let base = try? keys.baseKey(node, parameters: keys.parameters(of: node, item: entry.item)) else { return false }
+            itemKeys[node.name] = NodeKeys.combine(base, inputKeys)
         }
-        return sinks.allSatisfy { name in
-            let node = graph.nodes[name]!
-            let context = ExecutionContext(executor: self, node: node, parameters: itemParameters(node, item: entry.item), values: [:],
-                                           key: keys[name]!, item: entry.item)
-            return node.entry.implementation.files!.isUpToDate(context)
+        return sinks.allSatisfy { node, files in
+            guard let key = itemKeys[node.name] else { return false }
+            let context = ExecutionContext(executor: self, node: node, parameters: keys.parameters(of: node, item: entry.item), values: [:],
+                                           key: key, item: entry.item)
+            return files.isUpToDate(context)
         }
     }
 
@@ -331,25 +273,25 @@ extension Executor {
     /// from the list it produced. A failure of a port the batch uses is recorded once, on the
     /// source and on the item (load_images without a mask folder gives no masks: that is no
     /// failure unless something uses them).
-    private func sourceValues(_ source: String, used: Set<String>, entry: Batch.Entry, item: inout ItemReport,
+    private func sourceValues(_ edge: Graph.Edge, used: Set<String>, entry: Batch.Entry, item: inout ItemReport,
                               counts: inout [String: Counts]) -> [String: Produced] {
-        let node = graph.nodes[source]!
+        let node = graph.node(feeding: edge), source = node.name
         var values: [String: Produced] = [:]
         var errors = Set<String>()
-        if let file = entry.files[source] {
+        if let file = entry.files[source], let stream = node.entry.implementation.stream {
             let started = Date()
-            let parameters = resolvedParameters[source] ?? node.parameters
+            let parameters = keys.parameters(of: node)
             let context = ExecutionContext(executor: self, node: node, parameters: parameters, values: [:], key: "", item: entry.item)
-            let sourceKey = (try? baseKey(node, parameters: parameters)).map { combine($0, [:]) } ?? ""
+            let sourceKey = (try? keys.baseKey(node, parameters: parameters)).map { NodeKeys.combine($0, [:]) } ?? ""
             var produced: [String: Value]
-            do { produced = try node.entry.implementation.stream!.produce(file, context) } catch {
+            do { produced = try stream.produce(file, context) } catch {
                 produced = Dictionary(uniqueKeysWithValues: node.description.outputs.map { ($0.name, Value.failed("\(error)", source: file.path)) })
             }
             counts[source, default: Counts()].computed += 1
             counts[source, default: Counts()].seconds += Date().timeIntervalSince(started)
             for port in node.description.outputs {
                 // Keys as for an item of the whole list: by content, else by position.
-                let listKey = Fingerprint.hash(sourceKey + "\n" + port.name)
+                let listKey = NodeKeys.output(sourceKey, port.name)
                 switch produced[port.name] {
                 case .failed(let message, _)?:
                     values[port.name] = Produced(value: nil, key: Fingerprint.hash(listKey + "\nfailed item \(entry.item.index)"), items: nil)

@@ -9,12 +9,14 @@ import NodeKit
 /// A node that reads one file per item (`{stem}` in an input path) runs once per item too.
 struct ExecutionPlan {
     /// Nodes that run once, inputs first.
-    let once: [String]
+    let once: [Graph.Node]
     /// Nodes that run once per batch item, inputs first.
-    let perItem: [String]
+    let perItem: [Graph.Node]
+    /// The names of `perItem`.
+    let perItemNames: Set<String>
     /// The list-producing nodes the batch maps over, in graph order; the first one names the
     /// items (stem, source file, shard).
-    let sources: [String]
+    let sources: [Graph.Node]
     /// Sources that produce their items one at a time, when the batch reaches each item
     /// (`StreamingListNode`); the others produce their whole list first.
     let streamed: Set<String>
@@ -27,47 +29,46 @@ struct ExecutionPlan {
     }
 
     init(graph: Graph) throws {
-        var once: [String] = [], perItem: [String] = [], sources: [String] = []
+        var once: [Graph.Node] = [], perItem: [Graph.Node] = [], sources = Set<String>()
         var itemNodes = Set<String>(), wholeList = Set<String>()
         var mappedPorts: [String: Set<String>] = [:]
-        for name in graph.order {
-            let node = graph.nodes[name]!
+        for node in graph.ordered {
             var runsPerItem = ExecutionPlan.readsFilePerItem(node)
             for (port, edge) in node.inputs.sorted(by: { $0.key < $1.key }) {
-                let takesList: Bool = if case .list = node.description.input(port)!.type { true } else { false }
-                let isList: Bool = if case .list = edge.type { true } else { false }
+                let takesList = node.description.input(port)?.type.isList ?? false
                 if itemNodes.contains(edge.node) {
                     guard !takesList else {
-                        throw Unsupported(description: "input '\(port)' of '\(name)' takes a whole list, but '\(edge.node)' runs once per batch item; "
+                        throw Unsupported(description: "input '\(port)' of '\(node.name)' takes a whole list, but '\(edge.node)' runs once per batch item; "
                                           + "gathering a batch's results into one node is not supported")
                     }
                     runsPerItem = true
-                } else if isList {
+                } else if edge.type.isList {
                     if takesList {
                         wholeList.insert(edge.node)
                     } else {
                         runsPerItem = true
-                        if !sources.contains(edge.node) { sources.append(edge.node) }
+                        sources.insert(edge.node)
                         mappedPorts[edge.node, default: []].insert(edge.output)
                     }
                 }
             }
             if runsPerItem {
-                perItem.append(name)
-                itemNodes.insert(name)
+                perItem.append(node)
+                itemNodes.insert(node.name)
             } else {
-                once.append(name)
+                once.append(node)
             }
         }
-        if sources.isEmpty, let name = perItem.first(where: { ExecutionPlan.readsFilePerItem(graph.nodes[$0]!) }) {
-            throw Unsupported(description: "'\(name)' reads one file per batch item ({stem} or {index} in a path), but nothing in the workflow is a batch "
+        if sources.isEmpty, let node = perItem.first(where: ExecutionPlan.readsFilePerItem) {
+            throw Unsupported(description: "'\(node.name)' reads one file per batch item ({stem} or {index} in a path), but nothing in the workflow is a batch "
                               + "(e.g. load_images of a folder)")
         }
         self.once = once
         self.perItem = perItem
-        self.sources = graph.order.filter { sources.contains($0) }
+        perItemNames = itemNodes
+        self.sources = graph.ordered.filter { sources.contains($0.name) }
         self.mappedPorts = mappedPorts
-        streamed = Set(self.sources.filter { graph.nodes[$0]!.entry.implementation.stream != nil && !wholeList.contains($0) })
+        streamed = Set(self.sources.filter { $0.entry.implementation.stream != nil && !wholeList.contains($0.name) }.map(\.name))
     }
 
     var hasBatch: Bool { !perItem.isEmpty }
