@@ -109,7 +109,7 @@ func loadCheckpoint(_ input: UnsafeRawBufferPointer) {
 }
 
 let registry: NodeRegistry = {
-    let registry = NodeRegistry()
+    var registry = NodeRegistry()
     try! registry.register(ImageNodes.pack)
     try! registry.register(DiffusionNodes.pack)
     return registry
@@ -205,7 +205,7 @@ func readPluginDescription(_ input: UnsafeRawBufferPointer) {
     var pack = sdf_pack(abi_version: abi, struct_size: packSize, name: name, version: version, nodes: nodes, node_count: nodeCount)
     guard let read = try? PluginLoader.read(&pack, path: "fuzz.so") else { return }
     // What the registry does with it: node names checked against the built-in ones.
-    let registry = NodeRegistry()
+    var registry = NodeRegistry()
     try? registry.register(ImageNodes.pack)
     try? registry.register(read)
     withExtendedLifetime(arena) {}

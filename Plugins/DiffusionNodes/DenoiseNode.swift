@@ -8,6 +8,36 @@ import TensorCore
 
 /// `denoise`: the guided UNet loop: text-to-image, image-to-image and inpainting.
 struct Denoise: GenerationDescribing {
+    static let sampler = Param<SamplerKind>("sampler", default: .eulerAncestral, help: "the sampler")
+    static let schedule = Param<String>("schedule", .choice(["default", "karras"] + TimestepSpacing.allCases.map(\.rawValue)), default: "default",
+        help: "timestep spacing (default: the sampler's diffusers default) or Karras sigmas (euler, dpmpp_2m)")
+    static let steps = Param<Int>("steps", .integer(1...1000), default: 20, help: "sampling steps of the full schedule")
+    static let cfg = Param<Double>("cfg", .number(0...50), default: 7.5, help: "classifier-free guidance scale (1 or less: no guidance)")
+    static let seed = Param<Int>("seed", .seed, default: 0, help: "seed of the noise (the same as torch.Generator().manual_seed)")
+    static let strength = Param<Double>("strength", .number(0...1), default: 1,
+        help: "how much of the schedule to run on the latent: 1 starts from pure noise, less keeps more of the image")
+    static let eta = Param<Double>("eta", .number(0...1), default: 0,
+        help: "DDIM's eta, TCD's gamma (0: deterministic; TCD's authors use 0.3)")
+    static let endAtStep = Param<Int>("end_at_step", .integer(0...1000), default: 0,
+        help: "stop after this step of the schedule (0: run to the end), for chained passes")
+    static let addNoise = Param<Bool>("add_noise", .boolean, default: true,
+        help: "noise the latent to the starting level first (off for a latent left noisy by a previous pass)")
+    static let maskGrow = Param<Int>("mask_grow", .integer(-256...256), default: 0, help: "pixels to grow (negative: shrink) the mask")
+    static let maskFeather = Param<Double>("mask_feather", .number(0...128), default: 0,
+        help: "Gaussian blur (pixels) of the mask edge for the latent blend")
+    static let tiled = Param<TileMode>("tiled", default: .auto,
+        help: "run the UNet on overlapping tiles and average them every step (MultiDiffusion), for big images: "
+            + "auto tiles latents of images over 1 megapixel; on tiles anything larger than one tile; off never tiles")
+    static let tileSize = Param<Int>("tile_size", .integer(8...1024), default: 64,
+        help: "UNet tile side in latent cells (64: 512 pixels, SD 1.x's training size)")
+    static let tileOverlap = Param<Int>("tile_overlap", .integer(1...512), default: 16,
+        help: "latent cells neighbouring UNet tiles share at least (averaged with ramps over this width)")
+    static let preview = Param<String>("preview", .text, default: "",
+        help: "a folder for a live preview PNG of the predicted image (also --preview; relative to the current folder)", affectsResult: false)
+    static let previewEvery = Param<Int>("preview_every", .integer(1...1000), default: 1,
+        help: "steps between previews (the last step always gets one)", affectsResult: false)
+    static let previewTaesd = Param<String>("preview_taesd", .text, default: "",
+        help: "TAESD (see load_vae) for full-size previews instead of the linear latent-to-RGB projection", affectsResult: false)
     static let description = NodeDescription(
         name: "denoise",
         summary: "Run the guided diffusion loop: text-to-image (strength 1), image-to-image (strength < 1) or inpainting (with a mask).",
@@ -22,54 +52,27 @@ struct Denoise: GenerationDescribing {
             .init("noise", .tensor, optional: true, help: "the starting noise instead of drawing it from the seed (same shape as the latent)"),
         ],
         outputs: [.init("latent", .latent, help: "the denoised latent")],
-        parameters: [
-            .init("sampler", .choice(SamplerKind.allCases.map(\.rawValue)), default: .text("euler_a"), help: "the sampler"),
-            .init("schedule", .choice(["default", "karras"] + TimestepSpacing.allCases.map(\.rawValue)), default: .text("default"),
-                  help: "timestep spacing (default: the sampler's diffusers default) or Karras sigmas (euler, dpmpp_2m)"),
-            .init("steps", .integer(1...1000), default: .integer(20), help: "sampling steps of the full schedule"),
-            .init("cfg", .number(0...50), default: .number(7.5), help: "classifier-free guidance scale (1 or less: no guidance)"),
-            .init("seed", .seed, default: .integer(0), help: "seed of the noise (the same as torch.Generator().manual_seed)"),
-            .init("strength", .number(0...1), default: .number(1),
-                  help: "how much of the schedule to run on the latent: 1 starts from pure noise, less keeps more of the image"),
-            .init("eta", .number(0...1), default: .number(0), help: "DDIM's eta, TCD's gamma (0: deterministic; TCD's authors use 0.3)"),
-            .init("end_at_step", .integer(0...1000), default: .integer(0), help: "stop after this step of the schedule (0: run to the end), for chained passes"),
-            .init("add_noise", .boolean, default: .boolean(true), help: "noise the latent to the starting level first (off for a latent left noisy by a previous pass)"),
-            .init("mask_grow", .integer(-256...256), default: .integer(0), help: "pixels to grow (negative: shrink) the mask"),
-            .init("mask_feather", .number(0...128), default: .number(0), help: "Gaussian blur (pixels) of the mask edge for the latent blend"),
-            .init("tiled", .choice(["auto", "on", "off"]), default: .text("auto"),
-                  help: "run the UNet on overlapping tiles and average them every step (MultiDiffusion), for big images: "
-                        + "auto tiles latents of images over 1 megapixel; on tiles anything larger than one tile; off never tiles"),
-            .init("tile_size", .integer(8...1024), default: .integer(64),
-                  help: "UNet tile side in latent cells (64: 512 pixels, SD 1.x's training size)"),
-            .init("tile_overlap", .integer(1...512), default: .integer(16),
-                  help: "latent cells neighbouring UNet tiles share at least (averaged with ramps over this width)"),
-            .init("preview", .text, default: .text(""), help: "a folder for a live preview PNG of the predicted image (also --preview; relative to the current folder)",
-                  affectsResult: false),
-            .init("preview_every", .integer(1...1000), default: .integer(1), help: "steps between previews (the last step always gets one)",
-                  affectsResult: false),
-            .init("preview_taesd", .text, default: .text(""), help: "TAESD (see load_vae) for full-size previews instead of the linear latent-to-RGB projection",
-                  affectsResult: false),
-        ])
+        parameters: [sampler, schedule, steps, cfg, seed, strength, eta, endAtStep, addNoise, maskGrow, maskFeather, tiled, tileSize, tileOverlap, preview, previewEvery, previewTaesd])
 
     /// The settings saved images record: steps, sampler, CFG, seed, strength below 1, and the
     /// texts of the clip_encode nodes connected as prompts.
     static func generationParameters(_ node: RunInfo.UpstreamNode, upstream: [String: RunInfo.UpstreamNode]) -> [String: String] {
         var result: [String: String] = [:]
-        result["Steps"] = node.parameters["steps"]
-        result["Sampler"] = node.parameters["sampler"]
-        result["CFG scale"] = node.parameters["cfg"]
-        result["Seed"] = node.parameters["seed"]
-        if let strength = node.parameters["strength"], strength != "1.0" { result["Denoising strength"] = strength }
-        result["prompt"] = node.inputs["positive"].flatMap { upstream[$0]?.parameters["text"] }
-        result["negative"] = node.inputs["negative"].flatMap { upstream[$0]?.parameters["text"] }
+        result["Steps"] = node[steps].map(String.init)
+        result["Sampler"] = node[sampler]?.rawValue
+        result["CFG scale"] = node[cfg].map { String($0) }
+        result["Seed"] = node[seed].map(String.init)
+        if let strength = node[strength], strength != 1 { result["Denoising strength"] = String(strength) }
+        result["prompt"] = node.inputs["positive"].flatMap { upstream[$0]?[CLIPEncode.text] }
+        result["negative"] = node.inputs["negative"].flatMap { upstream[$0]?[CLIPEncode.text] }
         return result
     }
 
     /// The UNet tiling for `latent`, in latent cells, or nil to run it whole. `auto` tiles the
     /// latents of images over 1 megapixel (at SD's 8 pixels per cell).
     static func tiles(_ context: NodeContext, latent: Tensor) throws -> (size: Int, overlap: Int)? {
-        guard try tilesRequested(context, pixels: latent.shape[2] * latent.shape[3] * 64) else { return nil }
-        let (size, overlap) = (try context.int("tile_size"), try context.int("tile_overlap"))
+        guard try context[Self.tiled].wantsTiles(pixels: latent.shape[2] * latent.shape[3] * 64) else { return nil }
+        let (size, overlap) = (try context[Self.tileSize], try context[Self.tileOverlap])
         guard overlap < size else { throw NodeError.invalidInput("the UNet tile overlap \(overlap) is not less than the tile size \(size)") }
         return (size, overlap)
     }
@@ -86,8 +89,8 @@ struct Denoise: GenerationDescribing {
             throw NodeError.invalidInput("the conditioning \(positive.shape) / \(negative.shape) does not fit this UNet (width \(unet.config.contextDimension))")
         }
 
-        var request = DenoiseRequest(sampler: SamplerKind(rawValue: try context.string("sampler"))!, steps: try context.int("steps"))
-        switch try context.string("schedule") {
+        var request = DenoiseRequest(sampler: try context[Self.sampler], steps: try context[Self.steps])
+        switch try context[Self.schedule] {
         case "default": break
         case let other where request.sampler.schedulesStrength:
             throw NodeError.invalidInput("\(request.sampler.rawValue) has its own schedule; schedule '\(other)' does not apply (use default)")
@@ -98,14 +101,14 @@ struct Denoise: GenerationDescribing {
             request.karras = true
         case let spacing: request.spacing = TimestepSpacing(rawValue: spacing)
         }
-        request.strength = try context.double("strength")
-        request.eta = Float(try context.double("eta"))
-        let end = try context.int("end_at_step")
+        request.strength = try context[Self.strength]
+        request.eta = Float(try context[Self.eta])
+        let end = try context[Self.endAtStep]
         request.endStep = end > 0 ? end : nil
-        request.addNoise = try context.bool("add_noise")
+        request.addNoise = try context[Self.addNoise]
 
         // The seed's generator gives the starting noise first, then the samplers' step noise.
-        let generator = TorchGenerator(seed: UInt64(try context.int("seed")))
+        let generator = TorchGenerator(seed: UInt64(try context[Self.seed]))
         let noise: Tensor
         if let given = context.input("noise")?.tensorValue {
             guard given.count == latent.count else { throw NodeError.invalidInput("input 'noise' has \(given.shape), the latent \(latent.shape)") }
@@ -119,7 +122,7 @@ struct Denoise: GenerationDescribing {
         var inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)?
         let inpaintingModel = unet.config.inChannels == 9
         if let mask = context.input("mask")?.maskValue {
-            let latentMask = try Denoise.latentMask(mask, latent: latent, grow: try context.int("mask_grow"), feather: try context.double("mask_feather"))
+            let latentMask = try Denoise.latentMask(mask, latent: latent, grow: try context[Self.maskGrow], feather: try context[Self.maskFeather])
             if inpaintingModel {
                 guard let masked = context.input("masked_latent")?.latentValue, masked.shape == latent.shape else {
                     throw NodeError.invalidInput("this is a 9-channel inpainting model: connect 'masked_latent' (vae_encode of erase_masked)")
@@ -133,7 +136,7 @@ struct Denoise: GenerationDescribing {
             inpaintingInputs = (Tensor(repeating: 1, shape: [1, 1, latent.shape[2], latent.shape[3]]), Tensor(zeros: latent.shape))
         }
         let denoiser = GuidedDenoiser(unet: unet, positive: positive.slice(0..<1), negative: negative.slice(0..<1),
-                                      guidanceScale: Float(try context.double("cfg")), inpaintingInputs: inpaintingInputs,
+                                      guidanceScale: Float(try context[Self.cfg]), inpaintingInputs: inpaintingInputs,
                                       tiles: try Denoise.tiles(context, latent: latent))
         // Strength 1 (and text-to-image) starts from pure noise; below 1 the latent is noised to the start step.
         let source: Tensor? = request.strength >= 1 && blend == nil && inpaintingInputs == nil ? nil : latent
@@ -174,26 +177,25 @@ struct Denoise: GenerationDescribing {
 
 /// `add_noise`: a latent noised to the level of a step of a sampler's schedule.
 struct AddNoise: Node {
+    static let sampler = Param<SamplerKind>("sampler", default: .eulerAncestral, help: "the sampler whose schedule sets the level")
+    static let steps = Param<Int>("steps", .integer(1...1000), default: 20, help: "steps of the schedule")
+    static let strength = Param<Double>("strength", .number(0...1), default: 0.75, help: "the starting point, as in denoise")
+    static let seed = Param<Int>("seed", .seed, default: 0, help: "seed of the noise")
     static let description = NodeDescription(
         name: "add_noise", summary: "Noise a latent to the level a sampler starts from at a given strength.",
         inputs: [.init("latent", .latent, help: "the clean latent"), .init("noise", .tensor, optional: true, help: "the noise instead of the seed's")],
         outputs: [.init("latent", .latent, help: "the noisy latent")],
-        parameters: [
-            .init("sampler", .choice(SamplerKind.allCases.map(\.rawValue)), default: .text("euler_a"), help: "the sampler whose schedule sets the level"),
-            .init("steps", .integer(1...1000), default: .integer(20), help: "steps of the schedule"),
-            .init("strength", .number(0...1), default: .number(0.75), help: "the starting point, as in denoise"),
-            .init("seed", .seed, default: .integer(0), help: "seed of the noise"),
-        ])
+        parameters: [sampler, steps, strength, seed])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let latent = try context.latent("latent")
-        let kind = SamplerKind(rawValue: try context.string("sampler"))!
-        let strength = try context.double("strength")
+        let kind = try context[Self.sampler]
+        let strength = try context[Self.strength]
         // LCM and TCD shorten their schedule by the strength and start at its first step.
-        let sampler = kind.make(steps: try context.int("steps"), strength: strength)
+        let sampler = kind.make(steps: try context[Self.steps], strength: strength)
         let start = kind.schedulesStrength ? 0 : DenoiseLoop.startStep(steps: sampler.timesteps.count, strength: strength)
         guard strength > 0, start < sampler.timesteps.count else { throw NodeError.invalidInput("strength 0 adds no noise") }
-        let seed = UInt64(try context.int("seed"))
+        let seed = UInt64(try context[Self.seed])
         let noise = context.input("noise")?.tensorValue?.reshaped(latent.shape) ?? TorchGenerator(seed: seed).randn(latent.shape)
         return ["latent": .latent(sampler.addNoise(latent, noise: noise, step: start))]
     }

@@ -15,14 +15,14 @@ struct LatentPreview {
     /// The preview settings of a denoise node, or nil when previews are off: the folder from the
     /// `preview` parameter (or `--preview`), one file per node and batch item.
     init?(_ context: NodeContext) throws {
-        let folder = try context.string("preview")
+        let folder = try context[Denoise.preview]
         guard !folder.isEmpty else { return nil }
-        let taesdPath = try context.string("preview_taesd")
-        taesd = taesdPath.isEmpty ? nil : try context.models.model("taesd:" + taesdPath) { try TinyAutoencoder(path: taesdPath) }
+        let taesdPath = try context[Denoise.previewTaesd]
+        taesd = taesdPath.isEmpty ? nil : try context.models.model(ModelKey("taesd:" + taesdPath)) { try TinyAutoencoder(path: taesdPath) }
         if let taesd, !taesd.canDecode {
             throw NodeError.invalidInput("preview_taesd \(taesdPath) has no decoder (taesd_decoder.safetensors)")
         }
-        every = try context.int("preview_every")
+        every = try context[Denoise.previewEvery]
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let name = context.batchItem.map { "\(context.nodeName)-\($0.stem)" } ?? context.nodeName
         path = URL(fileURLWithPath: folder).appendingPathComponent(name + ".png").path

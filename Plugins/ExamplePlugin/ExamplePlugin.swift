@@ -9,16 +9,17 @@ import TensorCore
 
 /// `sepia`: the classic sepia matrix, blended with the original by `strength`.
 struct Sepia: Node {
+    static let strength = Param<Double>("strength", .number(0...1), default: 1, help: "0 keeps the image, 1 is full sepia")
     static let description = NodeDescription(
         name: "sepia", summary: "Give an image a sepia tone.",
         inputs: [.init("image", .image, help: "the image")],
         outputs: [.init("image", .image, help: "the toned image")],
-        parameters: [.init("strength", .number(0...1), default: .number(1), help: "0 keeps the image, 1 is full sepia")])
+        parameters: [strength])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let image = try context.image("image")
         let rgb = image.rgb()
-        let strength = Float(try context.double("strength"))
+        let strength = Float(try context[Self.strength])
         let plane = rgb.width * rgb.height
         var out = rgb.pixels
         let p = out.mutablePointer()
@@ -39,23 +40,23 @@ struct Sepia: Node {
 /// `color_key_mask`: removes a background by colour: the mask is 0 where a pixel is close to
 /// the key colour and 1 elsewhere, with a soft edge.
 struct ColorKeyMask: Node {
+    static let color = Param<String>("color", .text, default: "#00ff00", help: "the key colour as #rrggbb")
+    static let tolerance = Param<Double>("tolerance", .number(0...1), default: 0.25,
+        help: "colour distance (0...1) still counted as background")
+    static let softness = Param<Double>("softness", .number(0...1), default: 0.1, help: "width of the soft edge beyond the tolerance")
     static let description = NodeDescription(
         name: "color_key_mask", summary: "Mask out a background by colour key (0 near the key colour, 1 elsewhere).",
         inputs: [.init("image", .image, help: "the image")],
         outputs: [.init("mask", .mask, help: "1 on the foreground")],
-        parameters: [
-            .init("color", .text, default: .text("#00ff00"), help: "the key colour as #rrggbb"),
-            .init("tolerance", .number(0...1), default: .number(0.25), help: "colour distance (0...1) still counted as background"),
-            .init("softness", .number(0...1), default: .number(0.1), help: "width of the soft edge beyond the tolerance"),
-        ])
+        parameters: [color, tolerance, softness])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
-        let hex = try context.string("color").trimmingCharacters(in: CharacterSet(charactersIn: "# "))
+        let hex = try context[Self.color].trimmingCharacters(in: CharacterSet(charactersIn: "# "))
         guard hex.count == 6, let value = UInt32(hex, radix: 16) else {
             throw NodeError.invalidInput("color '\(hex)' is not #rrggbb")
         }
         let key = [Float((value >> 16) & 0xff) / 255, Float((value >> 8) & 0xff) / 255, Float(value & 0xff) / 255]
-        let tolerance = Float(try context.double("tolerance")), softness = Swift.max(Float(try context.double("softness")), 1e-6)
+        let tolerance = Float(try context[Self.tolerance]), softness = Swift.max(Float(try context[Self.softness]), 1e-6)
         let rgb = try context.image("image").rgb()
         let plane = rgb.width * rgb.height
         var mask = Tensor(zeros: [1, rgb.height, rgb.width])

@@ -4,13 +4,14 @@ import NodeKit
 
 /// `load_image`: one PNG or JPEG file.
 struct LoadImage: Node {
+    static let path = Param<String>("path", .inputPath(.file), help: "the image file")
     static let description = NodeDescription(
         name: "load_image", summary: "Load a PNG or JPEG image (EXIF orientation applied).",
         outputs: [.init("image", .image, help: "the image, with its alpha channel if it has one")],
-        parameters: [.init("path", .inputPath(.file), help: "the image file")])
+        parameters: [path])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
-        let path = try context.string("path")
+        let path = try context[Self.path]
         var image = try ImageFile.read(path)
         image.metadata[ImageMetadataKey.source] = path
         return ["image": .image(image)]
@@ -19,23 +20,23 @@ struct LoadImage: Node {
 
 /// `load_mask`: a mask from an image file's alpha channel or luminance.
 struct LoadMask: Node {
+    static let path = Param<String>("path", .inputPath(.file), help: "the mask image")
+    static let channel = Param<String>("channel", .choice(["luminance", "alpha"]), default: "luminance",
+        help: "where the mask is read from")
+    static let invert = Param<Bool>("invert", .boolean, default: false, help: "swap the masked and kept areas")
     static let description = NodeDescription(
         name: "load_mask", summary: "Load a mask (white = repaint) from an image's luminance or alpha channel.",
         outputs: [.init("mask", .mask, help: "one-channel mask in [0, 1]")],
-        parameters: [
-            .init("path", .inputPath(.file), help: "the mask image"),
-            .init("channel", .choice(["luminance", "alpha"]), default: .text("luminance"), help: "where the mask is read from"),
-            .init("invert", .boolean, default: .boolean(false), help: "swap the masked and kept areas"),
-        ])
+        parameters: [path, channel, invert])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
-        let path = try context.string("path")
+        let path = try context[Self.path]
         let image = try ImageFile.read(path)
-        if try context.string("channel") == "alpha" && !image.hasAlpha {
+        if try context[Self.channel] == "alpha" && !image.hasAlpha {
             throw NodeError.invalidInput("\(path) has no alpha channel; use channel: luminance")
         }
-        var mask = image.mask(fromAlpha: try context.string("channel") == "alpha")
-        if try context.bool("invert") { mask = mask.inverted() }
+        var mask = image.mask(fromAlpha: try context[Self.channel] == "alpha")
+        if try context[Self.invert] { mask = mask.inverted() }
         mask.metadata[ImageMetadataKey.source] = path
         return ["mask": .mask(mask)]
     }
@@ -45,6 +46,11 @@ struct LoadMask: Node {
 /// with masks paired by file name when a mask folder is given. It streams: the folder is listed
 /// first and each image (and its mask) is read only when the batch reaches it.
 struct LoadImages: StreamingListNode {
+    static let folder = Param<String>("folder", .inputPath(.folder), help: "the folder to read")
+    static let pattern = Param<String>("pattern", .text, default: "*.png,*.jpg,*.jpeg",
+        help: "comma-separated file name patterns (case-insensitive)")
+    static let maskFolder = Param<String>("mask_folder", .inputPath(.folder), default: "",
+        help: "a folder of masks named like the images (any image extension); empty for none")
     static let description = NodeDescription(
         name: "load_images",
         summary: "Load every image of a folder as a list; nodes downstream run once per image.",
@@ -52,16 +58,11 @@ struct LoadImages: StreamingListNode {
             .init("images", .list(.image), help: "the images, sorted by file name"),
             .init("masks", .list(.mask), help: "the masks paired by file name (empty without mask_folder)"),
         ],
-        parameters: [
-            .init("folder", .inputPath(.folder), help: "the folder to read"),
-            .init("pattern", .text, default: .text("*.png,*.jpg,*.jpeg"), help: "comma-separated file name patterns (case-insensitive)"),
-            .init("mask_folder", .inputPath(.folder), default: .text(""),
-                  help: "a folder of masks named like the images (any image extension); empty for none"),
-        ])
+        parameters: [folder, pattern, maskFolder])
 
     static func items(_ context: NodeContext) throws -> [ListItem] {
-        let folder = try context.string("folder")
-        let patterns = try context.string("pattern").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let folder = try context[Self.folder]
+        let patterns = try context[Self.pattern].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         let files = try FileManager.default.contentsOfDirectory(atPath: folder)
             .filter { name in !name.hasPrefix(".") && patterns.contains { fnmatch($0, name.lowercased(), 0) == 0 } }
             .sorted()
@@ -72,7 +73,7 @@ struct LoadImages: StreamingListNode {
     }
 
     static func produce(_ item: ListItem, context: NodeContext) throws -> [String: Value] {
-        let maskFolder = try context.string("mask_folder")
+        let maskFolder = try context[Self.maskFolder]
         do {
             var image = try ImageFile.read(item.path)
             image.metadata[ImageMetadataKey.source] = item.path

@@ -8,25 +8,25 @@ import NodeKit
 /// cache key is up to date and left as it is (the engine asks before computing the inputs), so
 /// an interrupted batch resumes where it stopped; the image a rerun was read from is never replaced.
 struct SaveImage: FileWritingNode {
+    static let path = Param<String>("path", .outputPath,
+        help: "where to write; may use {stem} (source file name), {index}, {seed} and {node}, e.g. out/{stem}-{seed}.png; {index:04} pads")
+    static let bits = Param<String>("bits", .choice(["auto", "8", "16"]), default: "auto",
+        help: "PNG bits per sample (auto: 16 for 16-bit sources)")
+    static let quality = Param<Int>("quality", .integer(1...100), default: 95, help: "JPEG quality")
+    static let metadata = Param<Bool>("metadata", .boolean, default: true, help: "write the workflow and parameters into PNG text chunks")
     static let description = NodeDescription(
         name: "save_image", summary: "Save an image as PNG or JPEG (by the path's extension), with the workflow in its metadata.",
         inputs: [.init("image", .image, help: "the image to save"),
                  .init("source", .image, optional: true,
                        help: "the photo the image was made from: its ICC colour profile and EXIF go into the file (when the image has none of its own)")],
-        parameters: [
-            .init("path", .outputPath,
-                  help: "where to write; may use {stem} (source file name), {index}, {seed} and {node}, e.g. out/{stem}-{seed}.png; {index:04} pads"),
-            .init("bits", .choice(["auto", "8", "16"]), default: .text("auto"), help: "PNG bits per sample (auto: 16 for 16-bit sources)"),
-            .init("quality", .integer(1...100), default: .integer(95), help: "JPEG quality"),
-            .init("metadata", .boolean, default: .boolean(true), help: "write the workflow and parameters into PNG text chunks"),
-        ],
+        parameters: [path, bits, quality, metadata],
         isOutput: true, alwaysRuns: true)
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         var image = try context.image("image")
         if image.embedded.isEmpty, let source = context.input("source")?.imageValue { image.embedded = source.embedded }
         let info = context.runInfo
-        let path = try PathTemplate.outputPath(try context.string("path"), context: context)
+        let path = try PathTemplate.outputPath(try context[Self.path], context: context)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // A changed rerun of a PNG whose output pattern names that PNG would replace the original.
@@ -34,13 +34,13 @@ struct SaveImage: FileWritingNode {
             throw NodeError.invalidInput("'\(path)' is the image this workflow was read from; writing there would replace it, "
                                          + "so choose another output (e.g. --set output=out/{stem}-{seed}.png)")
         }
-        switch try context.string("bits") {
+        switch try context[Self.bits] {
         case "8": image.bitDepth = 8
         case "16": image.bitDepth = 16
         default: break
         }
         var text: [(key: String, value: String)] = []
-        if try context.bool("metadata") {
+        if try context[Self.metadata] {
             text.append((ImageMetadataKey.workflow, info.workflowText))
             text.append((ImageMetadataKey.workflowPath, info.workflowPath))
             text.append((ImageMetadataKey.parameters, parametersJSON(info)))
@@ -49,12 +49,12 @@ struct SaveImage: FileWritingNode {
                 text.append(("parameters", a1111))
             }
         }
-        try ImageFile.write(image, to: path, text: text, quality: try context.int("quality"))
+        try ImageFile.write(image, to: path, text: text, quality: try context[Self.quality])
         return [:]
     }
 
     static func outputFiles(_ context: NodeContext) throws -> [String] {
-        [try PathTemplate.outputPath(try context.string("path"), context: context)]
+        [try PathTemplate.outputPath(try context[Self.path], context: context)]
     }
 
     /// A PNG written before with the same cache key (recorded in its metadata) holds this result.
@@ -67,7 +67,7 @@ struct SaveImage: FileWritingNode {
     /// The resolved parameters as JSON: the workflow's, and every upstream node's.
     static func parametersJSON(_ info: RunInfo) -> String {
         var nodes: [String: Any] = [:]
-        for node in info.upstream { nodes[node.name] = ["type": node.type, "parameters": node.parameters] }
+        for node in info.upstream { nodes[node.name] = ["type": node.type, "parameters": node.parameters.mapValues(\.description)] }
         let object: [String: Any] = ["parameters": info.parameters, "nodes": nodes]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(data: data, encoding: .utf8) ?? "{}"

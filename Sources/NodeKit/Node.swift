@@ -128,11 +128,15 @@ public struct RunInfo: Sendable {
     public struct UpstreamNode: Sendable {
         public let name: String
         public let type: String
-        public let parameters: [String: String]
+        /// Resolved values (seeds as the numbers drawn).
+        public let parameters: [String: ParameterValue]
         /// Input port -> the node connected to it.
         public let inputs: [String: String]
 
-        public init(name: String, type: String, parameters: [String: String], inputs: [String: String]) {
+        /// A parameter's value as its declared type (nil when the node has no such value).
+        public subscript<Value>(_ parameter: Param<Value>) -> Value? { parameters[parameter.name].flatMap(Value.init(parameter:)) }
+
+        public init(name: String, type: String, parameters: [String: ParameterValue], inputs: [String: String]) {
             self.name = name
             self.type = type
             self.parameters = parameters
@@ -224,26 +228,36 @@ extension NodeContext {
     }
 }
 
+/// The key of a model in a run's `ModelCache`: what was loaded (e.g. the checkpoint's path and
+/// part) and as which type, so that a lookup gives back the type it stored.
+public struct ModelKey<Model>: Sendable {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+}
+
 /// Models loaded during a run, by key, so that every node using the same checkpoint shares one copy.
+/// `@unchecked Sendable`: `models` is read and written only under `lock`.
 public final class ModelCache: @unchecked Sendable {
-    private var models: [String: Any] = [:]
+    /// A key's name and model type.
+    private struct Slot: Hashable {
+        let name: String
+        let type: ObjectIdentifier
+    }
+    private var models: [Slot: Any] = [:]
     private let lock = NSLock()
 
     public init() {}
 
-    /// The model under `key`, loaded with `load` the first time it is asked for.
-    public func model<T>(_ key: String, load: () throws -> T) throws -> T {
-        lock.lock()
-        if let hit = models[key] as? T {
-            lock.unlock()
-            return hit
-        }
-        lock.unlock()
+    /// The model under `key`, loaded with `load` the first time it is asked for (outside the lock,
+    /// so that loads of different models do not wait for each other; the first to finish is kept).
+    public func model<Model>(_ key: ModelKey<Model>, load: () throws -> Model) throws -> Model {
+        let slot = Slot(name: key.name, type: ObjectIdentifier(Model.self))
+        if let hit = lock.withLock({ models[slot] }) as? Model { return hit }
         let value = try load()
-        lock.lock()
-        defer { lock.unlock() }
-        if let existing = models[key] as? T { return existing }
-        models[key] = value
-        return value
+        return lock.withLock {
+            if let existing = models[slot] as? Model { return existing }
+            models[slot] = value
+            return value
+        }
     }
 }

@@ -15,6 +15,13 @@ public struct NodeDescription: Sendable {
     /// Run on every execution, never served from the cache (e.g. writing files).
     public let alwaysRuns: Bool
 
+    /// A description whose parameters are declared as `Param`s (or plain `Parameter`s).
+    public init(name: String, summary: String, version: Int = 1, inputs: [Port] = [], outputs: [Port] = [],
+                parameters: [any ParameterDeclaration], isOutput: Bool = false, alwaysRuns: Bool = false) {
+        self.init(name: name, summary: summary, version: version, inputs: inputs, outputs: outputs, parameters: parameters.map(\.spec),
+                  isOutput: isOutput, alwaysRuns: alwaysRuns)
+    }
+
     public init(name: String, summary: String, version: Int = 1, inputs: [Port] = [], outputs: [Port] = [],
                 parameters: [Parameter] = [], isOutput: Bool = false, alwaysRuns: Bool = false) {
         self.name = name

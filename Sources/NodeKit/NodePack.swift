@@ -1,5 +1,7 @@
 /// A node type as the engine runs it: its description and its run function. Built-in nodes
 /// come from `Node` types; plugin nodes from a shared library's C functions.
+/// `@unchecked Sendable`: its functions are a node type's static functions or a plugin's C entry
+/// points, which hold no state of their own; what they share lives in the context they are given.
 public struct NodeImplementation: @unchecked Sendable {
     public let description: NodeDescription
     public let run: (NodeContext) throws -> [String: Value]
@@ -46,7 +48,7 @@ public struct NodeImplementation: @unchecked Sendable {
 
 /// A named, versioned set of node types: a built-in pack (Plugins/*) or one loaded from a
 /// shared library. The pack's name and version enter the cache keys of its nodes.
-public struct NodePack: @unchecked Sendable {
+public struct NodePack: Sendable {  // Sendable: constants and `NodeImplementation`s
     public let name: String
     public let version: String
     public let nodes: [NodeImplementation]

@@ -34,6 +34,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
 /// A loaded model (or one part of a checkpoint) passed between nodes. The payload is whatever
 /// the producing pack stores. Cache keys of what a model produces come from the key of the node
 /// that made the handle (its files' fingerprints and parameters), not from the handle.
+/// `@unchecked Sendable`: the payload is a loaded model, whose weights are not changed after loading
+/// (weights widened on first use are behind the model's own locks).
 public final class ModelHandle: @unchecked Sendable {
     public let type: ValueType
     public let payload: AnyObject

@@ -8,6 +8,7 @@ import Glibc
 
 /// A whole file mapped read-only into memory, or a block of anonymous memory that holds what was
 /// read from a file (a converted PyTorch checkpoint); unmapped when the last reference goes away.
+/// `@unchecked Sendable`: every property is a constant, and the bytes are only read after `init`.
 public final class MappedFile: @unchecked Sendable {
     /// The file's path, for error messages.
     public let path: String

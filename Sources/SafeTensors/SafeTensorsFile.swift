@@ -26,7 +26,7 @@ public enum DType: String, Sendable, CaseIterable {
 /// section after the header), and an optional `__metadata__` object of strings.
 /// Opening validates every entry: known dtype, byte count equal to shape x dtype size,
 /// offsets inside the file, no two tensors overlapping.
-public final class SafeTensorsFile: @unchecked Sendable {
+public final class SafeTensorsFile: Sendable {
     /// One tensor's header entry.
     public struct Entry: Sendable {
         public let name: String

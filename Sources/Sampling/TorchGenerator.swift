@@ -12,7 +12,7 @@ import TensorCore
 /// elements through torch's scalar double-precision path with its cached second sample.
 /// Differences: torch computes log/sin/cos with its own vectorised maths; glibc's agree
 /// bit for bit on most values and within 3e-7 on the rest.
-public final class TorchGenerator: @unchecked Sendable {
+public final class TorchGenerator {
     private var state = [UInt32](repeating: 0, count: 624)
     private var index = 624
     /// torch's cached second normal of the scalar path.

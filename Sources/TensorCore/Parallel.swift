@@ -40,7 +40,8 @@ public enum Parallel {
         }
     }
 
-    /// A loop body shared by the threads of one `forRanges` call.
+    /// A loop body shared by the threads of one `forRanges` call. `@unchecked Sendable`: each thread
+    /// calls it on its own range, and the ranges are disjoint.
     @usableFromInline
     struct SharedBody: @unchecked Sendable {
         @usableFromInline let body: (Range<Int>) -> Void

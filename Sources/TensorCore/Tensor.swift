@@ -3,7 +3,7 @@
 /// `Tensor` is a value type: copies share storage until one of them is mutated
 /// (copy-on-write). Reshapes and slices along the first axis are views that share
 /// storage without copying. Images and latents are NCHW, sequences (B, T, C).
-public struct Tensor: @unchecked Sendable {
+public struct Tensor: Sendable {
     /// The extent of every axis, outermost first.
     public private(set) var shape: [Int]
     @usableFromInline var storage: TensorStorage

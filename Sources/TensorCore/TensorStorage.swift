@@ -3,6 +3,8 @@ import Synchronization
 
 /// The memory behind one or more `Tensor` views: either owned (64-byte aligned heap memory)
 /// or borrowed from an owner such as a memory-mapped file, in which case it is read-only.
+/// `@unchecked Sendable`: its memory is written only through a `Tensor` that holds the one
+/// reference (copy-on-write), or by parallel loops on disjoint ranges before it is shared.
 @usableFromInline
 final class TensorStorage: @unchecked Sendable {
     @usableFromInline let base: UnsafeMutablePointer<Float>

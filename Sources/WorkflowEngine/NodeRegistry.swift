@@ -1,9 +1,10 @@
 import NodeKit
 
-/// The node types sdflow knows, by type name, and the pack each comes from.
-public final class NodeRegistry: @unchecked Sendable {
+/// The node types sdflow knows, by type name, and the pack each comes from (built once, before
+/// workflows are checked against it).
+public struct NodeRegistry: Sendable {
     /// A registered node type.
-    public struct Entry {
+    public struct Entry: Sendable {
         public let pack: NodePack
         public let implementation: NodeImplementation
         public var description: NodeDescription { implementation.description }
@@ -22,7 +23,7 @@ public final class NodeRegistry: @unchecked Sendable {
 
     /// Adds a pack; a node type name already taken by another pack (or twice by this one) is
     /// an error naming both packs and the plugin files.
-    public func register(_ pack: NodePack) throws {
+    public mutating func register(_ pack: NodePack) throws {
         var names = Set<String>()
         for node in pack.nodes {
             let name = node.description.name

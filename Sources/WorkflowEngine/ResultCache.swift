@@ -18,7 +18,7 @@ import TensorCore
 ///   sdflow process sharing the folder never sees half an entry.
 /// - Past the size budget the least recently used entries are deleted (hits refresh an
 ///   entry's modification time).
-public final class ResultCache: @unchecked Sendable {
+public final class ResultCache: Sendable {
     public let folder: String
     /// The size budget in bytes.
     public let budget: Int

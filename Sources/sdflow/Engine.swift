@@ -17,7 +17,7 @@ enum Engine {
     /// library there must not stop every command), and a workflow that uses its nodes then fails
     /// on their unknown type after that warning.
     static func registry(pluginFolders: [String]) throws -> NodeRegistry {
-        let registry = NodeRegistry()
+        var registry = NodeRegistry()
         for pack in builtinPacks { try registry.register(pack) }
         let explicit = PluginLoader.libraries(in: pluginFolders)
         for library in explicit { try registry.register(try PluginLoader.load(library)) }

@@ -140,15 +140,16 @@ struct PluginTemplate {
 
         /// `\(nodeName)`: multiplies an image's colour by a factor (alpha, bit depth and metadata are kept).
         struct Brighten: Node {
+            static let factor = Param<Double>("factor", .number(0...8), default: 1.2, help: "1 keeps the image; above 1 brightens")
             static let description = NodeDescription(
                 name: "\(nodeName)", summary: "Brighten or darken an image by a factor.", version: 1,
                 inputs: [.init("image", .image, help: "the image")],
                 outputs: [.init("image", .image, help: "the image, brightened")],
-                parameters: [.init("factor", .number(0...8), default: .number(1.2), help: "1 keeps the image; above 1 brightens")])
+                parameters: [factor])
 
             static func run(_ context: NodeContext) throws -> [String: Value] {
                 var image = try context.image("image")
-                let factor = Float(try context.double("factor"))
+                let factor = Float(try context[Self.factor])
                 let colour = image.hasAlpha ? image.channels - 1 : image.channels
                 let plane = image.width * image.height
                 let pixels = image.pixels.mutablePointer()

@@ -50,7 +50,7 @@ import WorkflowEngine
         let pack = try PluginLoader.load(PluginTests.examplePlugin)
         #expect(pack.name == "example" && pack.version == "1.0" && pack.origin == PluginTests.examplePlugin)
         #expect(Set(pack.nodes.map(\.description.name)) == ["sepia", "color_key_mask", "fail_always"])
-        let registry = try registryWithBuiltins()
+        var registry = try registryWithBuiltins()
         try registry.register(pack)
         #expect(registry.entry("sepia")?.pack.origin == PluginTests.examplePlugin)
 
@@ -131,7 +131,7 @@ import WorkflowEngine
             static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "clash", "1", nodes, 1};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "clash")
-        let registry = try registryWithBuiltins()
+        var registry = try registryWithBuiltins()
         let pack = try PluginLoader.load(duplicate)
         do { try registry.register(pack); Issue.record("registered a duplicate node type") }
         catch let e as NodeRegistry.RegistrationError {
@@ -233,7 +233,7 @@ import WorkflowEngine
             static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "badoutput", "1", nodes, 1};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "badoutput")
-        let registry = try registryWithBuiltins()
+        var registry = try registryWithBuiltins()
         try registry.register(try PluginLoader.load(library))
         try ImageFile.write(Image(width: 2, height: 2, channels: 3, value: 0.5), to: folder.file("in.png"))
         for (mode, says) in [("nosize", "struct_size 0 is not the size of sdf_value"), ("depth", "has bit_depth 12"),
@@ -271,7 +271,7 @@ import WorkflowEngine
             static const sdf_pack pack = {SDFLOW_PLUGIN_ABI_VERSION, sizeof(sdf_pack), "cpack", "2", nodes, 1};
             const sdf_pack *sdflow_plugin_pack(void) { return &pack; }
             """, name: "cpack")
-        let registry = try registryWithBuiltins()
+        var registry = try registryWithBuiltins()
         try registry.register(try PluginLoader.load(library))
         try ImageFile.write(Image(width: 4, height: 4, channels: 3, value: 0.25), to: folder.file("in.png"))
         for fail in [false, true] {

@@ -10,7 +10,7 @@ import WorkflowEngine
 enum TestEngine {
     /// A registry with the built-in packs (images, diffusion).
     static func registry() throws -> NodeRegistry {
-        let registry = NodeRegistry()
+        var registry = NodeRegistry()
         try registry.register(ImageNodes.pack)
         try registry.register(DiffusionNodes.pack)
         return registry

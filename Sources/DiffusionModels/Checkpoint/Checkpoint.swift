@@ -13,7 +13,7 @@ import SafeTensors
 /// F32, F16 and BF16 weights load alike. Opening reads only headers; each component is built
 /// on request, strictly: every tensor must be found with its expected shape and every stored
 /// tensor must be used or on the ignore list.
-public final class Checkpoint: @unchecked Sendable {
+public final class Checkpoint: Sendable {
     /// How the checkpoint is stored.
     public enum Layout: String, Sendable { case singleFile = "single-file", diffusers }
 

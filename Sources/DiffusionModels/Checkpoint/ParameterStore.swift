@@ -8,7 +8,7 @@ import TensorCore
 /// A module asks for each of its tensors by name and expected shape; the store checks the
 /// shape, remembers that the tensor was used, and afterwards `checkAllUsed` reports any key
 /// that no module asked for and that is not on the ignore list.
-public final class ParameterStore: @unchecked Sendable {
+public final class ParameterStore: Sendable {
     /// Where one parameter lives: a file and the name inside it.
     public struct Location: Sendable {
         public let file: SafeTensorsFile
@@ -24,12 +24,17 @@ public final class ParameterStore: @unchecked Sendable {
     public let component: String
     /// Keep F16/BF16 matrix weights in the file's precision and widen them at each use
     /// (about half the memory of float32 weights, for a few percent of speed).
-    public var keepsHalfPrecision = false
+    /// Set once by the loader, before the store is shared.
+    public var keepsHalfPrecision: Bool {
+        get { halfPrecision.load(ordering: .relaxed) }
+        set { halfPrecision.store(newValue, ordering: .relaxed) }
+    }
+    private let halfPrecision = Atomic<Bool>(false)
     private let locations: [String: Location]
     /// LoRA deltas added to some weights (resident float32 once patched); the others stay mapped.
     private let patches: WeightPatches
-    private var used: Set<String> = []
-    private let lock = NSLock()
+    /// The parameters asked for so far.
+    private let used = Mutex<Set<String>>([])
 
     /// A store over `locations` (canonical name -> location).
     public init(component: String, locations: [String: Location], patches: WeightPatches = [:]) {
@@ -87,9 +92,7 @@ public final class ParameterStore: @unchecked Sendable {
             throw CheckpointError.shapeMismatch(component: component, name: location.key, file: location.file.path,
                                                 expected: shape, found: entry.shape)
         }
-        lock.lock()
-        used.insert(name)
-        lock.unlock()
+        used.withLock { _ = $0.insert(name) }
         return (location, entry)
     }
 
@@ -117,9 +120,8 @@ public final class ParameterStore: @unchecked Sendable {
     /// Throws when a stored parameter was never used and is not matched by `ignoring`
     /// (prefixes or exact names of keys that are expected but not needed).
     public func checkAllUsed(ignoring ignored: [String] = []) throws {
-        lock.lock()
-        let unused = locations.keys.filter { !used.contains($0) && !ignored.contains(where: $0.hasPrefix) }.sorted()
-        lock.unlock()
+        let asked = used.withLock { $0 }
+        let unused = locations.keys.filter { !asked.contains($0) && !ignored.contains(where: $0.hasPrefix) }.sorted()
         if let first = unused.first {
             let location = locations[first]!
             throw CheckpointError.unexpectedTensor(component: component, name: location.key, file: location.file.path,
@@ -232,7 +234,7 @@ public struct Weight: Sendable {
 /// The float32 copy of one F16/BF16 tensor, widened when made and again at the first use after
 /// `releaseAll`. The file's pages under it are dropped once it is widened, so the checkpoint
 /// does not cost its own size on top of the copy.
-final class WidenedCopy: @unchecked Sendable {
+final class WidenedCopy: Sendable {
     let file: SafeTensorsFile
     let key: String
     let shape: [Int]
@@ -240,7 +242,7 @@ final class WidenedCopy: @unchecked Sendable {
 
     /// Every copy made, weakly, for `releaseAll`.
     private static let all = Mutex<[Weak]>([])
-    private struct Weak: @unchecked Sendable { weak var copy: WidenedCopy? }
+    private struct Weak: Sendable { weak var copy: WidenedCopy? }
 
     init(file: SafeTensorsFile, key: String, shape: [Int]) throws {
         self.file = file

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The CLIP tokenizer of SD 1.x (openai/clip-vit-large-patch14), matching transformers'
 /// `CLIPTokenizer` with ftfy (as diffusers and ComfyUI use it):
@@ -8,7 +9,7 @@ import Foundation
 ///
 ///     "a photo of an astronaut riding a horse on mars"
 ///     -> [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407, 49407, ...]
-public final class CLIPTokenizer: @unchecked Sendable {
+public final class CLIPTokenizer: Sendable {
     /// Token strings of the special tokens.
     public static let startText = "<|startoftext|>", endText = "<|endoftext|>"
     /// The context length of SD 1.x's text encoder.
@@ -20,8 +21,8 @@ public final class CLIPTokenizer: @unchecked Sendable {
     /// Id of `<|endoftext|>` (49407 for CLIP), also used for padding.
     public let endID: Int
 
-    private var cache: [String: [Int]] = [:]
-    private let lock = NSLock()
+    /// BPE ids of words seen so far.
+    private let cache = Mutex<[String: [Int]]>([:])
 
     /// A tokenizer over `vocabulary`; throws when the special tokens are missing.
     public init(vocabulary: BPEVocabulary) throws {
@@ -106,9 +107,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
         let key = String(word)
         if key == CLIPTokenizer.startText { return [startID] }
         if key == CLIPTokenizer.endText { return [endID] }
-        lock.lock()
-        if let hit = cache[key] { lock.unlock(); return hit }
-        lock.unlock()
+        if let hit = cache.withLock({ $0[key] }) { return hit }
 
         var symbols = ByteEncoder.encode(word)
         guard !symbols.isEmpty else { return [] }
@@ -138,9 +137,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
         // Every byte symbol is in the vocabulary, so unknown ids cannot occur with CLIP's
         // vocabulary; a foreign vocabulary maps them to <|endoftext|> as transformers does.
         let ids = symbols.map { vocabulary.ids[$0] ?? endID }
-        lock.lock()
-        if cache.count < 100_000 { cache[key] = ids }
-        lock.unlock()
+        cache.withLock { if $0.count < 100_000 { $0[key] = ids } }
         return ids
     }
 }

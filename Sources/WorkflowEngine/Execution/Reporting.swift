@@ -30,7 +30,7 @@ extension Executor {
         var queue = [name]
         while let current = queue.popLast() {
             guard seen.insert(current).inserted, let node = graph.nodes[current] else { continue }
-            let parameters = keys.parameters(of: node).mapValues(\.description)
+            let parameters = keys.parameters(of: node)
             upstream.append(RunInfo.UpstreamNode(name: current, type: node.description.name, parameters: parameters,
                                                  inputs: node.inputs.mapValues(\.node)))
             queue.append(contentsOf: node.inputs.values.map(\.node))
