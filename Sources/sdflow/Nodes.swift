@@ -12,8 +12,15 @@ struct Nodes: ParsableCommand {
     @Option(help: "A folder of node-pack plugins to load (also SDFLOW_PLUGIN_PATH).")
     var plugins: [String] = []
 
+    @Flag(help: "Print the reference of every node type as Markdown (docs/nodes.md).")
+    var markdown = false
+
     func run() throws {
         let registry = try Engine.registry(pluginFolders: plugins)
+        if markdown {
+            print(NodeReference.markdown(registry))
+            return
+        }
         guard let type else {
             let width = registry.packs.flatMap { $0.nodes.map(\.description.name.count) }.max() ?? 0
             for pack in registry.packs {

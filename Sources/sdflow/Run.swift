@@ -118,7 +118,7 @@ struct RunOptions: ParsableArguments {
                                valueName: "I/N"))
     var shard: String?
 
-    @Flag(help: "Fast mode: Winograd F(4x4,3x3) convolutions and, with AVX-512 BF16, bfloat16 GEMMs (see README for its error).")
+    @Flag(help: "Fast mode: Winograd F(4x4,3x3) convolutions and, with AVX-512 BF16, bfloat16 GEMMs (its error: docs/benchmarks.md).")
     var fast = false
 
     /// Runs (or with `explainOnly`, explains) the workflow and exits with the run's status.

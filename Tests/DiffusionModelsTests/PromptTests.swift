@@ -41,7 +41,7 @@ import Testing
             var expected = pairs(entry)
             // A1111 multiplies the BREAK marker's -1 by brackets around it and then, its weight no
             // longer being -1, encodes the word "BREAK" with a negative weight. sdflow breaks the
-            // chunk there too (documented in the README).
+            // chunk there too (documented in docs/workflows.md).
             if style == .a1111 {
                 expected = expected.map { $0.0 == "BREAK" && $0.1 < 0 ? ("BREAK", -1) : $0 }
             }

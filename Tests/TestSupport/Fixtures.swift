@@ -3,7 +3,7 @@ import SafeTensors
 import TensorCore
 
 /// Access to the committed reference fixtures under `Tests/Fixtures` (written by the
-/// `tools/reference/fixtures_*.py` scripts; the README lists them).
+/// `tools/reference/fixtures_*.py` scripts; docs/testing.md lists them).
 public enum Fixtures {
     /// The `Tests/Fixtures` folder of this checkout.
     public static let folder: URL = URL(fileURLWithPath: #filePath)

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+import WorkflowEngine
 
 /// The package's shape: every module a target imports is a dependency it declares in
 /// Package.swift (SwiftPM builds some undeclared imports by luck of the build order, and an
@@ -47,5 +48,15 @@ struct PackageTests {
             }
         }
         return modules
+    }
+}
+
+/// docs/nodes.md is the built-in packs' reference as `sdflow nodes --markdown` prints it.
+struct NodeReferenceTests {
+    @Test func docsNodesIsCurrent() throws {
+        let file = PackageTests.root.appendingPathComponent("docs/nodes.md")
+        let expected = NodeReference.markdown(try TestEngine.registry()) + "\n"
+        let current = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+        #expect(current == expected, "docs/nodes.md is out of date: run `swift run sdflow nodes --markdown > docs/nodes.md`")
     }
 }
