@@ -134,7 +134,7 @@ public struct RunInfo: Sendable {
         public let inputs: [String: String]
 
         /// A parameter's value as its declared type (nil when the node has no such value).
-        public subscript<Value>(_ parameter: Param<Value>) -> Value? { parameters[parameter.name].flatMap(Value.init(parameter:)) }
+        public subscript<Value>(_ parameter: Param<Value>) -> Value? { parameters[parameter.name].flatMap(Value.coding.read) }
 
         public init(name: String, type: String, parameters: [String: ParameterValue], inputs: [String: String]) {
             self.name = name

@@ -10,7 +10,7 @@ public struct Param<Value: ParameterType>: ParameterDeclaration {
     public var name: String { spec.name }
 
     public init(_ name: String, _ kind: ParameterKind, default defaultValue: Value? = nil, help: String, affectsResult: Bool = true) {
-        spec = NodeDescription.Parameter(name, kind, default: defaultValue?.parameterValue, help: help, affectsResult: affectsResult)
+        spec = NodeDescription.Parameter(name, kind, default: defaultValue.map(Value.coding.write), help: help, affectsResult: affectsResult)
     }
 }
 
@@ -30,69 +30,41 @@ extension NodeDescription.Parameter: ParameterDeclaration {
     public var spec: NodeDescription.Parameter { self }
 }
 
-/// A Swift type a parameter can be read as.
+/// A Swift type a parameter can be read as: `Int`, `Double`, `String`, `Bool`, or a `ChoiceParameter` enum.
 public protocol ParameterType: Sendable {
+    static var coding: ParameterCoding<Self> { get }
+}
+
+/// How values of one Swift type are read from and written as parameter values.
+public struct ParameterCoding<Value>: Sendable {
     /// The value as this type, or nil when it is not one.
-    init?(parameter value: ParameterValue)
-    var parameterValue: ParameterValue { get }
+    public let read: @Sendable (ParameterValue) -> Value?
+    public let write: @Sendable (Value) -> ParameterValue
     /// What a value must be, for errors ("an integer").
-    static var expected: String { get }
+    public let expected: String
 }
 
-extension Int: ParameterType {
-    public init?(parameter value: ParameterValue) {
-        guard let v = value.intValue else { return nil }
-        self = v
-    }
-    public var parameterValue: ParameterValue { .integer(self) }
-    public static var expected: String { "an integer" }
-}
-
-extension Double: ParameterType {
-    public init?(parameter value: ParameterValue) {
-        guard let v = value.doubleValue else { return nil }
-        self = v
-    }
-    public var parameterValue: ParameterValue { .number(self) }
-    public static var expected: String { "a number" }
-}
-
-extension String: ParameterType {
-    public init?(parameter value: ParameterValue) {
-        guard let v = value.stringValue else { return nil }
-        self = v
-    }
-    public var parameterValue: ParameterValue { .text(self) }
-    public static var expected: String { "text" }
-}
-
-extension Bool: ParameterType {
-    public init?(parameter value: ParameterValue) {
-        guard let v = value.boolValue else { return nil }
-        self = v
-    }
-    public var parameterValue: ParameterValue { .boolean(self) }
-    public static var expected: String { "true or false" }
-}
+extension Int: ParameterType { public static let coding = ParameterCoding<Int>(read: \.intValue, write: ParameterValue.integer, expected: "an integer") }
+extension Double: ParameterType { public static let coding = ParameterCoding<Double>(read: \.doubleValue, write: ParameterValue.number, expected: "a number") }
+extension String: ParameterType { public static let coding = ParameterCoding<String>(read: \.stringValue, write: ParameterValue.text, expected: "text") }
+extension Bool: ParameterType { public static let coding = ParameterCoding<Bool>(read: \.boolValue, write: ParameterValue.boolean, expected: "true or false") }
 
 /// An enum read from a `.choice` parameter by its raw values (`Param<SamplerKind>("sampler", default: .euler, ...)`).
 public protocol ChoiceParameter: ParameterType, RawRepresentable<String>, CaseIterable {}
 
 extension ChoiceParameter {
-    public init?(parameter value: ParameterValue) {
-        guard let text = value.stringValue, let v = Self(rawValue: text) else { return nil }
-        self = v
+    public static var coding: ParameterCoding<Self> {
+        ParameterCoding(read: { $0.stringValue.flatMap(Self.init(rawValue:)) }, write: { .text($0.rawValue) },
+                        expected: "one of " + allCases.map(\.rawValue).joined(separator: ", "))
     }
-    public var parameterValue: ParameterValue { .text(rawValue) }
-    public static var expected: String { "one of " + allCases.map(\.rawValue).joined(separator: ", ") }
 }
 
 extension NodeContext {
     /// A parameter's value as its declared type, or an error naming it.
     public subscript<Value>(_ parameter: Param<Value>) -> Value {
         get throws {
-            guard let raw = self.parameter(parameter.name), let value = Value(parameter: raw) else {
-                throw NodeError.invalidInput("parameter '\(parameter.name)' is not \(Value.expected)")
+            guard let raw = self.parameter(parameter.name), let value = Value.coding.read(raw) else {
+                throw NodeError.invalidInput("parameter '\(parameter.name)' is not \(Value.coding.expected)")
             }
             return value
         }
