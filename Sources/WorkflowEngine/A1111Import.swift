@@ -190,12 +190,3 @@ public struct A1111Import {
         self.notes = notes
     }
 }
-
-/// A YAML double-quoted string (JSON's escapes are valid YAML).
-private func yamlString(_ s: String) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-    return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
-}
-
-/// A number without a needless ".0".
-private func format(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }

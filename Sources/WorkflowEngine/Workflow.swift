@@ -106,10 +106,23 @@ public struct Workflow: Sendable {
             workflow.sourceImage = URL(fileURLWithPath: path).standardizedFileURL.path
             return workflow
         }
+        if ComfyImport.recognises(data) { return try importedComfy(data, path: path) }
         guard let text = String(data: data, encoding: .utf8) else {
             throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
         }
         return try parse(text, path: path)
+    }
+
+    /// The workflow `sdflow import` makes of a ComfyUI API workflow (its notes go to standard error).
+    static func importedComfy(_ data: Data, path: String) throws -> Workflow {
+        let imported: ComfyImport
+        do { imported = try ComfyImport(json: data, source: URL(fileURLWithPath: path).lastPathComponent) } catch {
+            throw WorkflowError(.syntax, at: nil, "\(path): \(error)")
+        }
+        FileHandle.standardError.write(Data(imported.notes.map { "note: \($0)\n" }.joined().utf8))
+        do { return try parse(imported.yaml, path: path) } catch {
+            throw WorkflowError(.syntax, at: nil, "\(path): the workflow made of this ComfyUI workflow is invalid: \(error)")
+        }
     }
 
     /// The workflow `sdflow import` makes of an image's AUTOMATIC1111 parameters (its notes go to

@@ -1,0 +1,107 @@
+import Foundation
+import ImageIO
+import TestSupport
+import Testing
+import WorkflowEngine
+
+/// ComfyUI workflows exported for API (Tests/Fixtures/comfy): converted node by node, run on the
+/// tiny model, and the ways such a file can be wrong, each an error naming the node.
+@Suite struct ComfyImportTests {
+    let folder = TemporaryFolder()
+
+    func fixture(_ name: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("comfy/" + name))) }
+
+    func run(_ path: String, _ overrides: [String: String]) throws -> RunReport {
+        let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(), overrides: overrides,
+                              currentDirectory: folder.path)
+        return Executor(graph: graph, options: .init()).run()
+    }
+
+    /// ComfyUI's default graph gives the image of the bundled txt2img workflow with the same settings.
+    @Test func theDefaultGraphRunsAsTheEquivalentWorkflow() throws {
+        let comfy = try run(Fixtures.path("comfy/txt2img_api.json"),
+                            ["ckpt_4": TinyModel.folder, "output_9": folder.file("comfy.png")])
+        #expect(comfy.succeeded, "\(comfy.nodes.flatMap(\.errors))")
+        let native = try run(TestEngine.workflows + "/txt2img.yaml",
+                             ["checkpoint": TinyModel.folder, "sampler": "euler", "steps": "3", "cfg": "3", "seed": "42",
+                              "output": folder.file("native.png")])
+        #expect(native.succeeded)
+        let (a, b) = (try ImageFile.read(folder.file("comfy.png")), try ImageFile.read(folder.file("native.png")))
+        #expect(a.width == 64 && a.pixels.maxAbsDifference(b.pixels) == 0)
+    }
+
+    /// Every class of the second fixture maps onto the sdflow node it should, with ComfyUI's values.
+    @Test func classesMapOntoSdflowNodes() throws {
+        let imported = try ComfyImport(json: try fixture("img2img_api.json"), source: "img2img_api.json")
+        let yaml = imported.yaml
+        for line in ["n1: {type: load_checkpoint, path: !param ckpt_1}",
+                     "n2: {type: load_lora, clip: !ref n1.clip, path: !param lora_2, strength_clip: 0.5, strength_model: 0.8, unet: !ref n1.unet}",
+                     "n4: {type: clip_encode, clip: !ref n2.clip, clip_skip: 2, text: \"a blue square, (sharp:1.2)\", weighting: comfy}",
+                     "n6: {type: load_image, path: !param image_6}",
+                     "n6_mask: {type: load_mask, channel: alpha, invert: true, path: !param image_6}",
+                     "n7: {type: resize_image, filter: lanczos, height: 64, image: !ref n6.image, mode: fill, width: 64}",
+                     "n8: {type: vae_encode, image: !ref n7.image, vae: !ref n1.vae}",
+                     "n12: {type: save_image, image: !ref n11.image, path: !param output_12}"] {
+            #expect(yaml.contains("  " + line), "missing: \(line)\n\(yaml)")
+        }
+        // KSamplerAdvanced from step 10 of 30: strength 2/3 (a hair over, so that 20 steps run), the mask of the latent.
+        let denoise = try #require(yaml.split(separator: "\n").first { $0.hasPrefix("  n10:") })
+        for field in ["type: denoise", "sampler: dpmpp_2m", "schedule: karras", "steps: 30", "cfg: 5.5", "seed: 7", "mask: !ref n6_mask.mask",
+                      "strength: 0.66666666766", "latent: !ref n8.latent", "unet: !ref n2.unet"] {
+            #expect(denoise.contains(field), "\(field) not in \(denoise)")
+        }
+        #expect(imported.notes.contains { $0.contains("--set ckpt_1=PATH") } && imported.notes.contains { $0.contains("--set lora_2=PATH") })
+        // And it is a valid sdflow workflow.
+        _ = try Workflow.parse(yaml, path: folder.file("imported.yaml"))
+    }
+
+    /// An image-to-image graph with a noise mask from the image's alpha runs on the tiny model.
+    @Test func anImageToImageGraphRuns() throws {
+        var photo = Image(width: 64, height: 64, channels: 4)
+        let p = photo.pixels.mutablePointer()
+        for i in 0..<(4 * 64 * 64) { p[i] = i >= 3 * 64 * 64 ? (i % 64 < 32 ? 0 : 1) : Float(i % 7) / 7 }
+        try ImageFile.write(photo, to: folder.file("photo.png"))
+        var object = try JSONSerialization.jsonObject(with: try fixture("img2img_api.json")) as! [String: Any]
+        var nodes = object["prompt"] as! [String: Any]
+        nodes.removeValue(forKey: "2")  // no LoRA file here: the checkpoint's UNet and CLIP directly
+        nodes["3"] = ["class_type": "CLIPSetLastLayer", "inputs": ["clip": ["1", 1], "stop_at_clip_layer": -1]]
+        var sampler = nodes["10"] as! [String: Any], inputs = sampler["inputs"] as! [String: Any]
+        inputs["model"] = ["1", 0]
+        inputs["steps"] = 6
+        inputs["start_at_step"] = 3
+        sampler["inputs"] = inputs
+        nodes["10"] = sampler
+        object["prompt"] = nodes
+        let path = folder.file("img2img_api.json")
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+        let report = try run(path, ["ckpt_1": TinyModel.folder, "image_6": folder.file("photo.png"), "output_12": folder.file("out.png")])
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+        #expect(try ImageFile.read(folder.file("out.png")).width == 64)
+    }
+
+    @Test func wrongFilesAreErrorsNamingTheNode() throws {
+        func error(_ json: String) -> String {
+            do {
+                _ = try ComfyImport(json: Data(json.utf8), source: "w.json")
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        let loader = #""1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}"#
+        #expect(error(#"{"nodes": [], "links": [], "version": 0.4}"#).contains("UI format"))
+        #expect(error(#"{\#(loader), "2": {"class_type": "ControlNetApply", "inputs": {}}}"#)
+            .hasPrefix("node 2 (ControlNetApply): has no sdflow equivalent"))
+        #expect(error(#"{"2": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}}}"#)
+            == "node 2 (VAEDecode): links to node 9, which the workflow does not have")
+        #expect(error(#"{\#(loader), "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 7], "vae": ["1", 2]}}}"#)
+            == "node 2 (VAEDecode): input 'samples' links to output 7 of node 1, which has 3")
+        #expect(error(#"{\#(loader), "2": {"class_type": "EmptyLatentImage", "inputs": {"width": "wide", "height": 64}}}"#)
+            == "node 2 (EmptyLatentImage): input 'width' is not a number")
+        #expect(error(#"{\#(loader), "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "x"}}}"#)
+            == "node 2 (CLIPTextEncode): input 'clip' is missing")
+        let ksampler = #""2": {"class_type": "KSampler", "inputs": {"sampler_name": "heunpp2", "scheduler": "normal"}}"#
+        #expect(error(#"{\#(loader), \#(ksampler)}"#).hasPrefix("node 2 (KSampler): sampler_name 'heunpp2' is not available in sdflow"))
+        #expect(error("[1, 2]").contains("not a JSON object"))
+        #expect(!ComfyImport.recognises(Data("version: 1\nnodes: {}\n".utf8)))
+        #expect(!ComfyImport.recognises(Data(#"{"version": 1, "nodes": {}}"#.utf8)))
+    }
+}
