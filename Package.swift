@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // MARK: - C shims for system libraries
@@ -58,6 +61,14 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // MARK: - Server
+        // `sdflow serve`: ComfyUI's HTTP and WebSocket API over the workflow engine (Hummingbird 2).
+        .target(name: "ComfyServer", dependencies: [
+            "WorkflowEngine", "NodeKit", "TensorCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+        ]),
+
         // MARK: - Built-in node packs (ordinary targets; not SwiftPM .plugin targets)
         .target(name: "ImageNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore"], path: "Plugins/ImageNodes"),
         .target(name: "DiffusionNodes", dependencies: ["NodeKit", "ImageIO", "TensorCore", "SafeTensors", "DiffusionModels",
@@ -67,7 +78,7 @@ let package = Package(
         // MARK: - Command-line tool
         .executableTarget(name: "sdflow", dependencies: [
             "TensorCore", "SafeTensors", "ImageIO", "DiffusionModels", "Sampling", "StableDiffusion", "NodeKit", "WorkflowEngine", "ImageNodes",
-            "DiffusionNodes", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "DiffusionNodes", "ComfyServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: - Tests
@@ -78,6 +89,13 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "SafeTensors", "TensorCore", "TestSupport"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "DiffusionModels", "Sampling", "ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "ComfyServerTests", dependencies: [
+            "ComfyServer", "WorkflowEngine", "ImageNodes", "DiffusionNodes", "ImageIO", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+        ]),
         .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -15,6 +15,11 @@ public struct ComfyImport {
     /// A workflow ComfyUI cannot be mapped from, naming the node.
     public struct ImportError: Error, CustomStringConvertible {
         public let description: String
+        /// The ComfyUI node at fault and its class, when one is.
+        public var node: String?
+        public var classType: String?
+        /// What is wrong with the node, without its name (`description` has both).
+        public var message: String?
     }
 
     /// The classes this import maps.
@@ -25,15 +30,15 @@ public struct ComfyImport {
     ]
 
     /// ComfyUI sampler names -> sdflow's.
-    static let samplers = ["euler": "euler", "euler_ancestral": "euler_a", "ddim": "ddim", "ddpm": "ddpm", "dpmpp_2m": "dpmpp_2m",
+    public static let samplers = ["euler": "euler", "euler_ancestral": "euler_a", "ddim": "ddim", "ddpm": "ddpm", "dpmpp_2m": "dpmpp_2m",
                            "lcm": "lcm"]
     /// ComfyUI schedulers -> denoise's `schedule` (the nearest spacing; see the notes).
-    static let schedulers = ["normal": "linspace", "karras": "karras", "simple": "trailing", "sgm_uniform": "trailing",
+    public static let schedulers = ["normal": "linspace", "karras": "karras", "simple": "trailing", "sgm_uniform": "trailing",
                              "ddim_uniform": "leading"]
     /// ComfyUI's upscale methods -> upscale_latent's methods and resize_image's filters.
-    static let latentMethods = ["nearest-exact": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic", "area": "bilinear",
+    public static let latentMethods = ["nearest-exact": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic", "area": "bilinear",
                                 "bislerp": "bilinear"]
-    static let imageFilters = ["nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos",
+    public static let imageFilters = ["nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos",
                                "area": "bilinear"]
 
     /// Whether `data` is a ComfyUI workflow (API or UI format) rather than an sdflow one.
@@ -54,7 +59,12 @@ public struct ComfyImport {
         return result.isEmpty ? nil : result
     }
 
-    public init(json data: Data, source: String) throws {
+    /// Finds a file ComfyUI names relative to one of its folders ("checkpoints", "loras", "vae",
+    /// "input"): the path to use, or an error (a server confines names to its folders).
+    public typealias FileLookup = @Sendable (_ folder: String, _ name: String) throws -> String
+
+    /// `files`: where the named files are; without it each becomes a parameter to set with `--set`.
+    public init(json data: Data, source: String, files: FileLookup? = nil) throws {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ImportError(description: "\(source): not a JSON object")
         }
@@ -65,7 +75,7 @@ public struct ComfyImport {
         guard let nodes = ComfyImport.apiNodes(object) else {
             throw ImportError(description: "\(source): not a ComfyUI API workflow (an object of {\"class_type\", \"inputs\"} nodes)")
         }
-        var builder = Builder(nodes: nodes)
+        var builder = Builder(nodes: nodes, files: files)
         // Numeric ids in order (ComfyUI's own are numbers as text), then the rest.
         for id in nodes.keys.sorted(by: { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }) { try builder.translate(id) }
         let (notes, parameters, lines) = (builder.notes, builder.parameters, builder.lines)
@@ -98,8 +108,11 @@ public struct ComfyImport {
         /// EmptyLatentImage assumes SD's 8 pixels per latent cell).
         let scaleVAE: String?
 
-        init(nodes: [String: [String: Any]]) {
+        let files: FileLookup?
+
+        init(nodes: [String: [String: Any]], files: FileLookup?) {
             self.nodes = nodes
+            self.files = files
             let checkpoint = nodes.filter { ($0.value["class_type"] as? String) == "CheckpointLoaderSimple" }.keys
                 .min { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }
             scaleVAE = checkpoint.map { "!ref \(Builder.name($0)).vae" }
@@ -121,7 +134,7 @@ public struct ComfyImport {
             let name = Builder.name(id)
             switch type {
             case "CheckpointLoaderSimple":
-                let parameter = file("ckpt_\(id)", try input.text("ckpt_name"), "the checkpoint")
+                let parameter = try file("ckpt_\(id)", try input.text("ckpt_name"), "the checkpoint", folder: "checkpoints", input)
                 emit(name, "load_checkpoint", ["path": "!param \(parameter)"])
                 outputs[id] = ["\(name).unet", "\(name).clip", "\(name).vae"]
             case "CLIPSetLastLayer":
@@ -158,13 +171,13 @@ public struct ComfyImport {
                 outputs[id] = [try target(input, "samples")]
                 latentMasks[id] = (try link(input, "mask"), 0)
             case "LoadImage":
-                let parameter = file("image_\(id)", try input.text("image"), "the image")
+                let parameter = try file("image_\(id)", try input.text("image"), "the image", folder: "input", input)
                 emit(name, "load_image", ["path": "!param \(parameter)"])
                 // ComfyUI's MASK output is 1 - alpha (transparent pixels are repainted).
                 emit(name + "_mask", "load_mask", ["path": "!param \(parameter)", "channel": "alpha", "invert": "true"])
                 outputs[id] = ["\(name).image", "\(name)_mask.mask"]
             case "LoadImageMask":
-                let parameter = file("mask_\(id)", try input.text("image"), "the mask image")
+                let parameter = try file("mask_\(id)", try input.text("image"), "the mask image", folder: "input", input)
                 let channel = try input.text("channel")
                 var fields = ["path": "!param \(parameter)", "channel": channel == "alpha" ? "alpha" : "luminance"]
                 if channel == "alpha" { fields["invert"] = "true" }
@@ -177,13 +190,13 @@ public struct ComfyImport {
                 parameters.append(("output_\(id)", "\(folder)/\(prefix)_\(id)_{seed}.png"))
                 emit(name, "save_image", ["image": try link(input, "images"), "path": "!param output_\(id)"])
             case "LoraLoader":
-                let parameter = file("lora_\(id)", try input.text("lora_name"), "the LoRA")
+                let parameter = try file("lora_\(id)", try input.text("lora_name"), "the LoRA", folder: "loras", input)
                 emit(name, "load_lora", ["unet": try link(input, "model"), "clip": try link(input, "clip"), "path": "!param \(parameter)",
                                          "strength_model": format(try input.number("strength_model")),
                                          "strength_clip": format(try input.number("strength_clip"))])
                 outputs[id] = ["\(name).unet", "\(name).clip"]
             case "VAELoader":
-                let parameter = file("vae_\(id)", try input.text("vae_name"), "the VAE")
+                let parameter = try file("vae_\(id)", try input.text("vae_name"), "the VAE", folder: "vae", input)
                 emit(name, "load_vae", ["path": "!param \(parameter)"])
                 outputs[id] = ["\(name).vae"]
             case "LatentUpscale":
@@ -251,8 +264,13 @@ public struct ComfyImport {
             lines.append("  \(name): {type: \(type)" + body.map { ", " + $0 }.joined() + "}")
         }
 
-        /// A workflow parameter for a file ComfyUI names relative to its own folders.
-        mutating func file(_ parameter: String, _ name: String, _ what: String) -> String {
+        /// A workflow parameter for a file ComfyUI names relative to its own `folder`: found by
+        /// `files`, or given by the user.
+        mutating func file(_ parameter: String, _ name: String, _ what: String, folder: String, _ input: Inputs) throws -> String {
+            if let files {
+                do { parameters.append((parameter, try files(folder, name))) } catch { throw input.error("\(what) '\(name)': \(error)") }
+                return parameter
+            }
             parameters.append((parameter, name))
             notes.append("\(what) '\(name)': give its path with --set \(parameter)=PATH (ComfyUI names it relative to its models or input folder)")
             return parameter
@@ -276,7 +294,9 @@ public struct ComfyImport {
         let type: String
         let values: [String: Any]
 
-        func error(_ message: String) -> ImportError { ImportError(description: "node \(id) (\(type)): \(message)") }
+        func error(_ message: String) -> ImportError {
+            ImportError(description: "node \(id) (\(type)): \(message)", node: id, classType: type, message: message)
+        }
 
         func value(_ name: String) throws -> Any {
             guard let value = values[name] else { throw error("input '\(name)' is missing") }

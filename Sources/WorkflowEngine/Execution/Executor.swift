@@ -33,6 +33,8 @@ public final class Executor {
         public var shard: Shard?
         /// How the numeric core computes for this run; what in it changes results is part of every key.
         public var compute: ComputeSettings
+        /// Models loaded by this run; a server passes one cache to every run, so that they stay loaded.
+        public var models = ModelCache()
 
         public init(cache: ResultCache? = nil, explainOnly: Bool = false, reporter: RunReporter? = nil, shard: Shard? = nil,
                     compute: ComputeSettings = .current) {
@@ -46,7 +48,7 @@ public final class Executor {
 
     let graph: Graph
     let options: Options
-    let models = ModelCache()
+    var models: ModelCache { options.models }
     /// Seeds drawn, parameters per item and cache keys (Keys.swift).
     var keys: NodeKeys
     /// Results of the nodes that run once, by node and output port.

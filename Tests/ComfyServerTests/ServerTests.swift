@@ -1,0 +1,184 @@
+import ComfyServer
+import DiffusionNodes
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import HummingbirdWSClient
+import ImageIO
+import ImageNodes
+import Logging
+import Synchronization
+import TestSupport
+import Testing
+import WorkflowEngine
+
+/// `sdflow serve` as ComfyUI's clients use it: a prompt posted, its progress on the WebSocket, its
+/// result in the history and from /view; bad input answered in ComfyUI's shape; paths confined.
+@Suite(.serialized) struct ServerTests {
+    let folder = TemporaryFolder()
+
+    /// A server over temporary folders with the tiny model as `checkpoints/tiny`.
+    func makeServer(token: String? = nil, host: String = "127.0.0.1") throws -> ComfyServer {
+        let models = folder.file("models")
+        try FileManager.default.createDirectory(atPath: models + "/checkpoints", withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: models + "/checkpoints/tiny") {
+            try FileManager.default.copyItem(atPath: TinyModel.folder, toPath: models + "/checkpoints/tiny")
+        }
+        var options = ComfyServer.Options(folders: try Folders(models: models, input: folder.file("input"), output: folder.file("output")),
+                                          cache: try ResultCache(folder: folder.file("cache")))
+        (options.host, options.port, options.token) = (host, 0, token)
+        var registry = NodeRegistry()
+        try registry.register(ImageNodes.pack)
+        try registry.register(DiffusionNodes.pack)
+        return try ComfyServer(options: options, registry: registry)
+    }
+
+    /// ComfyUI's default graph on the tiny model.
+    func prompt(seed: Int = 42) throws -> [String: Any] {
+        var graph = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("comfy/txt2img_api.json")))) as! [String: Any]
+        var loader = graph["4"] as! [String: Any]
+        loader["inputs"] = ["ckpt_name": "tiny"]
+        graph["4"] = loader
+        var sampler = graph["3"] as! [String: Any], inputs = sampler["inputs"] as! [String: Any]
+        inputs["seed"] = seed
+        sampler["inputs"] = inputs
+        graph["3"] = sampler
+        return graph
+    }
+
+    static func body(_ object: Any) throws -> ByteBuffer { ByteBuffer(data: try JSONSerialization.data(withJSONObject: object)) }
+    static func object(_ buffer: ByteBuffer) -> [String: Any] { (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any]) ?? [:] }
+
+    /// Polls the history until the prompt is there.
+    static func waitForHistory(_ client: some TestClientProtocol, _ id: String) async throws -> [String: Any] {
+        for _ in 0..<600 {
+            let history = object(try await client.execute(uri: "/history/\(id)", method: .get).body)
+            if let entry = history[id] as? [String: Any] { return entry }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("prompt \(id) did not finish")
+        return [:]
+    }
+
+    @Test func aPromptRunsAndReportsOverTheWebSocket() async throws {
+        let server = try makeServer()
+        let worker = Task { await server.runWorker() }
+        defer { worker.cancel() }
+        let graphData = try JSONSerialization.data(withJSONObject: prompt()), secondFile = folder.file("output/ComfyUI_00002_.png")
+        try await server.application().test(.live) { client in
+            let graph = try JSONSerialization.jsonObject(with: graphData)
+            let port = try #require(client.port)
+            // A WebSocket client collecting the message types it receives.
+            let received = Mutex<[String]>([])
+            let socket = Task {
+                try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?clientId=tester", logger: Logger(label: "test")) { inbound, _, _ in
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        guard case .text(let text) = message,
+                              let type = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["type"] as? String else { continue }
+                        received.withLock { $0.append(type) }
+                    }
+                }
+            }
+            defer { socket.cancel() }
+            try await Task.sleep(for: .milliseconds(300))
+
+            let started = Date()
+            let reply = try await client.execute(uri: "/prompt", method: .post, body: Self.body(["prompt": graph, "client_id": "tester"]))
+            #expect(reply.status == .ok)
+            let id = try #require(Self.object(reply.body)["prompt_id"] as? String)
+            let entry = try await Self.waitForHistory(client, id)
+            let first = Date().timeIntervalSince(started)
+            let status = try #require(entry["status"] as? [String: Any])
+            #expect(status["status_str"] as? String == "success")
+            let images = try #require(((entry["outputs"] as? [String: Any])?["9"] as? [String: Any])?["images"] as? [[String: Any]])
+            #expect(images.first?["filename"] as? String == "ComfyUI_00001_.png" && images.first?["type"] as? String == "output")
+
+            // The image from /view (also under /api/).
+            let view = try await client.execute(uri: "/api/view?filename=ComfyUI_00001_.png&type=output&subfolder=", method: .get)
+            #expect(view.status == .ok && view.headers[.contentType] == "image/png")
+            let image = try ImageFile.decode(Data(view.body.readableBytesView), name: "view.png")
+            #expect(image.width == 64 && image.height == 64)
+
+            // The same prompt again: models loaded, results cached; a new file.
+            let again = Date()
+            let second = try await client.execute(uri: "/prompt", method: .post, body: Self.body(["prompt": graph, "client_id": "tester"]))
+            let secondID = try #require(Self.object(second.body)["prompt_id"] as? String)
+            _ = try await Self.waitForHistory(client, secondID)
+            let repeated = Date().timeIntervalSince(again)
+            print("server: first prompt \(first) s, the same again \(repeated) s (\(Int(100 * repeated / first))%)")
+            #expect(repeated < 0.5 * first)
+            #expect(FileManager.default.fileExists(atPath: secondFile))
+
+            try await Task.sleep(for: .milliseconds(300))
+            let types = received.withLock { $0 }
+            for expected in ["status", "execution_start", "executing", "progress", "executed", "execution_cached", "execution_success"] {
+                #expect(types.contains(expected), "no \(expected) message in \(types)")
+            }
+            let queue = Self.object(try await client.execute(uri: "/queue", method: .get).body)
+            #expect((queue["queue_pending"] as? [Any])?.isEmpty == true && (queue["queue_running"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func badInputGetsComfyUIShapedErrorsAndTheServerGoesOn() async throws {
+        let server = try makeServer()
+        let worker = Task { await server.runWorker() }
+        defer { worker.cancel() }
+        let originalData = try JSONSerialization.data(withJSONObject: prompt())
+        try await server.application().test(.router) { client in
+            let original = try #require(try JSONSerialization.jsonObject(with: originalData) as? [String: Any])
+            func post(_ body: ByteBuffer) async throws -> (HTTPResponse.Status, [String: Any]) {
+                let response = try await client.execute(uri: "/prompt", method: .post, body: body)
+                return (response.status, Self.object(response.body))
+            }
+            var graph = original
+            let (invalid, invalidBody) = try await post(ByteBuffer(string: "{not json"))
+            #expect(invalid == .badRequest && (invalidBody["error"] as? [String: Any])?["type"] as? String == "invalid_prompt")
+            let (none, noneBody) = try await post(try Self.body(["client_id": "x"]))
+            #expect(none == .badRequest && (noneBody["error"] as? [String: Any])?["type"] as? String == "no_prompt")
+            graph["8"] = ["class_type": "VAEDecode", "inputs": ["samples": ["77", 0], "vae": ["4", 2]]]
+            let (badLink, badLinkBody) = try await post(try Self.body(["prompt": graph]))
+            let nodeErrors = try #require(badLinkBody["node_errors"] as? [String: Any])
+            #expect(badLink == .badRequest && nodeErrors["8"] != nil, "\(badLinkBody)")
+            graph = original
+            graph["4"] = ["class_type": "CheckpointLoaderSimple", "inputs": ["ckpt_name": "../../etc/passwd"]]
+            let (escape, escapeBody) = try await post(try Self.body(["prompt": graph]))
+            #expect(escape == .badRequest && "\(escapeBody)".contains("not a name inside the checkpoints folder"))
+            graph = original
+            graph.removeValue(forKey: "9")
+            let (noOutputs, noOutputsBody) = try await post(try Self.body(["prompt": graph]))
+            #expect(noOutputs == .badRequest && (noOutputsBody["error"] as? [String: Any])?["type"] as? String == "prompt_no_outputs")
+            // Still serving.
+            let stats = try await client.execute(uri: "/system_stats", method: .get)
+            #expect(stats.status == .ok)
+            let info = Self.object(try await client.execute(uri: "/object_info", method: .get).body)
+            #expect(Set(info.keys) == Set(ComfyImport.supportedClasses))
+        }
+    }
+
+    @Test func filesOutsideTheFoldersAreNotServed() async throws {
+        let server = try makeServer()
+        try FileManager.default.createDirectory(atPath: folder.file("output"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: folder.file("output/outside.png"), withDestinationPath: "/etc/hostname")
+        try Data("secret".utf8).write(to: URL(fileURLWithPath: folder.file("secret.png")))
+        try await server.application().test(.router) { client in
+            for uri in ["/view?filename=../secret.png&type=output", "/view?filename=/etc/hostname&type=output",
+                        "/view?filename=outside.png&type=output", "/view?filename=secret.png&type=output&subfolder=..",
+                        "/view?filename=x.png&type=../models", "/view?filename=tiny/model_index.json&type=checkpoints"] {
+                let response = try await client.execute(uri: uri, method: .get)
+                #expect(response.status == .notFound, "\(uri) was served")
+            }
+        }
+    }
+
+    @Test func otherAddressesNeedAToken() async throws {
+        #expect(throws: ComfyServer.ConfigurationError.self) { try makeServer(host: "0.0.0.0") }
+        let server = try makeServer(token: "s3cret", host: "0.0.0.0")
+        try await server.application().test(.router) { client in
+            let statuses = [try await client.execute(uri: "/queue", method: .get).status,
+                            try await client.execute(uri: "/queue?token=wrong", method: .get).status,
+                            try await client.execute(uri: "/queue", method: .get, headers: [.authorization: "Bearer s3cret"]).status,
+                            try await client.execute(uri: "/api/queue?token=s3cret", method: .get).status]
+            #expect(statuses == [.unauthorized, .unauthorized, .ok, .ok])
+        }
+    }
+}
