@@ -155,6 +155,81 @@ import WorkflowEngine
         }
     }
 
+    /// 50 prompts from 5 clients at once: every one runs, each writes its own file, nothing is lost,
+    /// and the resident memory does not grow with the number of prompts.
+    @Test func fiftyPromptsFromFiveClientsAllComplete() async throws {
+        let server = try makeServer()
+        let worker = Task { await server.runWorker() }
+        defer { worker.cancel() }
+        let graphs = try (0..<5).map { try JSONSerialization.data(withJSONObject: prompt(seed: $0)) }
+        let output = folder.file("output")
+        try await server.application().test(.router) { client in
+            /// `count` prompts of one client, one after another.
+            func submit(_ number: Int, _ count: Int) async throws -> [String] {
+                var ids: [String] = []
+                for _ in 0..<count {
+                    let graph = try JSONSerialization.jsonObject(with: graphs[number])
+                    let reply = try await client.execute(uri: "/prompt", method: .post, body: Self.body(["prompt": graph, "client_id": "c\(number)"]))
+                    ids.append(try #require(Self.object(reply.body)["prompt_id"] as? String))
+                }
+                return ids
+            }
+            // A first round warms up (models loaded, each seed computed once), then the memory is read.
+            let warm = try await withThrowingTaskGroup(of: [String].self) { group in
+                for c in 0..<5 { group.addTask { try await submit(c, 2) } }
+                return try await group.reduce([], +)
+            }
+            for id in warm { _ = try await Self.waitForHistory(client, id) }
+            let before = Self.residentBytes()
+            let rest = try await withThrowingTaskGroup(of: [String].self) { group in
+                for c in 0..<5 { group.addTask { try await submit(c, 8) } }
+                return try await group.reduce([], +)
+            }
+            for id in rest {
+                let entry = try await Self.waitForHistory(client, id)
+                #expect((entry["status"] as? [String: Any])?["status_str"] as? String == "success")
+            }
+            let after = Self.residentBytes()
+            print("server: 40 prompts after warming up, resident \(before / 1_000_000) MB -> \(after / 1_000_000) MB")
+            #expect(Set(warm + rest).count == 50)
+            let files = try FileManager.default.contentsOfDirectory(atPath: output).filter { $0.hasPrefix("ComfyUI_") }
+            #expect(files.count == 50)
+            #expect(after < before + 150_000_000)
+        }
+    }
+
+    /// `POST /interrupt` stops the running prompt at a sampler step; the queue goes on.
+    @Test func anInterruptStopsThePromptAndTheQueueGoesOn() async throws {
+        let server = try makeServer()
+        let worker = Task { await server.runWorker() }
+        defer { worker.cancel() }
+        var long = try prompt(seed: 9)
+        var sampler = long["3"] as! [String: Any], inputs = sampler["inputs"] as! [String: Any]
+        inputs["steps"] = 1000
+        sampler["inputs"] = inputs
+        long["3"] = sampler
+        let longData = try JSONSerialization.data(withJSONObject: long), shortData = try JSONSerialization.data(withJSONObject: prompt(seed: 3))
+        try await server.application().test(.router) { client in
+            let first = try await client.execute(uri: "/prompt", method: .post,
+                                                 body: Self.body(["prompt": try JSONSerialization.jsonObject(with: longData)]))
+            let second = try await client.execute(uri: "/prompt", method: .post,
+                                                  body: Self.body(["prompt": try JSONSerialization.jsonObject(with: shortData)]))
+            try await Task.sleep(for: .seconds(2))
+            _ = try await client.execute(uri: "/interrupt", method: .post)
+            let stopped = try await Self.waitForHistory(client, try #require(Self.object(first.body)["prompt_id"] as? String))
+            #expect((stopped["status"] as? [String: Any])?["status_str"] as? String == "error")
+            let next = try await Self.waitForHistory(client, try #require(Self.object(second.body)["prompt_id"] as? String))
+            #expect((next["status"] as? [String: Any])?["status_str"] as? String == "success")
+        }
+    }
+
+    /// VmRSS from /proc/self/status.
+    static func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+    }
+
     @Test func filesOutsideTheFoldersAreNotServed() async throws {
         let server = try makeServer()
         try FileManager.default.createDirectory(atPath: folder.file("output"), withIntermediateDirectories: true)
