@@ -23,6 +23,9 @@ public final class ComfyServer: Sendable {
         public var cache: ResultCache?
         /// The largest request body (uploads, prompts).
         public var maxBody = 100 << 20
+        /// ComfyUI's web front end (the `static` folder of the `comfyui-frontend-package` Python
+        /// package), served at `/`; without it `/` is a status page of sdflow's own.
+        public var frontEnd: String?
 
         public init(folders: Folders, compute: ComputeSettings = .current, cache: ResultCache? = nil) {
             self.folders = folders
@@ -59,7 +62,15 @@ public final class ComfyServer: Sendable {
     public func application() -> some ApplicationProtocol {
         let router = Router(context: BasicWebSocketRequestContext.self)
         if let token = options.token, !token.isEmpty { router.add(middleware: TokenMiddleware(token: token)) }
-        for prefix in ["", "/api"] { routes(router, prefix: prefix) }
+        for prefix in ["", "/api"] {
+            routes(router, prefix: prefix)
+            editorRoutes(router, prefix: prefix)
+        }
+        if let frontEnd = options.frontEnd {
+            router.add(middleware: FileMiddleware(frontEnd, searchForIndexHtml: true))
+        } else {
+            router.get("/") { [self] _, _ in try await statusPage() }
+        }
         router.ws("/ws") { _, _ in .upgrade([:]) } onUpgrade: { [self] inbound, outbound, context in
             let clientID = context.request.uri.queryParameters.get("clientId") ?? UUID().uuidString
             let socket = UUID()
@@ -136,10 +147,10 @@ public final class ComfyServer: Sendable {
                   "devices": [["name": "cpu", "type": "cpu", "index": 0, "vram_total": 0, "vram_free": 0,
                                "torch_vram_total": 0, "torch_vram_free": 0]]])
         }
-        router.get("\(prefix)/object_info") { [self] _, _ in json(ObjectInfo.all(options.folders)) }
+        router.get("\(prefix)/object_info") { [self] _, _ in json(ObjectInfo.all(options.folders, registry: registry)) }
         router.get("\(prefix)/object_info/:class") { [self] _, context in
             let name = context.parameters.get("class") ?? ""
-            return json(ObjectInfo.all(options.folders).filter { $0.key == name })
+            return json(ObjectInfo.all(options.folders, registry: registry).filter { $0.key == name })
         }
         router.get("\(prefix)/embeddings") { [self] _, _ in
             jsonArray(options.folders.files("embeddings").map { ($0 as NSString).deletingPathExtension })
@@ -165,7 +176,7 @@ public final class ComfyServer: Sendable {
         }
         guard !outputs.isEmpty else { return promptError("prompt_no_outputs", "Prompt has no outputs", status: .badRequest) }
         do {
-            let imported = try ComfyImport(json: data, source: "prompt", files: fileLookup)
+            let imported = try ComfyImport(json: data, source: "prompt", files: fileLookup, registry: registry)
             _ = try Graph(workflow: Workflow.parse(imported.yaml, path: options.folders.output.path + "/prompt.yaml"), registry: registry,
                           overrides: try outputOverrides(graph).overrides)
         } catch let error as ComfyImport.ImportError {
@@ -245,7 +256,8 @@ public final class ComfyServer: Sendable {
         do {
             let graphObject = try JSONSerialization.jsonObject(with: prompt.graph) as? [String: Any] ?? [:]
             let (overrides, images) = try outputOverrides(graphObject)
-            let imported = try ComfyImport(json: prompt.graph, source: "prompt \(prompt.id)", files: fileLookup)
+            let imported = try ComfyImport(json: prompt.graph, source: "prompt \(prompt.id)", files: fileLookup, registry: registry,
+                                           previews: prompt.clientID == nil ? nil : options.folders.temp.appendingPathComponent("previews").path)
             let graph = try Graph(workflow: Workflow.parse(imported.yaml, path: options.folders.output.path + "/prompt.yaml"),
                                   registry: registry, overrides: overrides)
             var executorOptions = Executor.Options(cache: options.cache, compute: options.compute)
@@ -302,7 +314,9 @@ public final class ComfyServer: Sendable {
 
     /// Sends events to the clients in order, for the server's life.
     func forwardEvents() async {
-        for await event in events { await hub.send(event.type, event.data, to: event.clientID) }
+        for await event in events {
+            if let binary = event.binary { await hub.sendBinary(binary, to: event.clientID) } else { await hub.send(event.type, event.data, to: event.clientID) }
+        }
     }
 
     // MARK: - JSON

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import HummingbirdWebSocket
 import NodeKit
 import Synchronization
@@ -16,6 +17,12 @@ actor ClientHub {
         if clients[clientID]?.isEmpty == true { clients[clientID] = nil }
     }
 
+    /// Sends a binary frame to `clientID`'s sockets.
+    func sendBinary(_ data: Data, to clientID: String?) async {
+        guard let clientID else { return }
+        for target in clients[clientID] ?? [] { try? await target.writer.write(.binary(ByteBuffer(bytes: data))) }
+    }
+
     /// Sends `{type, data}` to `clientID`'s sockets, or to every socket when nil.
     func send(_ type: String, _ data: [String: Any], to clientID: String?) async {
         guard let json = try? JSONSerialization.data(withJSONObject: ["type": type, "data": data], options: [.sortedKeys]),
@@ -25,11 +32,17 @@ actor ClientHub {
     }
 }
 
-/// A message for the clients, made on the thread that runs a prompt and sent in order.
+/// A message for the clients, made on the thread that runs a prompt and sent in order: JSON
+/// `{type, data}`, or with `binary` a preview frame.
 struct Event: @unchecked Sendable {  // `data` holds JSON values only (strings, numbers, arrays, dictionaries)
     let type: String
     let data: [String: Any]
     let clientID: String?
+    var binary: Data?
+
+    init(type: String, data: [String: Any], clientID: String?, binary: Data? = nil) {
+        (self.type, self.data, self.clientID, self.binary) = (type, data, clientID, binary)
+    }
 }
 
 /// Turns the executor's reports into ComfyUI's messages: `executing` when a node starts,
@@ -68,6 +81,14 @@ final class EventReporter: RunReporter, Sendable {
 
     func nodeProgress(_ name: String, completed: Int, total: Int) {
         send("progress", ["value": completed, "max": total, "node": Self.comfyID(name)])
+    }
+
+    /// Progress, and the live preview the sampler wrote ("preview: PATH") as ComfyUI's binary frame:
+    /// event 1 (PREVIEW_IMAGE) and image type 2 (PNG), big-endian 32-bit each, then the PNG.
+    func nodeProgress(_ name: String, completed: Int, total: Int, note: String?) {
+        nodeProgress(name, completed: completed, total: total)
+        guard let note, note.hasPrefix("preview: "), let png = FileManager.default.contents(atPath: String(note.dropFirst(9))) else { return }
+        events.yield(Event(type: "preview", data: [:], clientID: prompt.clientID, binary: Data([0, 0, 0, 1, 0, 0, 0, 2]) + png))
     }
 
     func nodeFinished(_ report: NodeReport) {

@@ -9,8 +9,10 @@ public struct Folders: Sendable {
     public let input: URL
     public let output: URL
     public let temp: URL
+    /// The web editor's settings and saved workflows (ComfyUI's `user/default`).
+    public let user: URL
 
-    public init(models: String, input: String, output: String, temp: String? = nil) throws {
+    public init(models: String, input: String, output: String, temp: String? = nil, user: String? = nil) throws {
         func folder(_ path: String) throws -> URL {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             return URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
@@ -19,6 +21,7 @@ public struct Folders: Sendable {
         self.input = try folder(input)
         self.output = try folder(output)
         self.temp = try folder(temp ?? (output as NSString).appendingPathComponent("../temp"))
+        self.user = try folder(user ?? (output as NSString).appendingPathComponent("../user/default"))
     }
 
     /// A name refused, saying why.
@@ -32,6 +35,7 @@ public struct Folders: Sendable {
         case "input": return input
         case "output": return output
         case "temp": return temp
+        case "user": return user
         case "checkpoints", "loras", "vae", "upscale_models", "embeddings":
             return models.appendingPathComponent(kind)
         default: throw Refused(description: "unknown folder type '\(kind)'")

@@ -1,8 +1,10 @@
 import Foundation
+import NodeKit
 import WorkflowEngine
 
 /// `GET /object_info`: the ComfyUI classes sdflow runs (`ComfyImport.supportedClasses`), in ComfyUI's
-/// format, with the model and image lists of the server's folders as their choices.
+/// format, with the model and image lists of the server's folders as their choices; and sdflow's own
+/// node types (plugins included) under their names, in the category "sdflow/PACK".
 enum ObjectInfo {
     /// One input: a type ("INT", "MODEL") or a list of choices, and its options.
     private static func input(_ type: Any, _ options: [String: Any] = [:]) -> [Any] { options.isEmpty ? [type] : [type, options] }
@@ -22,7 +24,74 @@ enum ObjectInfo {
          "output_node": output]
     }
 
-    static func all(_ folders: Folders) -> [String: Any] {
+    /// ComfyUI's name of a value type ("IMAGE", "MODEL" for a UNet).
+    static func typeName(_ type: ValueType) -> String {
+        switch type {
+        case .unet: "MODEL"
+        case .list(let element): typeName(element)
+        default: type.description.uppercased()
+        }
+    }
+
+    /// An sdflow node type as a ComfyUI class; nil for nodes that write files of their own choosing
+    /// (the server refuses them: outputs go through SaveImage).
+    static func native(_ d: NodeDescription, pack: String, _ folders: Folders) -> [String: Any]? {
+        guard !d.parameters.contains(where: { if case .outputPath = $0.kind { return true }; return false }) else { return nil }
+        var required: [(String, [Any])] = [], optional: [(String, [Any])] = []
+        for port in d.inputs {
+            if port.optional { optional.append((port.name, input(typeName(port.type)))) } else { required.append((port.name, input(typeName(port.type)))) }
+        }
+        for p in d.parameters {
+            var options: [String: Any] = ["tooltip": p.help]
+            if let value = p.defaultValue {
+                switch value {
+                case .integer(let i): options["default"] = i
+                case .number(let x): options["default"] = x
+                case .text(let t): options["default"] = t
+                case .boolean(let b): options["default"] = b
+                }
+            }
+            let spec: [Any]
+            switch p.kind {
+            case .integer(let range):
+                if let range { (options["min"], options["max"]) = (range.lowerBound, range.upperBound) }
+                spec = input("INT", options)
+            case .seed:
+                (options["min"], options["max"]) = (0, Int(Int64.max))
+                spec = input("INT", options)
+            case .number(let range):
+                if let range { (options["min"], options["max"]) = (range.lowerBound, range.upperBound) }
+                options["step"] = 0.01
+                spec = input("FLOAT", options)
+            case .boolean: spec = input("BOOLEAN", options)
+            case .choice(let words): spec = input(words, options)
+            case .inputPath:
+                let files = folders.files(ComfyImportFolders.folder(of: d.name))
+                spec = files.isEmpty ? input("STRING", options) : input(files, options)
+            case .text, .outputPath: spec = input("STRING", options)
+            }
+            if p.defaultValue == nil { required.append((p.name, spec)) } else { optional.append((p.name, spec)) }
+        }
+        var entry = node(d.name, "sdflow/\(pack)", required: required, outputs: d.outputs.map { (typeName($0.type), $0.name) }, output: d.isOutput)
+        entry["description"] = d.summary
+        entry["input"] = ["required": Dictionary(required.map { ($0.0, $0.1 as Any) }, uniquingKeysWith: { a, _ in a }),
+                          "optional": Dictionary(optional.map { ($0.0, $0.1 as Any) }, uniquingKeysWith: { a, _ in a })]
+        entry["input_order"] = ["required": required.map(\.0), "optional": optional.map(\.0)]
+        return entry
+    }
+
+    static func all(_ folders: Folders, registry: NodeRegistry) -> [String: Any] {
+        var result = comfy(folders)
+        for pack in registry.packs {
+            for node in pack.nodes where result[node.description.name] == nil {
+                if let entry = native(node.description, pack: pack.name, folders) { result[node.description.name] = entry }
+            }
+        }
+        return result
+    }
+
+    /// The ComfyUI classes.
+    static func comfy(_ folders: Folders) -> [String: Any] {
         let samplers = ComfyImport.samplers.keys.sorted(), schedulers = ComfyImport.schedulers.keys.sorted()
         let images = folders.files("input").filter { name in [".png", ".jpg", ".jpeg"].contains { name.lowercased().hasSuffix($0) } }
         let sampling: [(String, [Any])] = [

@@ -1,4 +1,5 @@
 import Foundation
+import NodeKit
 
 /// An sdflow workflow equivalent to a ComfyUI workflow exported "for API" (`sdflow run
 /// workflow_api.json`, `sdflow import`): `{id: {class_type, inputs}}`, optionally wrapped as
@@ -64,7 +65,11 @@ public struct ComfyImport {
     public typealias FileLookup = @Sendable (_ folder: String, _ name: String) throws -> String
 
     /// `files`: where the named files are; without it each becomes a parameter to set with `--set`.
-    public init(json data: Data, source: String, files: FileLookup? = nil) throws {
+    /// `registry`: sdflow's own node types, which a graph may use by their names (their inputs by
+    /// port and parameter name; a server passes `files`, and then their file parameters are looked
+    /// up as ComfyUI's are, and nodes that write files of their own choosing are refused).
+    /// `previews`: a folder the samplers write live previews into (a server sends them to its clients).
+    public init(json data: Data, source: String, files: FileLookup? = nil, registry: NodeRegistry? = nil, previews: String? = nil) throws {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ImportError(description: "\(source): not a JSON object")
         }
@@ -75,7 +80,8 @@ public struct ComfyImport {
         guard let nodes = ComfyImport.apiNodes(object) else {
             throw ImportError(description: "\(source): not a ComfyUI API workflow (an object of {\"class_type\", \"inputs\"} nodes)")
         }
-        var builder = Builder(nodes: nodes, files: files)
+        var builder = Builder(nodes: nodes, files: files, registry: registry)
+        builder.previews = previews
         // Numeric ids in order (ComfyUI's own are numbers as text), then the rest.
         for id in nodes.keys.sorted(by: { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }) { try builder.translate(id) }
         let (notes, parameters, lines) = (builder.notes, builder.parameters, builder.lines)
@@ -109,10 +115,13 @@ public struct ComfyImport {
         let scaleVAE: String?
 
         let files: FileLookup?
+        let registry: NodeRegistry?
+        var previews: String?
 
-        init(nodes: [String: [String: Any]], files: FileLookup?) {
+        init(nodes: [String: [String: Any]], files: FileLookup?, registry: NodeRegistry?) {
             self.nodes = nodes
             self.files = files
+            self.registry = registry
             let checkpoint = nodes.filter { ($0.value["class_type"] as? String) == "CheckpointLoaderSimple" }.keys
                 .min { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }
             scaleVAE = checkpoint.map { "!ref \(Builder.name($0)).vae" }
@@ -215,8 +224,44 @@ public struct ComfyImport {
                                             "height": String(try input.integer("height")), "filter": filter, "mode": mode])
                 outputs[id] = ["\(name).image"]
             default:
-                throw input.error("has no sdflow equivalent; the supported classes are " + ComfyImport.supportedClasses.joined(separator: ", "))
+                guard let entry = registry?.entry(type) else {
+                    throw input.error("has no sdflow equivalent; the supported classes are " + ComfyImport.supportedClasses.joined(separator: ", ")
+                                      + " and sdflow's own node types")
+                }
+                try native(id, name, entry.description, input)
             }
+        }
+
+
+        /// One of sdflow's own node types, used by name: links to its input ports, literals to its parameters.
+        mutating func native(_ id: String, _ name: String, _ d: NodeDescription, _ input: Inputs) throws {
+            var fields: [String: String] = [:]
+            for (key, value) in input.values.sorted(by: { $0.key < $1.key }) {
+                if d.input(key) != nil {
+                    fields[key] = try link(input, key)
+                    continue
+                }
+                guard let parameter = d.parameter(key) else {
+                    throw input.error("'\(key)' is neither an input nor a parameter of \(d.name)")
+                }
+                switch (parameter.kind, value) {
+                case (.outputPath, _) where files != nil:
+                    throw input.error("writes files of its own choosing ('\(key)'); use SaveImage")
+                case (.inputPath, let path as String) where files != nil && !path.isEmpty:
+                    let folder = ComfyImportFolders.folder(of: d.name)
+                    do { fields[key] = yamlString(try files?(folder, path) ?? path) } catch { throw input.error("'\(key)' '\(path)': \(error)") }
+                case (_, let text as String):
+                    fields[key] = yamlString(text)
+                case (.boolean, let number as NSNumber):
+                    fields[key] = number.boolValue ? "true" : "false"
+                case (_, let number as NSNumber):
+                    fields[key] = format(number.doubleValue)
+                default:
+                    throw input.error("'\(key)' is not a value of \(parameter.kind)")
+                }
+            }
+            emit(name, d.name, fields)
+            outputs[id] = d.outputs.map { "\(name).\($0.name)" }
         }
 
         /// The sdflow name of ComfyUI node `id`.
@@ -243,13 +288,23 @@ public struct ComfyImport {
                 if end < steps { fields["end_at_step"] = String(end) }
                 if (try input.text("add_noise")) == "disable" { fields["add_noise"] = "false" }
             } else {
-                fields["strength"] = format(try input.number("denoise"))
+                // ComfyUI runs `steps` steps at the end of a schedule of int(steps / denoise) steps.
+                let denoise = try input.number("denoise")
+                guard denoise > 0 && denoise <= 1 else { throw input.error("denoise \(format(denoise)) is not in (0, 1]") }
+                if denoise < 1 {
+                    let total = Int(Double(steps) / denoise)
+                    fields["steps"] = String(total)
+                    fields["strength"] = format(Swift.min(1, Double(steps) / Double(total) + 1e-9))
+                } else {
+                    fields["strength"] = "1"
+                }
             }
             let latent = try input.link("latent_image")
             if let mask = latentMasks[latent.node] {
                 fields["mask"] = mask.mask
                 if mask.grow > 0 { fields["mask_grow"] = String(mask.grow) }
             }
+            if let previews { fields["preview"] = yamlString(previews) }
             if scheduler != "karras" {
                 notes.append("node \(id) \(input.type): scheduler '\(scheduler)' as diffusers' \(schedule) timesteps (ComfyUI gives the model whole "
                              + "timesteps and scales the first noise by sqrt(1 + sigma^2)), so images differ slightly from ComfyUI's")
@@ -347,3 +402,12 @@ func yamlString(_ s: String) -> String {
 
 /// A number without a needless ".0".
 func format(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }
+
+/// The folder a server looks up the file parameters of sdflow's own node types in: the models
+/// subfolder of a loader, or the input folder.
+public enum ComfyImportFolders {
+    static let loaders = ["load_checkpoint": "checkpoints", "load_lora": "loras", "load_vae": "vae", "load_upscaler": "upscale_models",
+                          "clip_encode": "embeddings"]
+
+    public static func folder(of nodeType: String) -> String { loaders[nodeType] ?? "input" }
+}

@@ -74,8 +74,9 @@ public struct Workflow: Sendable {
     // MARK: - Parsing
 
     /// Reads and parses a workflow file, or the workflow recorded in a PNG that sdflow wrote
-    /// (it keeps the original file's path, so relative paths in it still work).
-    public static func load(path: String) throws -> Workflow {
+    /// (it keeps the original file's path, so relative paths in it still work), or a ComfyUI API
+    /// workflow (which may use the node types of `registry` by name).
+    public static func load(path: String, registry: NodeRegistry? = nil) throws -> Workflow {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw WorkflowError(.missingFile, at: nil, "\(path): no such workflow file")
         }
@@ -106,7 +107,7 @@ public struct Workflow: Sendable {
             workflow.sourceImage = URL(fileURLWithPath: path).standardizedFileURL.path
             return workflow
         }
-        if ComfyImport.recognises(data) { return try importedComfy(data, path: path) }
+        if ComfyImport.recognises(data) { return try importedComfy(data, path: path, registry: registry) }
         guard let text = String(data: data, encoding: .utf8) else {
             throw WorkflowError(.syntax, at: SourceLocation(file: path, line: 1, column: 1), "the file is not UTF-8 text")
         }
@@ -114,9 +115,9 @@ public struct Workflow: Sendable {
     }
 
     /// The workflow `sdflow import` makes of a ComfyUI API workflow (its notes go to standard error).
-    static func importedComfy(_ data: Data, path: String) throws -> Workflow {
+    static func importedComfy(_ data: Data, path: String, registry: NodeRegistry?) throws -> Workflow {
         let imported: ComfyImport
-        do { imported = try ComfyImport(json: data, source: URL(fileURLWithPath: path).lastPathComponent) } catch {
+        do { imported = try ComfyImport(json: data, source: URL(fileURLWithPath: path).lastPathComponent, registry: registry) } catch {
             throw WorkflowError(.syntax, at: nil, "\(path): \(error)")
         }
         FileHandle.standardError.write(Data(imported.notes.map { "note: \($0)\n" }.joined().utf8))

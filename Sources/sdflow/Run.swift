@@ -55,11 +55,11 @@ struct WorkflowOptions: ParsableArguments {
         return (workflow, outputs)
     }
 
-    /// The workflow, read from a YAML file or from the text chunks of a PNG written by sdflow
-    /// (the file `source()` names).
-    func load() throws -> Workflow {
+    /// The workflow, read from a YAML file, from the text chunks of a PNG written by sdflow, or
+    /// from a ComfyUI API workflow (the file `source()` names).
+    func load(registry: NodeRegistry? = nil) throws -> Workflow {
         let (path, outputFolder) = source()
-        var loaded = try Workflow.load(path: path)
+        var loaded = try Workflow.load(path: path, registry: registry)
         if let outputFolder { loaded.outputFolder = outputFolder }
         return loaded
     }
@@ -75,7 +75,7 @@ struct WorkflowOptions: ParsableArguments {
     }
 
     func graph(registry: NodeRegistry) throws -> Graph {
-        let workflow = try load()
+        let workflow = try load(registry: registry)
         return try Graph(workflow: workflow, registry: registry, overrides: try parameterOverrides(for: workflow),
                          nodeDefaults: nodeDefaults)
     }

@@ -25,12 +25,20 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Do not read or write the disk cache.") var noCache = false
     @Option(help: "Threads for numeric work (default: all cores).") var threads: Int?
     @Flag(help: "Fast mode (see sdflow run --help).") var fast = false
+    @Option(help: "ComfyUI's web front end: the static folder of the comfyui-frontend-package Python package (docs/server.md).")
+    var frontEnd: String?
 
     func run() async throws {
         let compute = Engine.withMeasuredKernels(try Engine.computeSettings(threads: threads, fast: fast), quiet: false)
         var options = ComfyServer.Options(folders: try Folders(models: models, input: input, output: output), compute: compute,
                                           cache: noCache ? nil : try ResultCache(folder: cacheDir ?? ResultCache.defaultFolder))
         (options.host, options.port, options.token) = (listen, port, token)
+        if let frontEnd {
+            guard FileManager.default.fileExists(atPath: frontEnd + "/index.html") else {
+                throw ValidationError("--front-end \(frontEnd): no index.html there (give the package's static folder)")
+            }
+            options.frontEnd = frontEnd
+        }
         let server: ComfyServer
         do { server = try ComfyServer(options: options, registry: try Engine.registry(pluginFolders: [])) } catch {
             throw ValidationError("\(error)")

@@ -73,6 +73,13 @@ import WorkflowEngine
             let socket = Task {
                 try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?clientId=tester", logger: Logger(label: "test")) { inbound, _, _ in
                     for try await message in inbound.messages(maxSize: 1 << 20) {
+                        if case .binary(let frame) = message {
+                            // ComfyUI's preview frame: event 1, PNG (2), then the image.
+                            let head = Array(frame.readableBytesView.prefix(12))
+                            if head.prefix(8) == [0, 0, 0, 1, 0, 0, 0, 2] && head.dropFirst(8) == [0x89, 0x50, 0x4E, 0x47] {
+                                received.withLock { $0.append("preview") }
+                            }
+                        }
                         guard case .text(let text) = message,
                               let type = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["type"] as? String else { continue }
                         received.withLock { $0.append(type) }
@@ -111,7 +118,7 @@ import WorkflowEngine
 
             try await Task.sleep(for: .milliseconds(300))
             let types = received.withLock { $0 }
-            for expected in ["status", "execution_start", "executing", "progress", "executed", "execution_cached", "execution_success"] {
+            for expected in ["status", "execution_start", "executing", "progress", "preview", "executed", "execution_cached", "execution_success"] {
                 #expect(types.contains(expected), "no \(expected) message in \(types)")
             }
             let queue = Self.object(try await client.execute(uri: "/queue", method: .get).body)
@@ -151,7 +158,12 @@ import WorkflowEngine
             let stats = try await client.execute(uri: "/system_stats", method: .get)
             #expect(stats.status == .ok)
             let info = Self.object(try await client.execute(uri: "/object_info", method: .get).body)
-            #expect(Set(info.keys) == Set(ComfyImport.supportedClasses))
+            // ComfyUI's classes sdflow maps, and sdflow's own nodes except those that write files of their own choosing.
+            #expect(Set(ComfyImport.supportedClasses).isSubset(of: info.keys) && info["save_image"] == nil)
+            let resize = try #require(info["resize_image"] as? [String: Any])
+            #expect(resize["category"] as? String == "sdflow/images" && resize["output"] as? [String] == ["IMAGE"])
+            let required = try #require((resize["input"] as? [String: Any])?["required"] as? [String: Any])
+            #expect(required["image"] as? [String] == ["IMAGE"] && required["width"] != nil)
         }
     }
 

@@ -79,6 +79,40 @@ import WorkflowEngine
         #expect(try ImageFile.read(folder.file("out.png")).width == 64)
     }
 
+    /// sdflow's own node types mix with ComfyUI's classes by name: links to their ports, literals to
+    /// their parameters; with a server's file lookup, a node that writes files of its choosing is refused.
+    @Test func sdflowNodesMixWithComfyUIClasses() throws {
+        var graph = try JSONSerialization.jsonObject(with: try fixture("txt2img_api.json")) as! [String: Any]
+        graph["10"] = ["class_type": "resize_image", "inputs": ["image": ["8", 0], "width": 32, "height": 24, "filter": "bicubic"]]
+        graph["9"] = ["class_type": "SaveImage", "inputs": ["images": ["10", 0], "filename_prefix": "mixed"]]
+        let path = folder.file("mixed_api.json")
+        try JSONSerialization.data(withJSONObject: graph).write(to: URL(fileURLWithPath: path))
+        let registry = try TestEngine.registry()
+        let imported = try ComfyImport(json: try Data(contentsOf: URL(fileURLWithPath: path)), source: "mixed", registry: registry)
+        #expect(imported.yaml.contains("  n10: {type: resize_image, filter: \"bicubic\", height: 24, image: !ref n8.image, width: 32}"), "\(imported.yaml)")
+        let graphWithOverrides = try Graph(workflow: Workflow.parse(imported.yaml, path: path), registry: registry,
+                                           overrides: ["ckpt_4": TinyModel.folder, "output_9": folder.file("mixed.png")])
+        #expect(Executor(graph: graphWithOverrides, options: .init()).run().succeeded)
+        let image = try ImageFile.read(folder.file("mixed.png"))
+        #expect(image.width == 32 && image.height == 24)
+
+        graph["11"] = ["class_type": "save_image", "inputs": ["image": ["8", 0], "path": "/tmp/anywhere.png"]]
+        let served = try JSONSerialization.data(withJSONObject: graph)
+        do {
+            _ = try ComfyImport(json: served, source: "served", files: { _, name in name }, registry: registry)
+            Issue.record("a server accepted save_image's own path")
+        } catch {
+            #expect("\(error)" == "node 11 (save_image): writes files of its own choosing ('path'); use SaveImage")
+        }
+        graph["11"] = ["class_type": "resize_image", "inputs": ["image": ["8", 0], "size": 3]]
+        do {
+            _ = try ComfyImport(json: try JSONSerialization.data(withJSONObject: graph), source: "bad", registry: registry)
+            Issue.record("an unknown input was accepted")
+        } catch {
+            #expect("\(error)" == "node 11 (resize_image): 'size' is neither an input nor a parameter of resize_image")
+        }
+    }
+
     @Test func wrongFilesAreErrorsNamingTheNode() throws {
         func error(_ json: String) -> String {
             do {
