@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages sdflow builds against (OpenBLAS, libpng, libjpeg-turbo) and the
+# Installs the Debian packages sdflow builds against (OpenBLAS, libpng, libjpeg-turbo), the
 # single-node Slurm the tests start with scripts/slurm-local.sh (slurmctld, slurmd, slurm-client,
-# munge), only those that are missing. Uses sudo when not run as root.
+# munge) and the Chromium the browser test drives, only those that are missing. Uses sudo when not
+# run as root.
 set -euo pipefail
 packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev pkg-config
-          slurmctld slurmd slurm-client munge)
+          slurmctld slurmd slurm-client munge chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

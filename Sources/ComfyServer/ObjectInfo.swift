@@ -137,6 +137,21 @@ enum ObjectInfo {
                                                              ("width", int(512, 0, 16384)), ("height", int(512, 0, 16384)),
                                                              ("crop", input(["disabled", "center"]))], outputs: [("IMAGE", "IMAGE")]),
         ]
-        return Dictionary(uniqueKeysWithValues: entries.compactMap { entry in (entry["name"] as? String).map { ($0, entry as Any) } })
+        var result = Dictionary(uniqueKeysWithValues: entries.compactMap { entry in (entry["name"] as? String).map { ($0, entry as Any) } })
+        // The web front end looks these loaders up by name when it builds any model widget (its
+        // model-to-node table); they are listed so that it starts, and refused if a prompt uses them.
+        let expected: [(String, String, String)] = [
+            ("ImageOnlyCheckpointLoader", "ckpt_name", "checkpoints"), ("LoraLoaderModelOnly", "lora_name", "loras"),
+            ("ControlNetLoader", "control_net_name", "controlnet"), ("UNETLoader", "unet_name", "unet"),
+            ("UpscaleModelLoader", "model_name", "upscale_models"), ("StyleModelLoader", "style_model", "style_models"),
+            ("GLIGENLoader", "gligen_name", "gligen"),
+        ]
+        for (name, input, folder) in expected where result[name] == nil {
+            var entry = node(name, "_not in sdflow", required: [(input, self.input(folders.files(folder)))])
+            entry["description"] = "Not available in sdflow (listed for the web editor); a prompt that uses it is refused."
+            entry["deprecated"] = true
+            result[name] = entry
+        }
+        return result
     }
 }
