@@ -180,13 +180,8 @@ public struct A1111Import {
         nodes.append("  image: {type: vae_decode, vae: !ref \(vae), latent: !ref \(final)}")
         nodes.append("  save: {type: save_image, image: !ref image, path: !param output}")
 
-        var lines = ["version: 1", "description: \(yamlString("Imported from the AUTOMATIC1111 parameters of " + source))"]
-        lines += notes.map { "# note: " + $0.replacingOccurrences(of: "\n", with: " ") }
-        lines.append("parameters:")
-        lines += parameters.map { "  \($0.0): \($0.1)" }
-        lines.append("nodes:")
-        lines += nodes
-        yaml = lines.joined(separator: "\n") + "\n"
+        yaml = ImportedWorkflow.yaml(description: "Imported from the AUTOMATIC1111 parameters of " + source, notes: notes,
+                                     parameters: parameters, nodes: nodes)
         self.notes = notes
     }
 }

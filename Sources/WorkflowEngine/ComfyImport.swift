@@ -84,17 +84,9 @@ public struct ComfyImport {
         builder.previews = previews
         // Numeric ids in order (ComfyUI's own are numbers as text), then the rest.
         for id in nodes.keys.sorted(by: { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }) { try builder.translate(id) }
-        let (notes, parameters, lines) = (builder.notes, builder.parameters, builder.lines)
-        var text = ["version: 1", "description: \(yamlString("Imported from the ComfyUI API workflow " + source))"]
-        text += notes.map { "# note: " + $0.replacingOccurrences(of: "\n", with: " ") }
-        if !parameters.isEmpty {
-            text.append("parameters:")
-            text += parameters.map { "  \($0.0): \(yamlString($0.1))" }
-        }
-        text.append("nodes:")
-        text += lines
-        yaml = text.joined(separator: "\n") + "\n"
-        self.notes = notes
+        yaml = ImportedWorkflow.yaml(description: "Imported from the ComfyUI API workflow " + source, notes: builder.notes,
+                                     parameters: builder.parameters.map { ($0.0, yamlString($0.1)) }, nodes: builder.lines)
+        notes = builder.notes
     }
 
     /// The translation's state: the sdflow nodes written so far and how ComfyUI outputs map to them.
@@ -393,15 +385,6 @@ public struct ComfyImport {
         }
     }
 }
-
-/// A YAML double-quoted string (JSON's escapes are valid YAML).
-func yamlString(_ s: String) -> String {
-    let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
-    return String(String(decoding: data, as: UTF8.self).dropFirst().dropLast())
-}
-
-/// A number without a needless ".0".
-func format(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }
 
 /// The folder a server looks up the file parameters of sdflow's own node types in: the models
 /// subfolder of a loader, or the input folder.
