@@ -111,7 +111,7 @@ import WorkflowEngine
                     })()
                     """))
                 var outputs = ""
-                for _ in 0..<240 where !outputs.contains("ComfyUI_00001_.png") {
+                for _ in 0..<600 where !outputs.contains("ComfyUI_00001_.png") {  // up to 5 minutes on a busy machine
                     outputs = try await evaluate("JSON.stringify(window.app.nodeOutputs || {})") as? String ?? ""
                     if !outputs.contains("ComfyUI_00001_.png") { try await Task.sleep(for: .milliseconds(500)) }
                 }
