@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
     ],
     targets: [
         // MARK: - C shims for system libraries
@@ -64,8 +65,9 @@ let package = Package(
         // MARK: - Server
         // `sdflow serve`: ComfyUI's HTTP and WebSocket API over the workflow engine (Hummingbird 2).
         .target(name: "ComfyServer", dependencies: [
-            "WorkflowEngine", "NodeKit", "TensorCore",
+            "WorkflowEngine", "NodeKit", "TensorCore", "ImageIO",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
         ]),
 

@@ -65,6 +65,7 @@ public final class ComfyServer: Sendable {
         for prefix in ["", "/api"] {
             routes(router, prefix: prefix)
             editorRoutes(router, prefix: prefix)
+            uploadRoutes(router, prefix: prefix)
         }
         if let frontEnd = options.frontEnd {
             router.add(middleware: FileMiddleware(frontEnd, searchForIndexHtml: true))

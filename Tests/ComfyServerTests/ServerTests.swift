@@ -249,6 +249,57 @@ import WorkflowEngine
         return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
     }
 
+    /// A multipart/form-data body of text fields and one file.
+    static func form(_ fields: [(String, String)], file: (name: String, data: Data)?, boundary: String = "sdflowBoundary42") -> ByteBuffer {
+        var body = Data()
+        for (name, value) in fields {
+            body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+        }
+        if let file {
+            body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"\(file.name)\"\r\nContent-Type: image/png\r\n\r\n".utf8)
+            body += file.data + Data("\r\n".utf8)
+        }
+        body += Data("--\(boundary)--\r\n".utf8)
+        return ByteBuffer(data: body)
+    }
+
+    /// The editor's uploads: an image into the input folder (a taken name gets " (1)"), a mask painted
+    /// on it as the image's alpha; a file that is no image, or a folder out of bounds, is refused.
+    @Test func uploadsGoIntoTheInputFolder() async throws {
+        let server = try makeServer()
+        var photo = Image(width: 8, height: 6, channels: 3, value: 0.5)
+        photo.pixels.mutablePointer()[0] = 1
+        let png = try ImageFile.encodePNG(photo)
+        var painted = Image(width: 8, height: 6, channels: 4)
+        for i in (3 * 48)..<(3 * 48 + 24) { painted.pixels.mutablePointer()[i] = 1 }  // the top half's alpha
+        let mask = try ImageFile.encodePNG(painted)
+        let input = folder.file("input")
+        try await server.application().test(.router) { client in
+            let headers: HTTPFields = [.contentType: "multipart/form-data; boundary=sdflowBoundary42"]
+            func upload(_ route: String, _ fields: [(String, String)], _ file: (String, Data)?) async throws -> (HTTPResponse.Status, [String: Any]) {
+                let response = try await client.execute(uri: route, method: .post, headers: headers, body: Self.form(fields, file: file.map { (name: $0.0, data: $0.1) }))
+                return (response.status, Self.object(response.body))
+            }
+            let (first, firstBody) = try await upload("/upload/image", [("type", "input")], ("photo.png", png))
+            #expect(first == .ok && firstBody["name"] as? String == "photo.png" && firstBody["type"] as? String == "input")
+            let (_, again) = try await upload("/api/upload/image", [], ("photo.png", png))
+            #expect(again["name"] as? String == "photo (1).png")
+            let (_, replaced) = try await upload("/upload/image", [("overwrite", "true")], ("photo.png", png))
+            #expect(replaced["name"] as? String == "photo.png")
+            let (notImage, notImageBody) = try await upload("/upload/image", [], ("notes.png", Data("hello".utf8)))
+            #expect(notImage == .badRequest && "\(notImageBody)".contains("not an image"))
+            let (escape, _) = try await upload("/upload/image", [("subfolder", "../../etc")], ("photo.png", png))
+            #expect(escape == .badRequest)
+            let (masked, maskedBody) = try await upload("/upload/mask", [("original_ref", #"{"filename": "photo.png", "subfolder": "", "type": "input"}"#)],
+                                                        ("clipspace-mask.png", mask))
+            #expect(masked == .ok, "\(maskedBody)")
+            let composed = try ImageFile.read(input + "/clipspace-mask.png")
+            #expect(composed.channels == 4 && composed.pixels.pointer[0] == 1)
+            #expect(composed.pixels.pointer[3 * 48] == 1 && composed.pixels.pointer[3 * 48 + 47] == 0)
+        }
+        #expect(FileManager.default.fileExists(atPath: input + "/photo (1).png"))
+    }
+
     @Test func filesOutsideTheFoldersAreNotServed() async throws {
         let server = try makeServer()
         try FileManager.default.createDirectory(atPath: folder.file("output"), withIntermediateDirectories: true)
