@@ -28,6 +28,7 @@ enum ObjectInfo {
     static func typeName(_ type: ValueType) -> String {
         switch type {
         case .unet: "MODEL"
+        case .upscaler: "UPSCALE_MODEL"
         case .list(let element): typeName(element)
         default: type.description.uppercased()
         }
@@ -133,6 +134,16 @@ enum ObjectInfo {
             node("LatentUpscale", "latent", required: [("samples", input("LATENT")), ("upscale_method", input(ComfyImport.latentMethods.keys.sorted())),
                                                        ("width", int(512, 0, 16384)), ("height", int(512, 0, 16384)),
                                                        ("crop", input(["disabled", "center"]))], outputs: [("LATENT", "LATENT")]),
+            node("UpscaleModelLoader", "loaders", required: [("model_name", input(folders.files("upscale_models")))],
+                 outputs: [("UPSCALE_MODEL", "UPSCALE_MODEL")]),
+            node("ImageUpscaleWithModel", "image/upscaling", required: [("upscale_model", input("UPSCALE_MODEL")), ("image", input("IMAGE"))],
+                 outputs: [("IMAGE", "IMAGE")]),
+            node("VAEDecodeTiled", "_for_testing", required: [("samples", input("LATENT")), ("vae", input("VAE")),
+                                                              ("tile_size", int(512, 64, 4096)), ("overlap", int(64, 0, 4096))],
+                 outputs: [("IMAGE", "IMAGE")]),
+            node("VAEEncodeTiled", "_for_testing", required: [("pixels", input("IMAGE")), ("vae", input("VAE")),
+                                                              ("tile_size", int(512, 64, 4096)), ("overlap", int(64, 0, 4096))],
+                 outputs: [("LATENT", "LATENT")]),
             node("ImageScale", "image/upscaling", required: [("image", input("IMAGE")), ("upscale_method", input(ComfyImport.imageFilters.keys.sorted())),
                                                              ("width", int(512, 0, 16384)), ("height", int(512, 0, 16384)),
                                                              ("crop", input(["disabled", "center"]))], outputs: [("IMAGE", "IMAGE")]),

@@ -27,7 +27,8 @@ public struct ComfyImport {
     public static let supportedClasses = [
         "CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced",
         "VAEDecode", "VAEEncode", "VAEEncodeForInpaint", "SetLatentNoiseMask", "LoadImage", "LoadImageMask", "SaveImage",
-        "PreviewImage", "LoraLoader", "VAELoader", "LatentUpscale", "ImageScale",
+        "PreviewImage", "LoraLoader", "VAELoader", "LatentUpscale", "ImageScale", "UpscaleModelLoader", "ImageUpscaleWithModel",
+        "VAEDecodeTiled", "VAEEncodeTiled",
     ]
 
     /// ComfyUI sampler names -> sdflow's.
@@ -160,6 +161,26 @@ public struct ComfyImport {
                 try sampler(id, name, input, advanced: type == "KSamplerAdvanced")
             case "VAEDecode":
                 emit(name, "vae_decode", ["latent": try link(input, "samples"), "vae": try link(input, "vae")])
+                outputs[id] = ["\(name).image"]
+            case "VAEDecodeTiled", "VAEEncodeTiled":
+                // ComfyUI's tiles are in image pixels as sdflow's; sdflow's sides are multiples of 8.
+                let size = ((try? input.integer("tile_size")) ?? 512) / 8 * 8, overlap = ((try? input.integer("overlap")) ?? 64) / 8 * 8
+                var fields = ["vae": try link(input, "vae"), "tiled": "on", "tile_size": String(size), "tile_overlap": String(overlap)]
+                if type == "VAEDecodeTiled" {
+                    fields["latent"] = try link(input, "samples")
+                    emit(name, "vae_decode", fields)
+                    outputs[id] = ["\(name).image"]
+                } else {
+                    fields["image"] = try link(input, "pixels")
+                    emit(name, "vae_encode", fields)
+                    outputs[id] = ["\(name).latent"]
+                }
+            case "UpscaleModelLoader":
+                let parameter = try file("upscaler_\(id)", try input.text("model_name"), "the upscaler model", folder: "upscale_models", input)
+                emit(name, "load_upscaler", ["path": "!param \(parameter)"])
+                outputs[id] = ["\(name).upscaler"]
+            case "ImageUpscaleWithModel":
+                emit(name, "upscale_image", ["upscaler": try link(input, "upscale_model"), "image": try link(input, "image")])
                 outputs[id] = ["\(name).image"]
             case "VAEEncode", "VAEEncodeForInpaint":
                 emit(name, "vae_encode", ["image": try link(input, "pixels"), "vae": try link(input, "vae")])

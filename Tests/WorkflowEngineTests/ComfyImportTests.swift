@@ -113,6 +113,28 @@ import WorkflowEngine
         }
     }
 
+    /// Upscaler models and tiled VAE passes map onto sdflow's upscaler nodes and VAE tiling.
+    @Test func upscalersAndTiledVAEPassesMap() throws {
+        let json = #"""
+            {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
+             "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "3": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["2", 0], "vae": ["1", 2], "tile_size": 300, "overlap": 70}},
+             "4": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+             "5": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["4", 0], "image": ["3", 0]}},
+             "6": {"class_type": "VAEEncodeTiled", "inputs": {"pixels": ["5", 0], "vae": ["1", 2], "tile_size": 512, "overlap": 64}},
+             "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+             "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "up"}}}
+            """#
+        let yaml = try ComfyImport(json: Data(json.utf8), source: "up").yaml
+        for line in ["n3: {type: vae_decode, latent: !ref n2.latent, tile_overlap: 64, tile_size: 296, tiled: on, vae: !ref n1.vae}",
+                     "n4: {type: load_upscaler, path: !param upscaler_4}",
+                     "n5: {type: upscale_image, image: !ref n3.image, upscaler: !ref n4.upscaler}",
+                     "n6: {type: vae_encode, image: !ref n5.image, tile_overlap: 64, tile_size: 512, tiled: on, vae: !ref n1.vae}"] {
+            #expect(yaml.contains("  " + line), "missing: \(line)\n\(yaml)")
+        }
+        _ = try Workflow.parse(yaml, path: folder.file("up.yaml"))
+    }
+
     @Test func wrongFilesAreErrorsNamingTheNode() throws {
         func error(_ json: String) -> String {
             do {
