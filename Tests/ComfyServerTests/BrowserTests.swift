@@ -40,7 +40,7 @@ import WorkflowEngine
         let profile = folder.file("chromium")
         let browser = Process()
         browser.executableURL = URL(fileURLWithPath: try #require(Self.chromium))
-        browser.arguments = ["--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "--remote-allow-origins=*", "--user-data-dir=\(profile)",
+        browser.arguments = ["--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "--remote-allow-origins=*", "--disable-dev-shm-usage", "--user-data-dir=\(profile)",
                              "about:blank"]
         browser.standardError = FileHandle.nullDevice
         browser.standardOutput = FileHandle.nullDevice
