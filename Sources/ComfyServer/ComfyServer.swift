@@ -176,9 +176,13 @@ public final class ComfyServer: Sendable {
             ["SaveImage", "PreviewImage"].contains((node as? [String: Any])?["class_type"] as? String ?? "") ? id : nil
         }
         guard !outputs.isEmpty else { return promptError("prompt_no_outputs", "Prompt has no outputs", status: .badRequest) }
+        let clientID = body["client_id"] as? String
+        let workflow: String
         do {
-            let imported = try ComfyImport(json: data, source: "prompt", files: fileLookup, registry: registry)
-            _ = try Graph(workflow: Workflow.parse(imported.yaml, path: options.folders.output.path + "/prompt.yaml"), registry: registry,
+            // Converted once, here; live previews go to the temp folder when a client listens.
+            workflow = try ComfyImport(json: data, source: "prompt", files: fileLookup, registry: registry,
+                                       previews: clientID == nil ? nil : options.folders.temp.appendingPathComponent("previews").path).yaml
+            _ = try Graph(workflow: Workflow.parse(workflow, path: options.folders.output.path + "/prompt.yaml"), registry: registry,
                           overrides: try outputOverrides(graph).overrides)
         } catch let error as ComfyImport.ImportError {
             guard let node = error.node else { return promptError("invalid_prompt", error.description, status: .badRequest) }
@@ -192,7 +196,7 @@ public final class ComfyServer: Sendable {
         let id = (body["prompt_id"] as? String) ?? UUID().uuidString.lowercased()
         let prompt: QueuedPrompt
         do {
-            prompt = try await queue.enqueue(id: id, graph: data, clientID: body["client_id"] as? String, outputs: outputs.sorted(),
+            prompt = try await queue.enqueue(id: id, graph: data, workflow: workflow, clientID: clientID, outputs: outputs.sorted(),
                                              front: body["front"] as? Bool == true)
         } catch {
             return promptError("queue_full", "The queue is full (\(queue.capacity) prompts)", status: .serviceUnavailable)
@@ -257,9 +261,7 @@ public final class ComfyServer: Sendable {
         do {
             let graphObject = try JSONSerialization.jsonObject(with: prompt.graph) as? [String: Any] ?? [:]
             let (overrides, images) = try outputOverrides(graphObject)
-            let imported = try ComfyImport(json: prompt.graph, source: "prompt \(prompt.id)", files: fileLookup, registry: registry,
-                                           previews: prompt.clientID == nil ? nil : options.folders.temp.appendingPathComponent("previews").path)
-            let graph = try Graph(workflow: Workflow.parse(imported.yaml, path: options.folders.output.path + "/prompt.yaml"),
+            let graph = try Graph(workflow: Workflow.parse(prompt.workflow, path: options.folders.output.path + "/prompt.yaml"),
                                   registry: registry, overrides: overrides)
             var executorOptions = Executor.Options(cache: options.cache, compute: options.compute)
             executorOptions.models = models

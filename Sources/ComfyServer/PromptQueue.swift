@@ -9,6 +9,8 @@ struct QueuedPrompt: Sendable {
     let clientID: String?
     /// The output (save and preview) node ids.
     let outputs: [String]
+    /// The sdflow workflow the graph became when it was checked (`ComfyImport`).
+    let workflow: String
 }
 
 /// What a finished prompt left: its outputs' files per node, and how it ended.
@@ -48,9 +50,9 @@ actor PromptQueue {
     struct Full: Error {}
 
     /// Adds a prompt at the back (`front`: at the front); returns its number.
-    func enqueue(id: String, graph: Data, clientID: String?, outputs: [String], front: Bool = false) throws -> QueuedPrompt {
+    func enqueue(id: String, graph: Data, workflow: String, clientID: String?, outputs: [String], front: Bool = false) throws -> QueuedPrompt {
         guard pending.count < capacity else { throw Full() }
-        let prompt = QueuedPrompt(number: counter, id: id, graph: graph, clientID: clientID, outputs: outputs)
+        let prompt = QueuedPrompt(number: counter, id: id, graph: graph, clientID: clientID, outputs: outputs, workflow: workflow)
         counter += 1
         if front { pending.insert(prompt, at: 0) } else { pending.append(prompt) }
         waiters.forEach { $0.resume() }
