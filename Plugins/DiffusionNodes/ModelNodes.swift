@@ -11,15 +11,19 @@ final class CheckpointPart: Sendable {
     enum Part: String { case unet, clip, vae }
 
     let checkpoint: Checkpoint
+    /// What the checkpoint was opened from, as the model cache knows it (`NodeContext.modelSource`).
+    let source: String
     let part: Part
     /// How the checkpoint holds F16/BF16 weights (load_checkpoint's `weights`).
     let storage: Checkpoint.WeightStorage
-    /// The LoRAs applied so far (load_lora), in order, as "path@strength", and their deltas.
+    /// The LoRAs applied so far (load_lora), in order, as their sources (`modelSource`), and their deltas.
     let loras: [String]
     let patches: WeightPatches
 
-    init(checkpoint: Checkpoint, part: Part, storage: Checkpoint.WeightStorage, loras: [String] = [], patches: WeightPatches = [:]) {
+    init(checkpoint: Checkpoint, source: String, part: Part, storage: Checkpoint.WeightStorage, loras: [String] = [],
+         patches: WeightPatches = [:]) {
         self.checkpoint = checkpoint
+        self.source = source
         self.part = part
         self.storage = storage
         self.loras = loras
@@ -28,16 +32,21 @@ final class CheckpointPart: Sendable {
 
     /// This part with another LoRA's deltas added after the ones it has.
     func adding(_ lora: String, _ more: WeightPatches) -> CheckpointPart {
-        CheckpointPart(checkpoint: checkpoint, part: part, storage: storage, loras: loras + [lora],
+        CheckpointPart(checkpoint: checkpoint, source: source, part: part, storage: storage, loras: loras + [lora],
                        patches: patches.merging(more, uniquingKeysWith: +))
     }
 
     /// The key of the loaded weights in the run's model cache: the same file opened with another
     /// weight storage is another model.
-    var key: String { "\(checkpoint.path)#\(part.rawValue)@\(storage.rawValue)" + loras.map { "+lora:" + $0 }.joined() }
+    var key: String { "\(source)#\(part.rawValue)@\(storage.rawValue)" + loras.map { "+lora:" + $0 }.joined() }
 }
 
 extension NodeContext {
+    /// What a loader node's model is kept under in the model cache: the node's key, which
+    /// changes with the file's content and the parameters (a file replaced while a server runs is
+    /// loaded again), or the path where there is no key.
+    func modelSource(_ path: String) -> String { executionKey.isEmpty ? path : executionKey }
+
     /// The checkpoint part connected to `input`, checked to be of the right kind.
     func checkpointPart(_ input: String, _ part: CheckpointPart.Part) throws -> CheckpointPart {
         guard let handle = self.input(input)?.modelValue, let value = handle.payload as? CheckpointPart, value.part == part else {
@@ -55,7 +64,7 @@ extension NodeContext {
     func loadedVAE(_ input: String) throws -> any LatentAutoencoder {
         if let tiny = self.input(input)?.modelValue?.payload as? TinyVAEHandle { return tiny.model }
         if let file = self.input(input)?.modelValue?.payload as? VAEFileHandle {
-            return try models.model(ModelKey("vae-file:" + file.file.path)) { try file.file.load() }
+            return try models.model(ModelKey("vae-file:" + file.source)) { try file.file.load() }
         }
         let part = try checkpointPart(input, .vae)
         return try models.model(ModelKey(part.key)) { try part.checkpoint.loadVAE() }
@@ -74,7 +83,7 @@ extension NodeContext {
     func loadedTextEncoder(_ input: String) throws -> (CLIPTextEncoder, CLIPTokenizer) {
         let part = try checkpointPart(input, .clip)
         let encoder = try models.model(ModelKey(part.key)) { try part.checkpoint.loadTextEncoder(patches: part.patches) }
-        let tokenizer = try models.model(ModelKey(part.checkpoint.path + "#tokenizer")) { try part.checkpoint.loadTokenizer() }
+        let tokenizer = try models.model(ModelKey(part.source + "#tokenizer")) { try part.checkpoint.loadTokenizer() }
         return (encoder, tokenizer)
     }
 }
@@ -102,9 +111,10 @@ struct LoadCheckpoint: GenerationDescribing {
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let path = try context[Self.path]
         let storage = Checkpoint.WeightStorage(rawValue: try context[Self.weights]) ?? .float32
-        let checkpoint = try context.models.model(ModelKey("checkpoint:\(storage.rawValue):" + path)) { try Checkpoint(path: path, weights: storage) }
+        let source = context.modelSource(path)
+        let checkpoint = try context.models.model(ModelKey("checkpoint:\(storage.rawValue):" + source)) { try Checkpoint(path: path, weights: storage) }
         func handle(_ part: CheckpointPart.Part, _ type: ValueType) -> Value {
-            .model(ModelHandle(type: type, payload: CheckpointPart(checkpoint: checkpoint, part: part, storage: storage)))
+            .model(ModelHandle(type: type, payload: CheckpointPart(checkpoint: checkpoint, source: source, part: part, storage: storage)))
         }
         return ["unet": handle(.unet, .unet), "clip": handle(.clip, .clip), "vae": handle(.vae, .vae)]
     }
@@ -136,7 +146,7 @@ struct LoadLoRA: Node {
         let lora = try LoRA(path: path)
         let (unetPatches, clipPatches) = try unet.checkpoint.patches(lora, unetStrength: unetStrength, textStrength: clipStrength)
         func handle(_ part: CheckpointPart, _ patches: WeightPatches, _ strength: Float, _ type: ValueType) -> Value {
-            let patched = part.adding("\(path)@\(strength)", patches)
+            let patched = part.adding(context.modelSource("\(path)@\(strength)"), patches)
             return .model(ModelHandle(type: type, payload: patched))
         }
         return ["unet": handle(unet, unetPatches, unetStrength, .unet), "clip": handle(clip, clipPatches, clipStrength, .clip)]
@@ -152,7 +162,9 @@ final class TinyVAEHandle: Sendable {
 /// A full autoencoder file passed between nodes as a `vae` (its weights load on first use).
 final class VAEFileHandle: Sendable {
     let file: VAEFile
-    init(_ file: VAEFile) { self.file = file }
+    /// What the file was opened from (`NodeContext.modelSource`).
+    let source: String
+    init(_ file: VAEFile, source: String) { (self.file, self.source) = (file, source) }
 }
 
 /// `load_vae`: a separate VAE that replaces a checkpoint's wherever a VAE goes: a full one (A1111's
@@ -174,11 +186,12 @@ struct LoadVAE: Node {
             return ["vae": given]
         }
         if TinyAutoencoder.recognises(path) {
-            let model = try context.models.model(ModelKey("taesd:" + path)) { try TinyAutoencoder(path: path) }
+            let model = try context.models.model(ModelKey("taesd:" + context.modelSource(path))) { try TinyAutoencoder(path: path) }
             return ["vae": .model(ModelHandle(type: .vae, payload: TinyVAEHandle(model)))]
         }
-        let file = try context.models.model(ModelKey("vae-file-header:" + path)) { try VAEFile(path: path) }
-        return ["vae": .model(ModelHandle(type: .vae, payload: VAEFileHandle(file)))]
+        let source = context.modelSource(path)
+        let file = try context.models.model(ModelKey("vae-file-header:" + source)) { try VAEFile(path: path) }
+        return ["vae": .model(ModelHandle(type: .vae, payload: VAEFileHandle(file, source: source)))]
     }
 }
 

@@ -21,7 +21,7 @@ struct LoadUpscaler: Node {
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
         let path = try context[Self.path]
-        let model = try context.models.model(ModelKey("upscaler:" + path)) { try Upscaler(path: path) }
+        let model = try context.models.model(ModelKey("upscaler:" + context.modelSource(path))) { try Upscaler(path: path) }
         return ["upscaler": .model(ModelHandle(type: .upscaler, payload: UpscalerHandle(model)))]
     }
 }

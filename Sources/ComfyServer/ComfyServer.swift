@@ -26,6 +26,8 @@ public final class ComfyServer: Sendable {
         /// ComfyUI's web front end (the `static` folder of the `comfyui-frontend-package` Python
         /// package), served at `/`; without it `/` is a status page of sdflow's own.
         public var frontEnd: String?
+        /// Models stay loaded while one of this many latest prompts used them.
+        public var keepModelsOfLast = 2
 
         public init(folders: Folders, compute: ComputeSettings = .current, cache: ResultCache? = nil) {
             self.folders = folders
@@ -41,9 +43,10 @@ public final class ComfyServer: Sendable {
 
     let options: Options
     let registry: NodeRegistry
-    let queue = PromptQueue()
+    let queue: PromptQueue
     let hub = ClientHub()
     let models = ModelCache()
+    let fingerprints = FileFingerprints()
     let cancellation = Mutex(Cancellation())
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
@@ -55,6 +58,7 @@ public final class ComfyServer: Sendable {
         }
         self.options = options
         self.registry = registry
+        queue = PromptQueue(historyFile: options.folders.user.deletingLastPathComponent().appendingPathComponent("sdflow-history.jsonl").path)
         (events, eventSink) = AsyncStream.makeStream(of: Event.self)
     }
 
@@ -77,7 +81,9 @@ public final class ComfyServer: Sendable {
             let socket = UUID()
             await hub.add(clientID, socket, outbound)
             await hub.send("status", ["status": ["exec_info": ["queue_remaining": await queue.remaining]], "sid": clientID], to: clientID)
-            for try await _ in inbound {}  // clients only listen
+            for try await message in inbound.messages(maxSize: 1 << 16) {
+                if case .text(let text) = message { await hub.received(text, from: clientID, socket) }
+            }
             await hub.remove(clientID, socket)
         }
         return Application(router: router, server: .http1WebSocketUpgrade(webSocketRouter: router),
@@ -127,12 +133,12 @@ public final class ComfyServer: Sendable {
         router.get("\(prefix)/history") { [self] request, _ in
             let limit = request.uri.queryParameters.get("max_items").flatMap(Int.init) ?? .max
             let entries = await queue.history.suffix(limit)
-            return json(Dictionary(entries.map { ($0.0, historyItem($0.1)) }, uniquingKeysWith: { a, _ in a }))
+            return json(Dictionary(entries.map { ($0.prompt.id, historyItem($0)) }, uniquingKeysWith: { _, b in b }))
         }
         router.get("\(prefix)/history/:id") { [self] _, context in
             let id = context.parameters.get("id") ?? ""
-            guard let entry = await queue.history.last(where: { $0.0 == id }) else { return json([:]) }
-            return json([id: historyItem(entry.1)])
+            guard let entry = await queue.entry(id) else { return json([:]) }
+            return json([id: historyItem(entry)])
         }
         router.post("\(prefix)/history") { [self] request, _ in
             let body = try await jsonBody(request)
@@ -172,6 +178,7 @@ public final class ComfyServer: Sendable {
         }
         guard let graph = body["prompt"] as? [String: Any] else { return promptError("no_prompt", "No prompt provided", status: .badRequest) }
         let data = try JSONSerialization.data(withJSONObject: graph)
+        let text = String(decoding: data, as: UTF8.self)
         let outputs = graph.compactMap { id, node in
             ["SaveImage", "PreviewImage"].contains((node as? [String: Any])?["class_type"] as? String ?? "") ? id : nil
         }
@@ -196,7 +203,7 @@ public final class ComfyServer: Sendable {
         let id = (body["prompt_id"] as? String) ?? UUID().uuidString.lowercased()
         let prompt: QueuedPrompt
         do {
-            prompt = try await queue.enqueue(id: id, graph: data, workflow: workflow, clientID: clientID, outputs: outputs.sorted(),
+            prompt = try await queue.enqueue(id: id, graph: text, workflow: workflow, clientID: clientID, outputs: outputs.sorted(),
                                              front: body["front"] as? Bool == true)
         } catch {
             return promptError("queue_full", "The queue is full (\(queue.capacity) prompts)", status: .serviceUnavailable)
@@ -257,42 +264,53 @@ public final class ComfyServer: Sendable {
         send("execution_start", ["prompt_id": prompt.id, "timestamp": Int(started.timeIntervalSince1970 * 1000)], to: prompt.clientID)
         let cancellation = Cancellation()
         self.cancellation.withLock { $0 = cancellation }
-        var entry = HistoryEntry(prompt: prompt, images: [:], status: "success", messages: [])
+        var entry = HistoryEntry(prompt: prompt, images: [:], status: "success", messages: [StatusMessage("execution_start", at: started)])
         do {
-            let graphObject = try JSONSerialization.jsonObject(with: prompt.graph) as? [String: Any] ?? [:]
+            let graphObject = try JSONSerialization.jsonObject(with: Data(prompt.graph.utf8)) as? [String: Any] ?? [:]
             let (overrides, images) = try outputOverrides(graphObject)
             let graph = try Graph(workflow: Workflow.parse(prompt.workflow, path: options.folders.output.path + "/prompt.yaml"),
                                   registry: registry, overrides: overrides)
             var executorOptions = Executor.Options(cache: options.cache, compute: options.compute)
             executorOptions.models = models
+            executorOptions.fingerprints = fingerprints
             executorOptions.cancellation = cancellation
             executorOptions.reporter = EventReporter(prompt: prompt, events: eventSink, images: images)
             let run = Handover((graph, executorOptions))
             let report = await Self.onThread { Executor(graph: run.value.0, options: run.value.1).run() }
             let cached = report.nodes.filter { $0.status == .diskHit || $0.status == .memoryHit }.map { EventReporter.comfyID($0.name) }
-            if !cached.isEmpty { send("execution_cached", ["nodes": Array(Set(cached)).sorted(), "prompt_id": prompt.id], to: prompt.clientID) }
+            if !cached.isEmpty {
+                let nodes = Array(Set(cached)).sorted()
+                entry.messages.append(StatusMessage("execution_cached", nodes: nodes))
+                send("execution_cached", ["nodes": nodes, "prompt_id": prompt.id], to: prompt.clientID)
+            }
             for (id, image) in images where FileManager.default.fileExists(atPath: try options.folders.path(image.type, image.filename, subfolder: image.subfolder, mustExist: false)) {
                 entry.images[id] = [image]
             }
             if report.cancelled {
                 entry.status = "error"
+                entry.messages.append(StatusMessage("execution_interrupted"))
                 send("execution_interrupted", ["prompt_id": prompt.id, "node_id": "", "executed": []], to: prompt.clientID)
             } else if let failed = report.nodes.first(where: { $0.status == .failed }) {
                 entry.status = "error"
                 let id = EventReporter.comfyID(failed.name)
+                entry.messages.append(StatusMessage("execution_error", node: id, error: failed.errors.joined(separator: "; ")))
                 send("execution_error", ["prompt_id": prompt.id, "node_id": id, "node_type": failed.type,
                                          "exception_message": failed.errors.joined(separator: "; "), "exception_type": "sdflow.NodeError",
                                          "traceback": [], "current_inputs": [:], "current_outputs": [:]], to: prompt.clientID)
             } else {
-                send("execution_success", ["prompt_id": prompt.id, "timestamp": Int(Date().timeIntervalSince1970 * 1000)], to: prompt.clientID)
+                let success = StatusMessage("execution_success")
+                entry.messages.append(success)
+                send("execution_success", ["prompt_id": prompt.id, "timestamp": success.timestamp], to: prompt.clientID)
             }
         } catch {
             entry.status = "error"
+            entry.messages.append(StatusMessage("execution_error", node: "", error: "\(error)"))
             send("execution_error", ["prompt_id": prompt.id, "node_id": "", "node_type": "", "exception_message": "\(error)",
                                      "exception_type": "sdflow.Error", "traceback": [], "current_inputs": [:], "current_outputs": [:]],
                  to: prompt.clientID)
         }
         send("executing", ["node": NSNull(), "prompt_id": prompt.id], to: prompt.clientID)
+        models.endRun(keepingModelsOfLast: options.keepModelsOfLast)
         await queue.finish(entry)
         await broadcastStatus()
     }
@@ -318,21 +336,22 @@ public final class ComfyServer: Sendable {
     /// Sends events to the clients in order, for the server's life.
     func forwardEvents() async {
         for await event in events {
-            if let binary = event.binary { await hub.sendBinary(binary, to: event.clientID) } else { await hub.send(event.type, event.data, to: event.clientID) }
+            if let preview = event.preview { await hub.sendPreview(preview, to: event.clientID) } else { await hub.send(event.type, event.data, to: event.clientID) }
         }
     }
 
     // MARK: - JSON
 
     func queueItem(_ prompt: QueuedPrompt) -> [Any] {
-        let graph = (try? JSONSerialization.jsonObject(with: prompt.graph)) ?? [:]
+        let graph = (try? JSONSerialization.jsonObject(with: Data(prompt.graph.utf8))) ?? [:]
         return [prompt.number, prompt.id, graph, ["client_id": prompt.clientID ?? ""], prompt.outputs]
     }
 
     func historyItem(_ entry: HistoryEntry) -> [String: Any] {
         ["prompt": queueItem(entry.prompt),
          "outputs": entry.images.mapValues { ["images": $0.map(\.json)] },
-         "status": ["status_str": entry.status, "completed": entry.status == "success", "messages": []],
+         "status": ["status_str": entry.status, "completed": entry.status == "success",
+                    "messages": entry.messages.map { $0.json(promptID: entry.prompt.id) }],
          "meta": Dictionary(uniqueKeysWithValues: entry.images.keys.map { ($0, ["node_id": $0, "display_node": $0]) })]
     }
 }

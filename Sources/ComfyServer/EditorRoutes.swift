@@ -48,7 +48,7 @@ extension ComfyServer {
             return jsonValue(name)
         }
         router.get("\(prefix)/i18n") { _, _ in json([:]) }
-        router.get("\(prefix)/features") { [self] _, _ in json(["supports_preview_metadata": false, "max_upload_size": options.maxBody]) }
+        router.get("\(prefix)/features") { [self] _, _ in json(ClientHub.featureFlags.merging(["max_upload_size": options.maxBody]) { a, _ in a }) }
         router.get("\(prefix)/workflow_templates") { _, _ in json([:]) }
         router.get("\(prefix)/global_subgraphs") { _, _ in json([:]) }
         router.get("\(prefix)/experiment/models") { _, _ in jsonArray([]) }
@@ -80,7 +80,8 @@ extension ComfyServer {
             <h1>sdflow serve</h1><p>ComfyUI's API at this address (POST /prompt, WS /ws). Queue: \(remaining) prompt(s)\
             \(running.map { ", running \(escape($0))" } ?? "").</p><h2>Latest results</h2><ul>
             """
-        for (id, entry) in recent {
+        for entry in recent {
+            let id = entry.prompt.id
             let images = entry.images.values.flatMap { $0 }.map { image in
                 let query = "filename=\(image.filename.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? "")&subfolder=\(image.subfolder.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? "")&type=\(image.type)"
                 return "<a href=\"/view?\(query)\"><img src=\"/view?\(query)\" alt=\"\(escape(image.filename))\"></a>"

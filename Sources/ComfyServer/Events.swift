@@ -8,19 +8,52 @@ import WorkflowEngine
 /// The WebSocket clients by client id, and the messages ComfyUI sends them: `status` to all,
 /// the rest (`execution_start`, `executing`, `progress`, `executed`, ...) to the prompt's client.
 actor ClientHub {
-    private var clients: [String: [(id: UUID, writer: WebSocketOutboundWriter)]] = [:]
+    private var clients: [String: [Socket]] = [:]
 
-    func add(_ clientID: String, _ id: UUID, _ writer: WebSocketOutboundWriter) { clients[clientID, default: []].append((id, writer)) }
+    /// One WebSocket of a client, and whether it asked for previews with metadata (its
+    /// `feature_flags` message said `supports_preview_metadata`).
+    private struct Socket {
+        let id: UUID
+        let writer: WebSocketOutboundWriter
+        var previewMetadata = false
+    }
+
+    /// The feature flags the server announces in answer to a client's.
+    static var featureFlags: [String: Any] { ["supports_preview_metadata": true] }
+
+    func add(_ clientID: String, _ id: UUID, _ writer: WebSocketOutboundWriter) { clients[clientID, default: []].append(Socket(id: id, writer: writer)) }
+
+    /// A client's text message: `feature_flags` is answered with the server's, and remembered.
+    func received(_ text: String, from clientID: String, _ id: UUID) async {
+        guard let message = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              message["type"] as? String == "feature_flags", let index = clients[clientID]?.firstIndex(where: { $0.id == id }) else { return }
+        let flags = message["data"] as? [String: Any] ?? [:]
+        clients[clientID]?[index].previewMetadata = flags["supports_preview_metadata"] as? Bool == true
+        guard let writer = clients[clientID]?[index].writer,
+              let json = try? JSONSerialization.data(withJSONObject: ["type": "feature_flags", "data": Self.featureFlags], options: [.sortedKeys])
+        else { return }
+        try? await writer.write(.text(String(decoding: json, as: UTF8.self)))
+    }
 
     func remove(_ clientID: String, _ id: UUID) {
         clients[clientID]?.removeAll { $0.id == id }
         if clients[clientID]?.isEmpty == true { clients[clientID] = nil }
     }
 
-    /// Sends a binary frame to `clientID`'s sockets.
-    func sendBinary(_ data: Data, to clientID: String?) async {
+    /// Sends a live preview to `clientID`'s sockets as ComfyUI's binary frame: event 4
+    /// (PREVIEW_IMAGE_WITH_METADATA: the metadata's length and JSON, then the PNG) to sockets that
+    /// asked for it, else event 1 (PREVIEW_IMAGE) with image type 2 (PNG); big-endian 32-bit numbers.
+    func sendPreview(_ preview: Preview, to clientID: String?) async {
         guard let clientID else { return }
-        for target in clients[clientID] ?? [] { try? await target.writer.write(.binary(ByteBuffer(bytes: data))) }
+        let metadata: [String: Any] = ["node_id": preview.node, "display_node_id": preview.node, "real_node_id": preview.node,
+                                       "parent_node_id": NSNull(), "prompt_id": preview.promptID, "image_type": "image/png"]
+        let json = (try? JSONSerialization.data(withJSONObject: metadata, options: [.sortedKeys])) ?? Data("{}".utf8)
+        func bigEndian(_ value: Int) -> Data { withUnsafeBytes(of: UInt32(value).bigEndian) { Data($0) } }
+        let withMetadata = bigEndian(4) + bigEndian(json.count) + json + preview.png
+        let classic = bigEndian(1) + bigEndian(2) + preview.png
+        for target in clients[clientID] ?? [] {
+            try? await target.writer.write(.binary(ByteBuffer(bytes: target.previewMetadata ? withMetadata : classic)))
+        }
     }
 
     /// Sends `{type, data}` to `clientID`'s sockets, or to every socket when nil.
@@ -33,16 +66,23 @@ actor ClientHub {
 }
 
 /// A message for the clients, made on the thread that runs a prompt and sent in order: JSON
-/// `{type, data}`, or with `binary` a preview frame.
+/// `{type, data}`, or a live preview.
 struct Event: @unchecked Sendable {  // `data` holds JSON values only (strings, numbers, arrays, dictionaries)
     let type: String
     let data: [String: Any]
     let clientID: String?
-    var binary: Data?
+    var preview: Preview?
 
-    init(type: String, data: [String: Any], clientID: String?, binary: Data? = nil) {
-        (self.type, self.data, self.clientID, self.binary) = (type, data, clientID, binary)
+    init(type: String, data: [String: Any], clientID: String?, preview: Preview? = nil) {
+        (self.type, self.data, self.clientID, self.preview) = (type, data, clientID, preview)
     }
+}
+
+/// A sampler's live preview: the PNG, and the node and prompt it belongs to.
+struct Preview: Sendable {
+    let png: Data
+    let node: String
+    let promptID: String
 }
 
 /// Turns the executor's reports into ComfyUI's messages: `executing` when a node starts,
@@ -83,12 +123,12 @@ final class EventReporter: RunReporter, Sendable {
         send("progress", ["value": completed, "max": total, "node": Self.comfyID(name)])
     }
 
-    /// Progress, and the live preview the sampler wrote ("preview: PATH") as ComfyUI's binary frame:
-    /// event 1 (PREVIEW_IMAGE) and image type 2 (PNG), big-endian 32-bit each, then the PNG.
+    /// Progress, and the live preview the sampler wrote ("preview: PATH").
     func nodeProgress(_ name: String, completed: Int, total: Int, note: String?) {
         nodeProgress(name, completed: completed, total: total)
         guard let note, note.hasPrefix("preview: "), let png = FileManager.default.contents(atPath: String(note.dropFirst(9))) else { return }
-        events.yield(Event(type: "preview", data: [:], clientID: prompt.clientID, binary: Data([0, 0, 0, 1, 0, 0, 0, 2]) + png))
+        let preview = Preview(png: png, node: Self.comfyID(name), promptID: prompt.id)
+        events.yield(Event(type: "preview", data: [:], clientID: prompt.clientID, preview: preview))
     }
 
     func nodeFinished(_ report: NodeReport) {

@@ -236,14 +236,16 @@ public struct ModelKey<Model>: Sendable {
 }
 
 /// Models loaded during a run, by key, so that every node using the same checkpoint shares one copy.
-/// `@unchecked Sendable`: `models` is read and written only under `lock`.
+/// A server keeps one for its life and calls `endRun` after each prompt, which drops the models
+/// the latest prompts did not use. `@unchecked Sendable`: its state is read and written only under `lock`.
 public final class ModelCache: @unchecked Sendable {
     /// A key's name and model type.
     private struct Slot: Hashable {
         let name: String
         let type: ObjectIdentifier
     }
-    private var models: [Slot: Any] = [:]
+    private var models: [Slot: (model: Any, lastRun: Int)] = [:]
+    private var run = 0
     private let lock = NSLock()
 
     public init() {}
@@ -252,12 +254,28 @@ public final class ModelCache: @unchecked Sendable {
     /// so that loads of different models do not wait for each other; the first to finish is kept).
     public func model<Model>(_ key: ModelKey<Model>, load: () throws -> Model) throws -> Model {
         let slot = Slot(name: key.name, type: ObjectIdentifier(Model.self))
-        if let hit = lock.withLock({ models[slot] }) as? Model { return hit }
+        let hit = lock.withLock { () -> Model? in
+            guard let entry = models[slot], let model = entry.model as? Model else { return nil }
+            models[slot]?.lastRun = run
+            return model
+        }
+        if let hit { return hit }
         let value = try load()
         return lock.withLock {
-            if let existing = models[slot] as? Model { return existing }
-            models[slot] = value
+            if let existing = models[slot]?.model as? Model { return existing }
+            models[slot] = (value, run)
             return value
         }
     }
+
+    /// Ends a run: the models that neither it nor the `runs - 1` runs before it used are dropped.
+    public func endRun(keepingModelsOfLast runs: Int) {
+        lock.withLock {
+            models = models.filter { $0.value.lastRun > run - runs }
+            run += 1
+        }
+    }
+
+    /// How many models are loaded.
+    public var count: Int { lock.withLock { models.count } }
 }

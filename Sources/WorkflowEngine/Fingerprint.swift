@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// Content fingerprints for cache keys: SHA-256 over what determines a result.
 enum Fingerprint {
@@ -18,10 +19,12 @@ enum Fingerprint {
         var description: String { "no such file or folder: \(path)" }
     }
 
-    /// A fingerprint of a file, or of every file under a folder (names included).
-    static func path(_ path: String) throws -> String {
+    /// A fingerprint of a file, or of every file under a folder (names included); `known` gives
+    /// back the fingerprints of files that have not changed since it last saw them.
+    static func path(_ path: String, known: FileFingerprints? = nil) throws -> String {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw Missing(path: path) }
+        let file = { (path: String) throws -> String in try known?.fingerprint(path) ?? Self.file(path) }
         if !isFolder.boolValue { return try file(path) }
         var parts: [String] = []
         let enumerator = FileManager.default.enumerator(atPath: path)
@@ -57,5 +60,31 @@ enum Fingerprint {
             hasher.update(data: try handle.readToEnd() ?? Data())
         }
         return hex(hasher.finalize())
+    }
+}
+
+/// File fingerprints remembered across runs (a server keeps one for its life), each given back
+/// while the file's size, modification and change times and inode are those it was hashed with.
+public final class FileFingerprints: Sendable {
+    private let known = Mutex<[String: (stamp: [Int], fingerprint: String)]>([:])
+
+    public init() {}
+
+    /// What `stat` says about a file that changes when it is rewritten or replaced.
+    private static func stamp(_ path: String) -> [Int]? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return [Int(info.st_dev), Int(info.st_ino), Int(info.st_size), info.st_mtim.tv_sec, info.st_mtim.tv_nsec,
+                info.st_ctim.tv_sec, info.st_ctim.tv_nsec]
+    }
+
+    /// The content fingerprint of a file, hashed again only when its stamp changed.
+    public func fingerprint(_ path: String) throws -> String {
+        guard let stamp = Self.stamp(path) else { return try Fingerprint.file(path) }
+        if let hit = known.withLock({ $0[path] }), hit.stamp == stamp { return hit.fingerprint }
+        let fingerprint = try Fingerprint.file(path)
+        // A file written while it was read is not remembered (its stamp moved).
+        if Self.stamp(path) == stamp { known.withLock { $0[path] = (stamp, fingerprint) } }
+        return fingerprint
     }
 }

@@ -91,6 +91,25 @@ import WorkflowEngine
                 }
             }
             defer { socket.cancel() }
+            // A second socket of the client that asks for previews with metadata (ComfyUI's feature flags).
+            let flagged = Mutex<[String]>([])
+            let metadataSocket = Task {
+                try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?clientId=tester", logger: Logger(label: "test")) { inbound, outbound, _ in
+                    try await outbound.write(.text(#"{"type": "feature_flags", "data": {"supports_preview_metadata": true}}"#))
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        if case .text(let text) = message, text.contains("\"feature_flags\"") { flagged.withLock { $0.append("feature_flags") } }
+                        // Event 4: the metadata's length and JSON, then the PNG.
+                        guard case .binary(var frame) = message, frame.readInteger(as: UInt32.self) == 4,
+                              let length = frame.readInteger(as: UInt32.self), let json = frame.readData(length: Int(length)),
+                              let metadata = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+                              Array(frame.readableBytesView.prefix(4)) == [0x89, 0x50, 0x4E, 0x47] else { continue }
+                        if metadata["node_id"] as? String == "3" && metadata["image_type"] as? String == "image/png" && metadata["prompt_id"] is String {
+                            flagged.withLock { $0.append("preview with metadata") }
+                        }
+                    }
+                }
+            }
+            defer { metadataSocket.cancel() }
             try await Task.sleep(for: .milliseconds(300))
 
             let started = Date()
@@ -101,6 +120,10 @@ import WorkflowEngine
             let first = Date().timeIntervalSince(started)
             let status = try #require(entry["status"] as? [String: Any])
             #expect(status["status_str"] as? String == "success")
+            // ComfyUI's status messages, with times.
+            let messages = try #require(status["messages"] as? [[Any]])
+            #expect(messages.compactMap { $0.first as? String } == ["execution_start", "execution_success"], "\(messages)")
+            #expect(messages.allSatisfy { (($0.last as? [String: Any])?["timestamp"] as? Int ?? 0) > 1_700_000_000_000 })
             let images = try #require(((entry["outputs"] as? [String: Any])?["9"] as? [String: Any])?["images"] as? [[String: Any]])
             #expect(images.first?["filename"] as? String == "ComfyUI_00001_.png" && images.first?["type"] as? String == "output")
 
@@ -120,8 +143,9 @@ import WorkflowEngine
             #expect(FileManager.default.fileExists(atPath: secondFile))
 
             try await Task.sleep(for: .milliseconds(300))
-            let types = received.withLock { $0 }
-            for expected in ["status", "execution_start", "executing", "progress", "preview", "executed", "execution_cached", "execution_success"] {
+            let types = received.withLock { $0 } + flagged.withLock { $0 }
+            for expected in ["status", "execution_start", "executing", "progress", "preview", "preview with metadata", "feature_flags",
+                             "executed", "execution_cached", "execution_success"] {
                 #expect(types.contains(expected), "no \(expected) message in \(types)")
             }
             // The same prompt again runs only the loader (which finds its model still loaded) and the
@@ -217,7 +241,8 @@ import WorkflowEngine
         }
     }
 
-    /// `POST /interrupt` stops the running prompt at a sampler step; the queue goes on.
+    /// `POST /interrupt` stops the running prompt at a sampler step; the queue goes on; a restarted
+    /// server keeps the history.
     @Test func anInterruptStopsThePromptAndTheQueueGoesOn() async throws {
         let server = try makeServer()
         let worker = Task { await server.runWorker() }
@@ -228,6 +253,7 @@ import WorkflowEngine
         sampler["inputs"] = inputs
         long["3"] = sampler
         let longData = try JSONSerialization.data(withJSONObject: long), shortData = try JSONSerialization.data(withJSONObject: prompt(seed: 3))
+        let finished = Mutex<[String]>([])
         try await server.application().test(.router) { client in
             let first = try await client.execute(uri: "/prompt", method: .post,
                                                  body: Self.body(["prompt": try JSONSerialization.jsonObject(with: longData)]))
@@ -239,6 +265,27 @@ import WorkflowEngine
             #expect((stopped["status"] as? [String: Any])?["status_str"] as? String == "error")
             let next = try await Self.waitForHistory(client, try #require(Self.object(second.body)["prompt_id"] as? String))
             #expect((next["status"] as? [String: Any])?["status_str"] as? String == "success")
+            let ids = [try #require(Self.object(first.body)["prompt_id"] as? String), try #require(Self.object(second.body)["prompt_id"] as? String)]
+            finished.withLock { $0 = ids }
+        }
+        let ids = finished.withLock { $0 }
+        try #require(ids.count == 2)
+        // A restarted server still lists what the first one finished, and numbers on from it.
+        let restarted = try makeServer()
+        try await restarted.application().test(.router) { client in
+            let history = Self.object(try await client.execute(uri: "/history", method: .get).body)
+            #expect(Set(history.keys) == Set(ids), "\(history.keys)")
+            let entry = try #require(history[ids[1]] as? [String: Any])
+            #expect((entry["status"] as? [String: Any])?["status_str"] as? String == "success")
+            #expect((entry["outputs"] as? [String: Any])?["9"] != nil)
+            let reply = try await client.execute(uri: "/prompt", method: .post, body: Self.body(["prompt": try JSONSerialization.jsonObject(with: shortData)]))
+            #expect(Self.object(reply.body)["number"] as? Int == 2)
+            _ = try await client.execute(uri: "/history", method: .post, body: Self.body(["delete": [ids[0]]]))
+        }
+        let again = try makeServer()
+        try await again.application().test(.router) { client in
+            let history = Self.object(try await client.execute(uri: "/history", method: .get).body)
+            #expect(Set(history.keys) == [ids[1]])
         }
     }
 

@@ -35,6 +35,9 @@ public final class Executor {
         public var compute: ComputeSettings
         /// Models loaded by this run; a server passes one cache to every run, so that they stay loaded.
         public var models = ModelCache()
+        /// Fingerprints of the files runs read; a server passes one to every run, so that files
+        /// that did not change are not read again.
+        public var fingerprints: FileFingerprints?
 
         public init(cache: ResultCache? = nil, explainOnly: Bool = false, reporter: RunReporter? = nil, shard: Shard? = nil,
                     compute: ComputeSettings = .current) {
@@ -64,7 +67,7 @@ public final class Executor {
     public init(graph: Graph, options: Options) {
         self.graph = graph
         self.options = options
-        keys = NodeKeys(graph: graph, compute: options.compute)
+        keys = NodeKeys(graph: graph, compute: options.compute, fingerprints: options.fingerprints)
         report = RunReport(workflow: graph.workflow.path)
         report.shard = options.shard?.description
         report.seeds = keys.seeds

@@ -17,8 +17,10 @@ struct NodeKeys {
     private let compute: [String]
     /// `baseKey` by node name (and, for nodes that read one file per item, the file).
     private var baseKeys: [String: String] = [:]
+    /// Fingerprints of files that have not changed since an earlier run.
+    private let fingerprints: FileFingerprints?
 
-    init(graph: Graph, compute: ComputeSettings) {
+    init(graph: Graph, compute: ComputeSettings, fingerprints: FileFingerprints? = nil) {
         var resolved: [String: [String: ParameterValue]] = [:], seeds: [String: Int] = [:]
         for node in graph.ordered {
             var values = node.parameters
@@ -34,6 +36,7 @@ struct NodeKeys {
         self.resolved = resolved
         self.seeds = seeds
         self.compute = compute.fingerprint
+        self.fingerprints = fingerprints
     }
 
     /// A node's parameters, seeds drawn; for a batch item, input paths with `{stem}` or `{index}`
@@ -71,7 +74,7 @@ struct NodeKeys {
             guard let value = parameters[spec.name] else { continue }
             switch spec.kind {
             case .inputPath where value != .text(""):
-                lines.append("parameter \(spec.name) file \(try Fingerprint.path(value.description))")
+                lines.append("parameter \(spec.name) file \(try Fingerprint.path(value.description, known: fingerprints))")
             default:
                 lines.append("parameter \(spec.name) \(Self.canonical(value))")
             }
