@@ -67,6 +67,24 @@ public struct DiffusersKeyMap: Sendable {
         return DiffusersKeyMap(modules: m)
     }
 
+    // MARK: - ControlNet
+
+    /// The map for a ControlNetModel: the UNet's way down and middle, the condition embedding
+    /// (`controlnet_cond_embedding.conv_in`, `.blocks.K`, `.conv_out` -> `input_hint_block.0`,
+    /// `.2(K+1)`, the last) and the zero convolutions (`controlnet_down_blocks.N` -> `zero_convs.N.0`,
+    /// `controlnet_mid_block` -> `middle_block_out.0`).
+    public static func controlNet(_ c: ControlNet.Config) -> DiffusersKeyMap {
+        var m = unet(c.unet).modules.filter { !$0.key.hasPrefix("up_blocks.") && $0.key != "conv_norm_out" && $0.key != "conv_out" }
+        let blocks = 2 * (c.hintWidths.count - 1)
+        m["controlnet_cond_embedding.conv_in"] = "input_hint_block.0"
+        for k in 0..<blocks { m["controlnet_cond_embedding.blocks.\(k)"] = "input_hint_block.\(2 * (k + 1))" }
+        m["controlnet_cond_embedding.conv_out"] = "input_hint_block.\(2 * (blocks + 1))"
+        let skips = 1 + c.unet.levels * c.unet.resBlocksPerLevel + c.unet.levels - 1
+        for n in 0..<skips { m["controlnet_down_blocks.\(n)"] = "zero_convs.\(n).0" }
+        m["controlnet_mid_block"] = "middle_block_out.0"
+        return DiffusersKeyMap(modules: m)
+    }
+
     // MARK: - VAE
 
     /// The map for an AutoencoderKL with `config`. VAE attention is mapped with both the

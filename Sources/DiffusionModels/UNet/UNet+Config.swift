@@ -49,8 +49,9 @@ extension UNet {
         /// Number of levels (one downsampling between each pair).
         public var levels: Int { channelMultipliers.count }
 
-        /// Reads a diffusers `unet/config.json` (UNet2DConditionModel).
-        public static func diffusers(configPath path: String) throws -> Config {
+        /// Reads a diffusers `unet/config.json` (UNet2DConditionModel); `upBlocks: false` for a
+        /// ControlNetModel's, which has the way down only.
+        public static func diffusers(configPath path: String, upBlocks: Bool = true) throws -> Config {
             let json = try ConfigJSON(path: path)
             var c = Config()
             c.inChannels = try json.int("in_channels", default: 4)
@@ -68,8 +69,9 @@ extension UNet {
                 default: throw CheckpointError.unsupportedModel(path: path, reason: "down block type \(type)")
                 }
             }
-            let up = try json.strings("up_block_types", default: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"])
             let expectedUp = c.attentionLevels.reversed().map { $0 ? "CrossAttnUpBlock2D" : "UpBlock2D" }
+            let up = upBlocks ? try json.strings("up_block_types", default: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"])
+                              : expectedUp
             guard up == expectedUp else {
                 throw CheckpointError.unsupportedModel(path: path, reason: "up_block_types \(up) do not mirror the down blocks (\(expectedUp))")
             }

@@ -10,12 +10,10 @@ import TensorCore
 public struct UNet: Sendable {
     public let config: Config
 
-    let timeEmbedding1: Linear, timeEmbedding2: Linear
+    let timeEmbedding: TimestepEmbedding
     /// LCM-distilled UNets: the guidance embedding's projection onto the timestep embedding.
     let guidanceProjection: Linear?
-    let convIn: Conv2d
-    let inputBlocks: [Block]
-    let middleResBlock1: ResBlock, middleAttention: SpatialTransformer, middleResBlock2: ResBlock
+    let encoder: UNetEncoder
     let outputBlocks: [Block]
     let normOut: GroupNorm, convOut: Conv2d
 
@@ -33,59 +31,24 @@ public struct UNet: Sendable {
         try config.validate(path: p.store.component)
         self.config = config
         let c = config
-        let embedWidth = c.timeEmbeddingDimension
-        timeEmbedding1 = try Linear(p["time_embed"][0], inputs: c.modelChannels, outputs: embedWidth)
-        timeEmbedding2 = try Linear(p["time_embed"][2], inputs: embedWidth, outputs: embedWidth)
+        timeEmbedding = try TimestepEmbedding(p["time_embed"], config: c)
         guidanceProjection = try c.guidanceEmbeddingDimension.map {
             try Linear(p["time_embed"]["cond_proj"], inputs: $0, outputs: c.modelChannels, bias: false)
         }
-        convIn = try .same3x3(p["input_blocks"][0][0], inputs: c.inChannels, outputs: c.modelChannels)
-
-        func resBlock(_ q: ParameterScope, _ inputs: Int, _ outputs: Int) throws -> ResBlock {
-            try ResBlock(q, inputs: inputs, outputs: outputs, embedding: embedWidth, groups: c.groups, epsilon: c.epsilon)
-        }
-        func transformer(_ q: ParameterScope, _ width: Int, level: Int) throws -> SpatialTransformer {
-            try SpatialTransformer(q, width: width, contextWidth: c.contextDimension, heads: c.headsPerLevel[level],
-                                   depth: c.transformerDepth, groups: c.groups, linearProjection: c.linearProjection)
-        }
-
-        // Down: per level, resBlocksPerLevel ResBlocks (+ transformer), then a stride-2 conv.
-        var skipWidths = [c.modelChannels]
-        var inputs: [Block] = []
-        var width = c.modelChannels
-        for level in 0..<c.levels {
-            let out = c.channels(level: level)
-            for _ in 0..<c.resBlocksPerLevel {
-                let q = p["input_blocks"][inputs.count + 1]
-                var block = Block(resBlock: try resBlock(q[0], width, out))
-                if c.attentionLevels[level] { block.attention = try transformer(q[1], out, level: level) }
-                inputs.append(block)
-                width = out
-                skipWidths.append(width)
-            }
-            if level != c.levels - 1 {
-                let q = p["input_blocks"][inputs.count + 1][0]["op"]
-                inputs.append(Block(downsample: try Conv2d(q, inputs: width, outputs: width, kernel: 3, stride: 2, padding: .uniform(1))))
-                skipWidths.append(width)
-            }
-        }
-        inputBlocks = inputs
-
-        let last = c.levels - 1
-        middleResBlock1 = try resBlock(p["middle_block"][0], width, width)
-        middleAttention = try transformer(p["middle_block"][1], width, level: last)
-        middleResBlock2 = try resBlock(p["middle_block"][2], width, width)
+        encoder = try UNetEncoder(config: c, parameters: p)
 
         // Up: per level (deepest first), resBlocksPerLevel + 1 ResBlocks over [h, skip], then a 2x upsampler.
+        var skipWidths = encoder.skipWidths
+        var width = skipWidths.last ?? c.modelChannels
         var outputs: [Block] = []
-        for level in stride(from: last, through: 0, by: -1) {
+        for level in stride(from: c.levels - 1, through: 0, by: -1) {
             let out = c.channels(level: level)
             for r in 0...c.resBlocksPerLevel {
                 let q = p["output_blocks"][outputs.count]
                 let skip = skipWidths.removeLast()
-                var block = Block(resBlock: try resBlock(q[0], width + skip, out))
+                var block = Block(resBlock: try UNetEncoder.resBlock(q[0], c, width + skip, out))
                 width = out
-                if c.attentionLevels[level] { block.attention = try transformer(q[1], out, level: level) }
+                if c.attentionLevels[level] { block.attention = try UNetEncoder.transformer(q[1], c, out, level: level) }
                 if level != 0 && r == c.resBlocksPerLevel {
                     let index = c.attentionLevels[level] ? 2 : 1
                     block.upsample = try .same3x3(q[index]["conv"], inputs: width, outputs: width)
@@ -118,7 +81,9 @@ public struct UNet: Sendable {
 
     /// Predicts the noise: sample (N, inChannels, H, W), timesteps (N), context (N, S, D) -> (N, outChannels, H, W).
     /// `guidance` (N), for LCM-distilled UNets: the embedded guidance w (the pipeline's scale - 1).
-    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, guidance: [Float]? = nil) -> Tensor {
+    /// `control`: ControlNet residuals, added to the skips and to the middle block's output.
+    public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, guidance: [Float]? = nil,
+                               control: ControlResiduals? = nil) -> Tensor {
         precondition(sample.rank == 4 && sample.shape[1] == config.inChannels,
                      "UNet expects (N, \(config.inChannels), H, W) latents, got \(sample.shape)")
         precondition(timesteps.count == sample.shape[0] && context.shape[0] == sample.shape[0],
@@ -129,21 +94,17 @@ public struct UNet: Sendable {
             precondition(guidance.count == sample.shape[0], "UNet: \(guidance.count) guidance values for a batch of \(sample.shape[0])")
             timeFeatures = timeFeatures + guidanceProjection(UNet.guidanceEmbedding(guidance, width: width))
         }
-        let embedding = timeEmbedding2(timeEmbedding1(timeFeatures).silu())
-        let activated = embedding.silu()
+        let activated = timeEmbedding(features: timeFeatures).silu()
 
-        var h = convIn(sample)
-        var skips = [h]
-        for block in inputBlocks {
-            h = run(block, h, activated, context)
-            skips.append(h)
+        var (h, skips) = encoder(sample, activated: activated, context: context)
+        if let control {
+            precondition(control.down.count == skips.count, "UNet: \(control.down.count) ControlNet residuals for \(skips.count) skips")
+            for i in skips.indices { skips[i] = skips[i].addingResidual(control.down[i]) }
+            h = h.addingResidual(control.middle)
         }
-        h = middleResBlock1(h, activatedEmbedding: activated)
-        h = middleAttention(h, context: context)
-        h = middleResBlock2(h, activatedEmbedding: activated)
         for block in outputBlocks {
             h = Tensor.concatenate([h, skips.removeLast()], axis: 1)  // (N, C + skip, H, W)
-            h = run(block, h, activated, context)
+            h = UNetEncoder.run(block, h, activated, context)
             if let upsample = block.upsample, let next = skips.last {
                 // To the skip's size: twice the size, or one less where the encoder halved an odd size.
                 h = next.shape[2] == 2 * h.shape[2] && next.shape[3] == 2 * h.shape[3]
@@ -152,8 +113,101 @@ public struct UNet: Sendable {
         }
         return convOut(normOut(h, silu: true))
     }
+}
 
-    private func run(_ block: Block, _ x: Tensor, _ activated: Tensor, _ context: Tensor) -> Tensor {
+/// What ControlNets add to a UNet call: one residual per skip (N, C_i, H_i, W_i) and one for the
+/// middle block's output; a residual of spatial size 1x1 (globally pooled) is added at every position.
+public struct ControlResiduals: Sendable {
+    public var down: [Tensor]
+    public var middle: Tensor
+
+    public init(down: [Tensor], middle: Tensor) {
+        self.down = down
+        self.middle = middle
+    }
+
+    /// The sum of several nets' residuals (diffusers' MultiControlNetModel).
+    public static func + (a: ControlResiduals, b: ControlResiduals) -> ControlResiduals {
+        ControlResiduals(down: zip(a.down, b.down).map { $0.addingResidual($1) }, middle: a.middle.addingResidual(b.middle))
+    }
+}
+
+/// The timestep embedding's MLP (`time_embed.0`, SiLU, `time_embed.2`): (N, modelChannels) -> (N, 4 x modelChannels).
+struct TimestepEmbedding: Sendable {
+    let linear1: Linear, linear2: Linear
+
+    init(_ p: ParameterScope, config c: UNet.Config) throws {
+        linear1 = try Linear(p[0], inputs: c.modelChannels, outputs: c.timeEmbeddingDimension)
+        linear2 = try Linear(p[2], inputs: c.timeEmbeddingDimension, outputs: c.timeEmbeddingDimension)
+    }
+
+    func callAsFunction(features: Tensor) -> Tensor { linear2(linear1(features).silu()) }
+}
+
+/// The UNet's way down and its middle block (LDM's `input_blocks` and `middle_block`), which a
+/// ControlNet has a copy of.
+struct UNetEncoder: Sendable {
+    let convIn: Conv2d
+    let blocks: [UNet.Block]
+    let middleResBlock1: ResBlock, middleAttention: SpatialTransformer, middleResBlock2: ResBlock
+    /// The channels of each skip: conv_in's output, then each block's.
+    let skipWidths: [Int]
+
+    init(config c: UNet.Config, parameters p: ParameterScope) throws {
+        convIn = try .same3x3(p["input_blocks"][0][0], inputs: c.inChannels, outputs: c.modelChannels)
+        // Down: per level, resBlocksPerLevel ResBlocks (+ transformer), then a stride-2 conv.
+        var skipWidths = [c.modelChannels]
+        var inputs: [UNet.Block] = []
+        var width = c.modelChannels
+        for level in 0..<c.levels {
+            let out = c.channels(level: level)
+            for _ in 0..<c.resBlocksPerLevel {
+                let q = p["input_blocks"][inputs.count + 1]
+                var block = UNet.Block(resBlock: try Self.resBlock(q[0], c, width, out))
+                if c.attentionLevels[level] { block.attention = try Self.transformer(q[1], c, out, level: level) }
+                inputs.append(block)
+                width = out
+                skipWidths.append(width)
+            }
+            if level != c.levels - 1 {
+                let q = p["input_blocks"][inputs.count + 1][0]["op"]
+                inputs.append(UNet.Block(downsample: try Conv2d(q, inputs: width, outputs: width, kernel: 3, stride: 2, padding: .uniform(1))))
+                skipWidths.append(width)
+            }
+        }
+        blocks = inputs
+        self.skipWidths = skipWidths
+        middleResBlock1 = try Self.resBlock(p["middle_block"][0], c, width, width)
+        middleAttention = try Self.transformer(p["middle_block"][1], c, width, level: c.levels - 1)
+        middleResBlock2 = try Self.resBlock(p["middle_block"][2], c, width, width)
+    }
+
+    static func resBlock(_ q: ParameterScope, _ c: UNet.Config, _ inputs: Int, _ outputs: Int) throws -> ResBlock {
+        try ResBlock(q, inputs: inputs, outputs: outputs, embedding: c.timeEmbeddingDimension, groups: c.groups, epsilon: c.epsilon)
+    }
+
+    static func transformer(_ q: ParameterScope, _ c: UNet.Config, _ width: Int, level: Int) throws -> SpatialTransformer {
+        try SpatialTransformer(q, width: width, contextWidth: c.contextDimension, heads: c.headsPerLevel[level],
+                               depth: c.transformerDepth, groups: c.groups, linearProjection: c.linearProjection)
+    }
+
+    /// sample (N, C, H, W) -> the middle block's output and the skips (conv_in's output, then each
+    /// block's); `hint` (N, modelChannels, H, W), a ControlNet's condition, is added to conv_in's output.
+    func callAsFunction(_ sample: Tensor, activated: Tensor, context: Tensor, hint: Tensor? = nil) -> (Tensor, [Tensor]) {
+        var h = convIn(sample)
+        if let hint { h += hint }
+        var skips = [h]
+        for block in blocks {
+            h = Self.run(block, h, activated, context)
+            skips.append(h)
+        }
+        h = middleResBlock1(h, activatedEmbedding: activated)
+        h = middleAttention(h, context: context)
+        h = middleResBlock2(h, activatedEmbedding: activated)
+        return (h, skips)
+    }
+
+    static func run(_ block: UNet.Block, _ x: Tensor, _ activated: Tensor, _ context: Tensor) -> Tensor {
         if let downsample = block.downsample { return downsample(x) }
         var h = x
         if let resBlock = block.resBlock { h = resBlock(h, activatedEmbedding: activated) }
