@@ -121,7 +121,7 @@ public enum DenoiseLoop {
         for i in start..<end {
             if isCancelled() { throw DenoiseError.cancelled }
             let input = sampler.modelInput(x, step: i)
-            let eps = denoiser.noisePrediction(input, timestep: timesteps[i])
+            let eps = denoiser.noisePrediction(input, timestep: timesteps[i], step: i - start, of: timesteps.count - start)
             if eps.hasNonFinite {
                 throw DenoiseError.invalid("the UNet's noise prediction has NaN or infinite values at step \(i - start + 1) of \(end - start) "
                                            + "(timestep \(timesteps[i])): the UNet weights (or the conditioning or latents fed to it) are damaged")

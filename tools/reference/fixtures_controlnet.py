@@ -170,7 +170,8 @@ def make():
     # Guess mode: the net sees only the prompt's half; its residuals are scaled 0.1 .. 1.
     pipe = StableDiffusionControlNetPipeline(controlnet=a, scheduler=scheduler(EulerDiscreteScheduler), **parts)
     ref["guess.txt2img"] = pipe(PROMPT, image=control, num_inference_steps=6, guidance_scale=7.5, negative_prompt=NEGATIVE,
-                                guess_mode=True, latents=latents.clone(), output_type="latent").images
+                                guess_mode=True, controlnet_conditioning_scale=1.0, latents=latents.clone(),
+                                output_type="latent").images
 
     # Inpainting with the inpaint condition: the image with masked pixels at -1 (diffusers' make_inpaint_condition).
     yy, xx = np.mgrid[0:h, 0:w]
@@ -182,6 +183,7 @@ def make():
     condition = torch.tensor(condition).permute(2, 0, 1)[None].contiguous()
     pipe = StableDiffusionControlNetInpaintPipeline(controlnet=a, scheduler=scheduler(EulerDiscreteScheduler), **parts)
     ref["inpaint"] = pipe(PROMPT, image=image, mask_image=mask_image, control_image=condition, height=h, width=w, strength=1.0,
+                          controlnet_conditioning_scale=1.0,
                           num_inference_steps=6, guidance_scale=7.5, negative_prompt=NEGATIVE,
                           generator=torch.Generator().manual_seed(53), output_type="latent").images
     meta["inpaint"] = "53"
