@@ -50,6 +50,7 @@ struct Denoise: GenerationDescribing {
             .init("masked_latent", .latent, optional: true,
                   help: "9-channel inpainting models: vae_encode of the image with the masked area blanked (erase_masked)"),
             .init("noise", .tensor, optional: true, help: "the starting noise instead of drawing it from the seed (same shape as the latent)"),
+            .init("control", .control, optional: true, help: "ControlNets with their control images (apply_controlnet)"),
         ],
         outputs: [.init("latent", .latent, help: "the denoised latent")],
         parameters: [sampler, schedule, steps, cfg, seed, strength, eta, endAtStep, addNoise, maskGrow, maskFeather, tiled, tileSize, tileOverlap, preview, previewEvery, previewTaesd])
@@ -137,7 +138,8 @@ struct Denoise: GenerationDescribing {
         }
         let denoiser = GuidedDenoiser(unet: unet, positive: positive.slice(0..<1), negative: negative.slice(0..<1),
                                       guidanceScale: Float(try context[Self.cfg]), inpaintingInputs: inpaintingInputs,
-                                      tiles: try Denoise.tiles(context, latent: latent))
+                                      tiles: try Denoise.tiles(context, latent: latent),
+                                      controls: try context.controlGuides("control", unet: unet, latent: latent))
         // Strength 1 (and text-to-image) starts from pure noise; below 1 the latent is noised to the start step.
         let source: Tensor? = request.strength >= 1 && blend == nil && inpaintingInputs == nil ? nil : latent
         let preview = try LatentPreview(context)

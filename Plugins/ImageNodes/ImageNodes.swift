@@ -6,6 +6,6 @@ public enum ImageNodes {
         LoadImage.self, LoadImages.self, LoadMask.self, SaveImage.self,
         ResizeImage.self, ScaleImage.self, CropImage.self, PadImage.self, FitToMultiple.self, ConvertImage.self,
         ImageToMask.self, MaskToImage.self, EditMask.self, Composite.self, MaskBlend.self,
-        CropToMask.self, PasteBack.self,
+        CropToMask.self, PasteBack.self, Canny.self, TileResample.self, InvertImage.self,
     ])
 }

@@ -29,6 +29,7 @@ enum ObjectInfo {
         switch type {
         case .unet: "MODEL"
         case .upscaler: "UPSCALE_MODEL"
+        case .controlnet: "CONTROL_NET"
         case .list(let element): typeName(element)
         default: type.description.uppercased()
         }

@@ -4,6 +4,8 @@ import TensorCore
 /// The type of a node port: what flows along an edge of the workflow graph.
 public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
     case image, mask, latent, conditioning, unet, clip, vae, upscaler, tensor, number, text
+    /// A loaded ControlNet, and ControlNets applied to their control images (what `denoise` takes).
+    case controlnet, control
     /// A list of values, e.g. every image of a folder; nodes that take one value map over it.
     case list(ValueType)
 
@@ -17,6 +19,8 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
         case .clip: return "clip"
         case .vae: return "vae"
         case .upscaler: return "upscaler"
+        case .controlnet: return "controlnet"
+        case .control: return "control"
         case .tensor: return "tensor"
         case .number: return "number"
         case .text: return "text"
