@@ -162,7 +162,7 @@ public final class ComfyServer: Sendable {
         router.get("\(prefix)/embeddings") { [self] _, _ in
             jsonArray(options.folders.files("embeddings").map { ($0 as NSString).deletingPathExtension })
         }
-        router.get("\(prefix)/models") { _, _ in jsonArray(["checkpoints", "loras", "vae", "upscale_models", "embeddings"]) }
+        router.get("\(prefix)/models") { _, _ in jsonArray(["checkpoints", "loras", "vae", "upscale_models", "embeddings", "controlnet"]) }
         router.get("\(prefix)/models/:folder") { [self] _, context in
             jsonArray(options.folders.files(context.parameters.get("folder") ?? ""))
         }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The folders a server reads and writes, and the only places it does: models (ComfyUI's layout:
-/// `checkpoints/`, `loras/`, `vae/`, `upscale_models/`, `embeddings/`), input images, outputs
+/// `checkpoints/`, `loras/`, `vae/`, `upscale_models/`, `embeddings/`, `controlnet/`), input images, outputs
 /// and temporary previews. A file name a client gives is confined to its folder: no absolute
 /// paths, no `..`, and no symbolic link that leads out of it.
 public struct Folders: Sendable {
@@ -36,7 +36,7 @@ public struct Folders: Sendable {
         case "output": return output
         case "temp": return temp
         case "user": return user
-        case "checkpoints", "loras", "vae", "upscale_models", "embeddings":
+        case "checkpoints", "loras", "vae", "upscale_models", "embeddings", "controlnet":
             return models.appendingPathComponent(kind)
         default: throw Refused(description: "unknown folder type '\(kind)'")
         }

@@ -28,7 +28,7 @@ public struct ComfyImport {
         "CheckpointLoaderSimple", "CLIPSetLastLayer", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced",
         "VAEDecode", "VAEEncode", "VAEEncodeForInpaint", "SetLatentNoiseMask", "LoadImage", "LoadImageMask", "SaveImage",
         "PreviewImage", "LoraLoader", "VAELoader", "LatentUpscale", "ImageScale", "UpscaleModelLoader", "ImageUpscaleWithModel",
-        "VAEDecodeTiled", "VAEEncodeTiled",
+        "VAEDecodeTiled", "VAEEncodeTiled", "ControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
     ]
 
     /// ComfyUI sampler names -> sdflow's.
@@ -100,6 +100,8 @@ public struct ComfyImport {
         var outputs: [String: [String]] = [:]
         /// ComfyUI nodes whose CLIP output carries a clip skip (CLIPSetLastLayer).
         var clipSkips: [String: Int] = [:]
+        /// ComfyUI nodes whose CONDITIONING outputs carry ControlNets (ControlNetApply...): the apply_controlnet output.
+        var controls: [String: String] = [:]
         /// ComfyUI nodes whose LATENT output carries a noise mask (its ref, and pixels to grow it by).
         var latentMasks: [String: (mask: String, grow: Int)] = [:]
         var done = Set<String>()
@@ -179,6 +181,29 @@ public struct ComfyImport {
                 let parameter = try file("upscaler_\(id)", try input.text("model_name"), "the upscaler model", folder: "upscale_models", input)
                 emit(name, "load_upscaler", ["path": "!param \(parameter)"])
                 outputs[id] = ["\(name).upscaler"]
+            case "ControlNetLoader":
+                let parameter = try file("controlnet_\(id)", try input.text("control_net_name"), "the ControlNet", folder: "controlnet", input)
+                emit(name, "load_controlnet", ["path": "!param \(parameter)"])
+                outputs[id] = ["\(name).controlnet"]
+            case "ControlNetApplyAdvanced", "ControlNetApply":
+                // ComfyUI attaches the ControlNet to the conditioning; sdflow's denoise takes it as 'control'
+                // (for the whole guided batch, as ComfyUI applies it to the negative too).
+                let advanced = type == "ControlNetApplyAdvanced"
+                let positive = try input.link(advanced ? "positive" : "conditioning")
+                var fields = ["controlnet": try link(input, "control_net"), "image": try link(input, "image"),
+                              "strength": format(try input.number("strength")), "resize_mode": "crop_and_resize"]
+                if advanced {
+                    fields["start_percent"] = format(try input.number("start_percent"))
+                    fields["end_percent"] = format(try input.number("end_percent"))
+                    if fields["start_percent"] != "0" || fields["end_percent"] != "1" {
+                        notes.append("node \(id) \(type): start/end percent are fractions of the steps run (diffusers' rule); ComfyUI's are of "
+                                     + "the noise levels, which agree with the 'normal' scheduler at full denoise")
+                    }
+                }
+                if let previous = controls[positive.node] { fields["control"] = "!ref " + previous }
+                emit(name, "apply_controlnet", fields)
+                controls[id] = "\(name).control"
+                outputs[id] = advanced ? [try target(input, "positive"), try target(input, "negative")] : [try target(input, "conditioning")]
             case "ImageUpscaleWithModel":
                 emit(name, "upscale_image", ["upscaler": try link(input, "upscale_model"), "image": try link(input, "image")])
                 outputs[id] = ["\(name).image"]
@@ -312,6 +337,10 @@ public struct ComfyImport {
                     fields["strength"] = "1"
                 }
             }
+            let (positive, negative) = (try input.link("positive").node, try input.link("negative").node)
+            if let control = controls[positive] ?? controls[negative] {
+                fields["control"] = "!ref " + control
+            }
             let latent = try input.link("latent_image")
             if let mask = latentMasks[latent.node] {
                 fields["mask"] = mask.mask
@@ -411,7 +440,7 @@ public struct ComfyImport {
 /// subfolder of a loader, or the input folder.
 public enum ComfyImportFolders {
     static let loaders = ["load_checkpoint": "checkpoints", "load_lora": "loras", "load_vae": "vae", "load_upscaler": "upscale_models",
-                          "clip_encode": "embeddings"]
+                          "clip_encode": "embeddings", "load_controlnet": "controlnet"]
 
     public static func folder(of nodeType: String) -> String { loaders[nodeType] ?? "input" }
 }

@@ -135,6 +135,52 @@ import WorkflowEngine
         _ = try Workflow.parse(yaml, path: folder.file("up.yaml"))
     }
 
+    /// Two chained ControlNetApplyAdvanced nodes become chained apply_controlnet nodes feeding the
+    /// sampler's control; the graph runs on the tiny model with the tiny ControlNets.
+    @Test func controlNetsMap() throws {
+        var photo = Image(width: 64, height: 64, channels: 3)
+        for i in 0..<photo.pixels.count where i % 7 == 0 { photo.pixels.mutablePointer()[i] = 1 }
+        try ImageFile.write(photo, to: folder.file("edges.png"))
+        let json = #"""
+            {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny"}},
+             "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a house", "clip": ["4", 1]}},
+             "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+             "10": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "tiny-a"}},
+             "11": {"class_type": "LoadImage", "inputs": {"image": "edges.png"}},
+             "12": {"class_type": "ControlNetApplyAdvanced", "inputs": {"positive": ["6", 0], "negative": ["7", 0], "control_net": ["10", 0],
+                    "image": ["11", 0], "strength": 0.8, "start_percent": 0, "end_percent": 0.5}},
+             "13": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "tiny-b"}},
+             "14": {"class_type": "ControlNetApplyAdvanced", "inputs": {"positive": ["12", 0], "negative": ["12", 1], "control_net": ["13", 0],
+                    "image": ["11", 0], "strength": 0.5, "start_percent": 0, "end_percent": 1}},
+             "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 4, "cfg": 5, "sampler_name": "euler", "scheduler": "normal",
+                   "denoise": 1, "model": ["4", 0], "positive": ["14", 0], "negative": ["14", 1], "latent_image": ["5", 0]}},
+             "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+             "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "cn"}}}
+            """#
+        let input = folder.path
+        let files: ComfyImport.FileLookup = { kind, name in
+            switch kind {
+            case "checkpoints": return TinyModel.folder
+            case "controlnet": return Fixtures.path("controlnet/" + name)
+            default: return input + "/" + name
+            }
+        }
+        let imported = try ComfyImport(json: Data(json.utf8), source: "cn.json", files: files)
+        let yaml = imported.yaml
+        for line in ["n10: {type: load_controlnet, path: !param controlnet_10}",
+                     "n12: {type: apply_controlnet, controlnet: !ref n10.controlnet, end_percent: 0.5, image: !ref n11.image, resize_mode: crop_and_resize, start_percent: 0, strength: 0.8}",
+                     "n14: {type: apply_controlnet, control: !ref n12.control, controlnet: !ref n13.controlnet, end_percent: 1, image: !ref n11.image, resize_mode: crop_and_resize, start_percent: 0, strength: 0.5}"] {
+            #expect(yaml.contains("  " + line), "missing: \(line)\n\(yaml)")
+        }
+        let denoise = try #require(yaml.split(separator: "\n").first { $0.hasPrefix("  n3:") })
+        #expect(denoise.contains("control: !ref n14.control") && denoise.contains("positive: !ref n6.conditioning"), "\(denoise)")
+        try yaml.write(toFile: folder.file("cn.yaml"), atomically: true, encoding: .utf8)
+        let report = try run(folder.file("cn.yaml"), ["output_9": folder.file("cn.png")])
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+        #expect(try ImageFile.read(folder.file("cn.png")).width == 64)
+    }
+
     @Test func wrongFilesAreErrorsNamingTheNode() throws {
         func error(_ json: String) -> String {
             do {
@@ -144,8 +190,8 @@ import WorkflowEngine
         }
         let loader = #""1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}"#
         #expect(error(#"{"nodes": [], "links": [], "version": 0.4}"#).contains("UI format"))
-        #expect(error(#"{\#(loader), "2": {"class_type": "ControlNetApply", "inputs": {}}}"#)
-            .hasPrefix("node 2 (ControlNetApply): has no sdflow equivalent"))
+        #expect(error(#"{\#(loader), "2": {"class_type": "ConditioningCombine", "inputs": {}}}"#)
+            .hasPrefix("node 2 (ConditioningCombine): has no sdflow equivalent"))
         #expect(error(#"{"2": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}}}"#)
             == "node 2 (VAEDecode): links to node 9, which the workflow does not have")
         #expect(error(#"{\#(loader), "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 7], "vae": ["1", 2]}}}"#)
