@@ -24,8 +24,11 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Repetitions of each row (the best is reported).")
     var repeats = 1
 
-    @Option(help: "Rows to run (comma-separated): load, txt2img512, fast512, clip, unet256, unet512, unet512_cfg1, vae_encode256, vae_decode256, vae_encode512, vae_decode512, taesd_decode512.")
+    @Option(help: "Rows to run (comma-separated): load, txt2img512, fast512, clip, unet256, unet512, unet512_cfg1, controlnet512, unet512_controlnet, vae_encode256, vae_decode256, vae_encode512, vae_decode512, taesd_decode512.")
     var only: String?
+
+    @Option(help: "A ControlNet (single file or diffusers folder) for the controlnet512 and unet512_controlnet rows: a step with CFG and a ControlNet against unet512.")
+    var controlnet: String?
 
     @Option(help: "TAESD (folder or taesd_decoder.safetensors) for the fast512 and taesd_decode512 rows.")
     var taesd: String?
@@ -138,6 +141,16 @@ struct BenchModel: ParsableCommand {
             time("unet\(size)") { _ = unet(latents, timesteps: [500, 500], context: context) }
             if size == 512 {  // guidance 1: the conditional pass alone
                 time("unet512_cfg1") { _ = unet(latents.slice(0..<1), timesteps: [500], context: context.slice(0..<1)) }
+            }
+            if size == 512, let controlnet {
+                // The ControlNet runs once per UNet call, on the same CFG batch.
+                let net = try ControlNetFile(path: controlnet).load(for: unet.config)
+                let hint = Tensor(repeating: 0.5, shape: [2, net.config.hintChannels, 512, 512])
+                time("controlnet512") { _ = net(latents, timesteps: [500, 500], context: context, hint: hint, scale: 1) }
+                time("unet512_controlnet") {
+                    let residuals = net(latents, timesteps: [500, 500], context: context, hint: hint, scale: 1)
+                    _ = unet(latents, timesteps: [500, 500], context: context, control: residuals)
+                }
             }
             let image = Tensor(repeating: 0.2, shape: [1, 3, size, size])
             time("vae_encode\(size)") { _ = vae.encode(image) }

@@ -15,7 +15,8 @@ import Testing
         reference = try Fixtures.tensors("controlnet-reference.safetensors")
     }
 
-    static let layouts = ["controlnet/tiny-a", "controlnet/tiny-a-ldm.safetensors", "controlnet/tiny-a-bare-bf16.safetensors"]
+    static let layouts = ["controlnet/tiny-a", "controlnet/tiny-a/diffusion_pytorch_model.safetensors", "controlnet/tiny-a-ldm.safetensors",
+                          "controlnet/tiny-a-bare-bf16.safetensors", "controlnet/tiny-a-v10.pth"]
 
     /// The residuals of one call within 1e-5 (relative to each residual's largest value), plain
     /// and in guess mode, whichever layout the net comes from.

@@ -131,3 +131,30 @@ struct FullSizeTests {
         #expect(relative("SD1.5 VAE decode 256", decoded, try reference.tensor("vae.decoded")) <= 1e-1)
     }
 }
+
+/// Opt-in: the random ControlNet of the exact SD 1.5 architecture written by
+/// `tools/reference/make_sd15_controlnet.py OUT_DIR` (into the same folder as the model), from
+/// A1111's single-file layout (F16, `control_model.` names) and a diffusers folder (F32).
+@Suite(.serialized, .enabled(if: FullSizeModel.folder.map { FileManager.default.fileExists(atPath: $0 + "/controlnet-reference.safetensors") } ?? false,
+                             "run make_sd15_controlnet.py into the SDFLOW_SD15 folder"))
+struct FullSizeControlNetTests {
+    @Test(arguments: ["control_sd15_random.safetensors", "controlnet-f32"])
+    func residualsMatchDiffusers(variant: String) throws {
+        let folder = FullSizeModel.folder!
+        let reference = try SafeTensorsFile(path: folder + "/controlnet-reference.safetensors")
+        let file = try ControlNetFile(path: folder + "/" + variant)
+        #expect(file.config.unet.channelMultipliers == [1, 2, 4, 4] && file.config.hintWidths == [16, 32, 96, 256])
+        let net = try file.load(for: .sd15)
+        let start = Date()
+        let result = net(try reference.tensor("sample"), timesteps: try reference.tensor("timesteps").scalars,
+                         context: try reference.tensor("context"), hint: try reference.tensor("hint"), scale: 0.9)
+        print("ControlNet 32x32 batch 2 (\(variant)): \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        #expect(result.down.count == 12)
+        for (i, residual) in result.down.enumerated() {
+            let (error, scale) = parityReport("ControlNet down \(i) (\(variant))", actual: residual, expected: try reference.tensor("down.\(i)"))
+            #expect(error <= 1e-5 * scale, "down \(i): max-abs error \(error), reference max \(scale)")
+        }
+        let (error, scale) = parityReport("ControlNet mid (\(variant))", actual: result.middle, expected: try reference.tensor("mid"))
+        #expect(error <= 1e-5 * scale)
+    }
+}

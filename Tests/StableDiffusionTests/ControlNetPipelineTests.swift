@@ -74,6 +74,20 @@ import Testing
         try check("guess.txt2img", result)
     }
 
+    /// Outside its part of the steps the net adds nothing: the image is the one without it.
+    @Test func outsideItsStepsTheNetAddsNothing() throws {
+        let latents = try reference.tensor("txt2img.latents")
+        func run(_ controls: [ControlGuide]) throws -> Tensor {
+            let denoiser = GuidedDenoiser(unet: unet, positive: positive, negative: negative, guidanceScale: 7.5, controls: controls)
+            return try DenoiseLoop.run(DenoiseRequest(sampler: .euler, steps: 4), denoiser: denoiser, source: nil, noise: latents,
+                                       stepNoise: TorchGenerator(seed: 0))
+        }
+        let plain = try run([])
+        // 4 steps: step 0 ends at 1/4 > 0.2, so no step is guided.
+        #expect(try run([ControlGuide(net: a, hint: try batch("control"), scale: 1, start: 0, end: 0.2)]).maxAbsDifference(plain) == 0)
+        #expect(try run([ControlGuide(net: a, hint: try batch("control"), scale: 1, start: 0, end: 0.5)]).maxAbsDifference(plain) > 0)
+    }
+
     /// The inpaint net's condition: the image with the masked pixels at -1.
     @Test func inpaintingWithTheInpaintCondition() throws {
         let image = Image(pixels: try reference.tensor("image"))

@@ -1,14 +1,18 @@
 """PyTorch/diffusers timings of the rows `sdflow bench model` measures, on the same checkpoint
 (a diffusers folder) and thread count; prints JSON. Used by bench_compare.py.
 
-    python bench_torch.py MODEL_FOLDER [--threads 2] [--only txt2img512,unet512]
+    python bench_torch.py MODEL_FOLDER [--threads 2] [--only txt2img512,unet512] [--controlnet FOLDER]
+
+With --controlnet (a diffusers ControlNetModel folder): controlnet512 (the net on the CFG batch)
+and unet512_controlnet (the net, then the UNet with its residuals), as diffusers' pipelines run them.
 """
 import argparse
 import json
 import time
 
 import torch
-from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (AutoencoderKL, ControlNetModel, EulerAncestralDiscreteScheduler, StableDiffusionPipeline,
+                       UNet2DConditionModel)
 from transformers import CLIPTextModel
 
 import tiny_models as tm
@@ -21,6 +25,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only")
+    parser.add_argument("--controlnet")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     wanted = set(args.only.split(",")) if args.only else None
@@ -59,6 +64,17 @@ def main():
             latents = torch.full((2, 4, size // 8, size // 8), 0.1)
             t = torch.tensor([500, 500])
             timed(f"unet{size}", lambda: unet(latents, t, encoder_hidden_states=context))
+            if size == 512 and args.controlnet:
+                net = ControlNetModel.from_pretrained(args.controlnet).eval()
+                hint = torch.full((2, 3, 512, 512), 0.5)
+
+                def controlled():
+                    down, mid = net(latents, t, encoder_hidden_states=context, controlnet_cond=hint, return_dict=False)
+                    unet(latents, t, encoder_hidden_states=context, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid)
+
+                timed("controlnet512", lambda: net(latents, t, encoder_hidden_states=context, controlnet_cond=hint, return_dict=False))
+                timed("unet512_controlnet", controlled)
             image = torch.full((1, 3, size, size), 0.2)
             timed(f"vae_encode{size}", lambda: vae.encode(image).latent_dist.mean)
             z = torch.full((1, 4, size // 8, size // 8), 0.1)

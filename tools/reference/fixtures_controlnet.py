@@ -8,6 +8,7 @@ Tests/Fixtures/controlnet/
   tiny-a-ldm.safetensors      the same weights, LDM names under control_model. (as A1111's
                               control_v11p_sd15_*.safetensors), float16
   tiny-a-bare-bf16.safetensors  LDM names without the prefix, bfloat16
+  tiny-a-v10.pth              ControlNet 1.0's pickled layout (state_dict with control_model. and other parts), float16
   tiny-b/                     another net (diffusers folder), for two nets at once
   sd21-like.safetensors       a net whose cross-attention reads 1024-wide text (SD 2.x): refused
   t2i-adapter.safetensors     T2I-Adapter keys: refused
@@ -99,6 +100,9 @@ def write_files(a, b):
         assert torch.equal(value.to(torch.float16).float(), value), f"{key} is not exact in float16"
     save_file({k: v.to(torch.float16) for k, v in state.items()}, os.path.join(folder, "tiny-a-ldm.safetensors"))
     save_file({k: v.to(torch.bfloat16) for k, v in ldm_state(a).items()}, os.path.join(folder, "tiny-a-bare-bf16.safetensors"))
+    # ControlNet 1.0's pickled layout: the whole model, the ControlNet under control_model.
+    whole = {**state, "model.diffusion_model.out.2.bias": torch.zeros(4), "first_stage_model.decoder.conv_out.bias": torch.zeros(3)}
+    torch.save({"state_dict": {k: v.to(torch.float16) for k, v in whole.items()}}, os.path.join(folder, "tiny-a-v10.pth"))
     # SD 2.x-like: the cross-attention keys read 1024-wide text.
     sd21 = {}
     for k, v in ldm_state(a, "control_model.").items():
