@@ -45,6 +45,8 @@ import Testing
         }
         #expect(message("controlnet/sd21-like.safetensors").contains("SD 2.x ControlNet"))
         #expect(message("controlnet/t2i-adapter.safetensors").contains("T2I-Adapter"))
+        #expect(message("controlnet/sdxl-like.safetensors").contains("SDXL ControlNet"))
+        #expect(message("controlnet/control-lora-like.safetensors").contains("Control-LoRA"))
         #expect(message("tiny-sd/unet/diffusion_pytorch_model.safetensors").contains("not a ControlNet"))
         #expect(message("controlnet/missing.safetensors").contains("no such file"))
         // A net for another UNet.

@@ -70,6 +70,51 @@ import WorkflowEngine
         #expect(try pixels(folder.file("zero/a.png")) == pixels(folder.file("plain/a.png")))
     }
 
+    /// Inpainting with the inpaint ControlNet's mask input, a control image of another size fitted by
+    /// each resize mode, and the few-step LCM path at guidance 1 (one UNet call per step).
+    @Test func inpaintingResizeModesAndFewSteps() throws {
+        let photo = try ImageFile.read(Fixtures.path("canny/photo4.png")).cropped(PixelRect(x: 0, y: 0, width: 64, height: 64))
+        try ImageFile.write(photo, to: folder.file("photo.png"))
+        let control = try ImageFile.read(Fixtures.path("canny/photo1.png")).cropped(PixelRect(x: 0, y: 0, width: 40, height: 90))
+        try ImageFile.write(control, to: folder.file("control.png"))
+        var mask = Image(width: 64, height: 64, channels: 1)
+        for y in 16..<48 { for x in 16..<48 { mask.pixels.mutablePointer()[y * 64 + x] = 1 } }
+        try ImageFile.write(mask, to: folder.file("mask.png"))
+        let yaml = """
+            version: 1
+            parameters: {resize: crop_and_resize, sampler: euler, cfg: 5, steps: 3, output: out.png}
+            nodes:
+              model: {type: load_checkpoint, path: \(TinyModel.folder)}
+              photo: {type: load_image, path: photo.png}
+              edges: {type: load_image, path: control.png}
+              mask: {type: load_mask, path: mask.png}
+              net: {type: load_controlnet, path: \(Fixtures.path("controlnet/tiny-a-v10.pth"))}
+              inpaint: {type: apply_controlnet, controlnet: !ref net, image: !ref photo, mask: !ref mask}
+              control: {type: apply_controlnet, controlnet: !ref net, image: !ref edges, control: !ref inpaint, resize_mode: !param resize, strength: 0.7}
+              positive: {type: clip_encode, clip: !ref model.clip, text: a house}
+              negative: {type: clip_encode, clip: !ref model.clip, text: ""}
+              encoded: {type: vae_encode, vae: !ref model.vae, image: !ref photo}
+              generated: {type: denoise, unet: !ref model.unet, positive: !ref positive, negative: !ref negative, latent: !ref encoded,
+                          mask: !ref mask, control: !ref control, sampler: !param sampler, cfg: !param cfg, steps: !param steps, seed: 3}
+              image: {type: vae_decode, vae: !ref model.vae, latent: !ref generated}
+              save: {type: save_image, image: !ref image, path: !param output}
+            """
+        let path = folder.file("inpaint-controlnet.yaml")
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        var outputs: [[Float]] = []
+        for (mode, sampler, cfg) in [("crop_and_resize", "euler", "5"), ("just_resize", "euler", "5"), ("resize_and_fill", "euler", "5"),
+                                     ("crop_and_resize", "lcm", "1")] {
+            let graph = try Graph(workflow: Workflow.load(path: path), registry: TestEngine.registry(),
+                                  overrides: ["resize": mode, "sampler": sampler, "cfg": cfg, "output": folder.file("\(mode)-\(sampler).png")],
+                                  currentDirectory: folder.path)
+            let report = Executor(graph: graph, options: Executor.Options()).run()
+            #expect(report.succeeded, "\(mode) \(sampler): \(report.nodes.flatMap(\.errors))")
+            outputs.append(try pixels(folder.file("\(mode)-\(sampler).png")))
+        }
+        // Each way of fitting the control image gives another image.
+        #expect(Set(outputs.map { $0.hashValue }).count == 4)
+    }
+
     @Test func badControlNetsAreErrorsNamingTheNode() throws {
         let all = try photos(["a"])
         for (file, expected) in [("controlnet/sd21-like.safetensors", "SD 2.x ControlNet"), ("controlnet/t2i-adapter.safetensors", "T2I-Adapter")] {

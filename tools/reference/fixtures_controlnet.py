@@ -12,6 +12,8 @@ Tests/Fixtures/controlnet/
   tiny-b/                     another net (diffusers folder), for two nets at once
   sd21-like.safetensors       a net whose cross-attention reads 1024-wide text (SD 2.x): refused
   t2i-adapter.safetensors     T2I-Adapter keys: refused
+  sdxl-like.safetensors       SDXL ControlNet keys (label_emb): refused
+  control-lora-like.safetensors  Control-LoRA keys (lora_controlnet): refused
 Weights are random, rounded to bfloat16 precision so every layout stores the same values.
 
 Tests/Fixtures/controlnet-reference.safetensors:
@@ -113,6 +115,10 @@ def write_files(a, b):
     save_file(sd21, os.path.join(folder, "sd21-like.safetensors"))
     save_file({"body.0.block1.weight": torch.zeros(8, 8, 3, 3), "conv_in.weight": torch.zeros(8, 192, 3, 3)},
               os.path.join(folder, "t2i-adapter.safetensors"))
+    save_file({"control_model.label_emb.0.0.weight": torch.zeros(8, 16), "control_model.zero_convs.0.0.weight": torch.zeros(8, 8, 1, 1)},
+              os.path.join(folder, "sdxl-like.safetensors"))
+    save_file({"lora_controlnet": torch.zeros(1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3),
+               "input_blocks.1.0.in_layers.2.up": torch.zeros(8, 4)}, os.path.join(folder, "control-lora-like.safetensors"))
     print("wrote Tests/Fixtures/controlnet/")
 
 
