@@ -87,6 +87,22 @@ struct DiffusersFolder {
         throw CheckpointError.notACheckpoint(path: folder, reason: "no \(name).safetensors (or .fp16.safetensors, or .bin) weights")
     }
 
+    /// For a model kept apart from a checkpoint: the folder holding its config.json when `path` is a
+    /// folder (its `subfolder` in a pipeline folder, else `path` itself), nil when `path` is a file.
+    /// A missing path, or a folder without config.json, is an error saying what it needed (`needs`).
+    static func componentFolder(_ path: String, subfolder: String, needs: String) throws -> String? {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "no such file or folder")
+        }
+        guard isFolder.boolValue else { return nil }
+        let folder = FileManager.default.fileExists(atPath: path + "/\(subfolder)/config.json") ? path + "/" + subfolder : path
+        guard FileManager.default.fileExists(atPath: folder + "/config.json") else {
+            throw CheckpointError.notACheckpoint(path: path, reason: needs)
+        }
+        return folder
+    }
+
     static func store(_ component: String, folder: String, weights: String, map: DiffusersKeyMap,
                       ignoring ignored: [String]) throws -> ParameterStore {
         var locations: [String: ParameterStore.Location] = [:]

@@ -24,15 +24,7 @@ public struct VAEFile: Sendable {
     /// Opens `path`; `configOverride` replaces the config a single file's shapes give.
     public init(path: String, config configOverride: AutoencoderKL.Config? = nil) throws {
         self.path = path
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw CheckpointError.notACheckpoint(path: path, reason: "no such file or folder")
-        }
-        if isFolder.boolValue {
-            let folder = FileManager.default.fileExists(atPath: path + "/vae/config.json") ? path + "/vae" : path
-            guard FileManager.default.fileExists(atPath: folder + "/config.json") else {
-                throw CheckpointError.notACheckpoint(path: path, reason: "a VAE folder needs config.json (or vae/config.json)")
-            }
+        if let folder = try DiffusersFolder.componentFolder(path, subfolder: "vae", needs: "a VAE folder needs config.json (or vae/config.json)") {
             let config = try configOverride ?? AutoencoderKL.Config.diffusers(configPath: folder + "/config.json")
             self.config = config
             store = try DiffusersFolder.store("VAE", folder: folder, weights: "diffusion_pytorch_model", map: .vae(config), ignoring: [])

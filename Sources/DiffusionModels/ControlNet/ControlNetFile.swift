@@ -23,15 +23,8 @@ public struct ControlNetFile: Sendable {
     /// Opens `path` (its weights load with `load()`).
     public init(path: String) throws {
         self.path = path
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw CheckpointError.notACheckpoint(path: path, reason: "no such file or folder")
-        }
-        if isFolder.boolValue {
-            let folder = FileManager.default.fileExists(atPath: path + "/controlnet/config.json") ? path + "/controlnet" : path
-            guard FileManager.default.fileExists(atPath: folder + "/config.json") else {
-                throw CheckpointError.notACheckpoint(path: path, reason: "a ControlNet folder needs config.json (diffusers' ControlNetModel)")
-            }
+        if let folder = try DiffusersFolder.componentFolder(path, subfolder: "controlnet",
+                                                             needs: "a ControlNet folder needs config.json (diffusers' ControlNetModel)") {
             let config = try Self.diffusersConfig(folder + "/config.json")
             self.config = config
             configured = true
