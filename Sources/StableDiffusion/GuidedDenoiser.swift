@@ -23,16 +23,19 @@ public struct GuidedDenoiser {
     /// ControlNets whose residuals are added to every UNet call in their part of the steps,
     /// summed (diffusers' MultiControlNetModel).
     public let controls: [ControlGuide]
+    /// SDXL: the pooled text and time ids of the prompt and of the negative prompt (batch 1 each).
+    public let added: (positive: AddedConditions, negative: AddedConditions)?
 
     public init(unet: UNet, positive: Tensor, negative: Tensor, guidanceScale: Float,
                 inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)? = nil, tiles: (size: Int, overlap: Int)? = nil,
-                controls: [ControlGuide] = []) {
+                controls: [ControlGuide] = [], added: (positive: AddedConditions, negative: AddedConditions)? = nil) {
         self.unet = unet
         (self.positive, self.negative) = GuidedDenoiser.sameLength(positive, negative)
         self.guidanceScale = guidanceScale
         self.inpaintingInputs = inpaintingInputs
         self.tiles = tiles
         self.controls = controls
+        self.added = added
     }
 
     /// Prompts of different lengths (chunk counts) share one batched UNet call once each is
@@ -102,20 +105,29 @@ public struct GuidedDenoiser {
             // [latents, mask, masked-image latents] -> (2N, 9, h, w)
             input = Tensor.concatenate([input, extra.mask.repeatedBatch(copies), extra.maskedImageLatents.repeatedBatch(copies)], axis: 1)
         }
+        // SDXL's pooled text and time ids, repeated to n items per prompt.
+        let addedCond = added.map { AddedConditions(pooled: $0.positive.pooled.repeatedBatch(n), timeIds: $0.positive.timeIds.repeatedBatch(n)) }
+        let addedUncond = added.map { AddedConditions(pooled: $0.negative.pooled.repeatedBatch(n), timeIds: $0.negative.timeIds.repeatedBatch(n)) }
         let eps: Tensor
         if !usesGuidance {
             eps = unet(input, timesteps: Array(repeating: timestep, count: n), context: cond,
                        guidance: embedsGuidance ? Array(repeating: guidanceScale - 1, count: n) : nil,
-                       control: control(latents, cond, unconditional: 0))
+                       control: control(latents, cond, unconditional: 0), added: addedCond)
         } else if uncond.shape[1] == cond.shape[1] {
             let context = Tensor.concatenate([uncond, cond], axis: 0)
+            var both: AddedConditions?
+            if let u = addedUncond, let c = addedCond {
+                both = AddedConditions(pooled: Tensor.concatenate([u.pooled, c.pooled], axis: 0), timeIds: Tensor.concatenate([u.timeIds, c.timeIds], axis: 0))
+            }
             eps = unet(input, timesteps: Array(repeating: timestep, count: 2 * n), context: context,
-                       control: control(latents, context, unconditional: n))
+                       control: control(latents, context, unconditional: n), added: both)
         } else {  // prompts of lengths with no small common multiple: one call each
             let times = Array(repeating: timestep, count: n)
             let (u, c) = (latents.slice(0..<n), latents.slice(n..<(2 * n)))
-            eps = Tensor.concatenate([unet(input.slice(0..<n), timesteps: times, context: uncond, control: control(u, uncond, unconditional: n)),
-                                      unet(input.slice(n..<(2 * n)), timesteps: times, context: cond, control: control(c, cond, unconditional: 0))],
+            eps = Tensor.concatenate([unet(input.slice(0..<n), timesteps: times, context: uncond, control: control(u, uncond, unconditional: n),
+                                           added: addedUncond),
+                                      unet(input.slice(n..<(2 * n)), timesteps: times, context: cond, control: control(c, cond, unconditional: 0),
+                                           added: addedCond)],
                                      axis: 0)
         }
         guard usesGuidance else { return eps }

@@ -16,6 +16,11 @@ public struct CLIPTextEncoder: Sendable {
         /// quick-GELU for OpenAI CLIP (SD 1.x); exact GELU for some other encoders.
         public var quickGELU = true
         public var layerNormEpsilon: Float = 1e-5
+        /// The width of the text projection of the pooled output (CLIPTextModelWithProjection,
+        /// SDXL's second encoder); nil for none.
+        public var projectionWidth: Int?
+        /// The end-of-text token, whose position gives the pooled output.
+        public var endTokenID = 49407
 
         public init() {}
 
@@ -33,6 +38,7 @@ public struct CLIPTextEncoder: Sendable {
             c.layers = try json.int("num_hidden_layers", default: 12)
             c.maxPositions = try json.int("max_position_embeddings", default: 77)
             c.layerNormEpsilon = Float(try json.double("layer_norm_eps", default: 1e-5))
+            c.endTokenID = try json.int("eos_token_id", default: 49407)
             switch json.string("hidden_act") ?? "quick_gelu" {
             case "quick_gelu": c.quickGELU = true
             case "gelu": c.quickGELU = false
@@ -56,9 +62,12 @@ public struct CLIPTextEncoder: Sendable {
     let positionEmbedding: Tensor   // (77, C)
     let layers: [Layer]
     let finalNorm: LayerNorm
+    /// `text_projection` (no bias), for the pooled output.
+    let projection: Linear?
 
-    /// Builds the encoder from `parameters` scoped at `text_model`.
-    public init(config c: Config, parameters p: ParameterScope) throws {
+    /// Builds the encoder from `parameters` scoped at `text_model`; `projection` is the scope of
+    /// `text_projection` when the config has one.
+    public init(config c: Config, parameters p: ParameterScope, projection q: ParameterScope? = nil) throws {
         config = c
         tokenEmbedding = try p["embeddings"]["token_embedding"].weight("weight", shape: [c.vocabularySize, c.width])
         positionEmbedding = try p["embeddings"]["position_embedding"].tensor("weight", shape: [c.maxPositions, c.width])
@@ -75,6 +84,10 @@ public struct CLIPTextEncoder: Sendable {
                          fc2: try Linear(q["mlp"]["fc2"], inputs: c.intermediateWidth, outputs: c.width))
         }
         finalNorm = try LayerNorm(p["final_layer_norm"], width: c.width, epsilon: c.layerNormEpsilon)
+        projection = try c.projectionWidth.map { width in
+            guard let q else { throw CheckpointError.invalidConfig(path: p.store.component, reason: "a text projection without its weights") }
+            return try Linear(q, inputs: c.width, outputs: width, bias: false)
+        }
     }
 
     /// The hidden states after the embeddings and after every layer (layers + 1 tensors of
@@ -115,6 +128,23 @@ public struct CLIPTextEncoder: Sendable {
             states.append(x)
         }
         return states
+    }
+
+    /// The pooled output (transformers' `text_embeds` of CLIPTextModelWithProjection): the last
+    /// hidden state with the final layer norm at each sequence's first end-of-text token, through
+    /// the text projection. `lastHidden` (N, T, C) from `hiddenStates(ids).last`. -> (N, projection)
+    public func pooled(_ ids: [[Int]], lastHidden: Tensor) -> Tensor {
+        let (n, t, c) = (lastHidden.shape[0], lastHidden.shape[1], lastHidden.shape[2])
+        let normed = finalNorm(lastHidden)
+        var rows = Tensor(uninitialized: [n, c])
+        let out = rows.mutablePointer()
+        normed.withUnsafeBufferPointer { h in
+            for (b, row) in ids.enumerated() {
+                let position = row.firstIndex(of: config.endTokenID) ?? t - 1
+                for j in 0..<c { out[b * c + j] = h[(b * t + position) * c + j] }
+            }
+        }
+        return projection.map { $0(rows) } ?? rows
     }
 
     /// The conditioning for the UNet: the output of layer `layers - skippedLayers`, with the

@@ -17,11 +17,13 @@ public final class Checkpoint: Sendable {
     /// How the checkpoint is stored.
     public enum Layout: String, Sendable { case singleFile = "single-file", diffusers }
 
-    /// The configs of the three models.
+    /// The configs of the models.
     public struct Configs: Sendable, Equatable {
         public var unet: UNet.Config
         public var vae: AutoencoderKL.Config
         public var textEncoder: CLIPTextEncoder.Config
+        /// SDXL's second text encoder (OpenCLIP ViT-bigG with its text projection).
+        public var textEncoder2: CLIPTextEncoder.Config?
 
         public init(unet: UNet.Config, vae: AutoencoderKL.Config, textEncoder: CLIPTextEncoder.Config) {
             self.unet = unet
@@ -38,6 +40,8 @@ public final class Checkpoint: Sendable {
     public let unetStore: ParameterStore
     public let vaeStore: ParameterStore
     public let textStore: ParameterStore
+    /// SDXL's second text encoder's parameters (transformers names).
+    public let textStore2: ParameterStore?
     let tokenizerFolder: String?
 
     /// Keys of single-file checkpoints that are not model weights (prefixes).
@@ -74,6 +78,7 @@ public final class Checkpoint: Sendable {
             unetStore = folder.unet
             vaeStore = folder.vae
             textStore = folder.textEncoder
+            textStore2 = folder.textEncoder2
             tokenizerFolder = folder.tokenizerFolder
             configs = try override ?? folder.configs()
         } else {
@@ -83,6 +88,7 @@ public final class Checkpoint: Sendable {
             unetStore = split.unet
             vaeStore = split.vae
             textStore = split.textEncoder
+            textStore2 = nil
             tokenizerFolder = nil
             configs = try override ?? ConfigInference.configs(unet: unetStore, vae: vaeStore, textEncoder: textStore, path: path)
         }
@@ -92,7 +98,11 @@ public final class Checkpoint: Sendable {
         unetStore.keepsHalfPrecision = weights == .asStored
         vaeStore.keepsHalfPrecision = true
         textStore.keepsHalfPrecision = true
+        textStore2?.keepsHalfPrecision = true
     }
+
+    /// Whether this is an SDXL checkpoint (two text encoders, the UNet's added conditioning).
+    public var isSDXL: Bool { configs.unet.addition != nil }
 
     // MARK: - Components
 
@@ -118,6 +128,18 @@ public final class Checkpoint: Sendable {
         try requirePresent(textStore, prefix: layout == .singleFile ? "cond_stage_model.transformer." : "text_encoder/")
         let store = patches.isEmpty ? textStore : textStore.patched(patches)
         let encoder = try CLIPTextEncoder(config: configs.textEncoder, parameters: store.scope("text_model"))
+        try store.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
+        return encoder
+    }
+
+    /// SDXL's second text encoder (with its text projection), checked like the first.
+    public func loadTextEncoder2(patches: WeightPatches = [:]) throws -> CLIPTextEncoder {
+        guard let textStore2, let config = configs.textEncoder2 else {
+            throw CheckpointError.notACheckpoint(path: path, reason: "it has no second text encoder (not an SDXL checkpoint)")
+        }
+        try requirePresent(textStore2, prefix: layout == .singleFile ? "conditioner.embedders.1." : "text_encoder_2/")
+        let store = patches.isEmpty ? textStore2 : textStore2.patched(patches)
+        let encoder = try CLIPTextEncoder(config: config, parameters: store.scope("text_model"), projection: store.scope("text_projection"))
         try store.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
         return encoder
     }

@@ -57,9 +57,14 @@ enum ConfigInference {
                 throw CheckpointError.unsupportedModel(path: path, reason: "an SD 2.x UNet (1024-wide text context); sdflow runs SD 1.x")
             }
         }
-        var depth = 0
-        while s.contains("middle_block.1.transformer_blocks.\(depth).norm1.weight") { depth += 1 }
-        c.transformerDepth = Swift.max(depth, 1)
+        // Transformer blocks per level: those of the level's first attention block (1 where it has none).
+        var firstBlock = 1
+        c.transformerDepths = (0..<multipliers.count).map { level in
+            defer { firstBlock += resBlocks[0] + 1 }
+            var depth = 0
+            while s.contains("input_blocks.\(firstBlock).1.transformer_blocks.\(depth).norm1.weight") { depth += 1 }
+            return Swift.max(depth, 1)
+        }
         if let projection = s.shape("middle_block.1.proj_in.weight") { c.linearProjection = projection.count == 2 }
         return c
     }

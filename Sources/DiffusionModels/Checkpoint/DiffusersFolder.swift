@@ -9,11 +9,16 @@ struct DiffusersFolder {
     let unet: ParameterStore
     let vae: ParameterStore
     let textEncoder: ParameterStore
+    /// SDXL's second text encoder (`text_encoder_2/`, CLIPTextModelWithProjection).
+    let textEncoder2: ParameterStore?
     let tokenizerFolder: String?
 
     init(path: String) throws {
         self.path = path
         let manager = FileManager.default
+        if !manager.fileExists(atPath: path + "/text_encoder/config.json") && manager.fileExists(atPath: path + "/text_encoder_2/config.json") {
+            throw CheckpointError.unsupportedModel(path: path, reason: "the SDXL refiner (text_encoder_2/ only); sdflow runs SDXL base models")
+        }
         for part in ["unet", "vae", "text_encoder"] where !manager.fileExists(atPath: path + "/" + part + "/config.json") {
             throw CheckpointError.notACheckpoint(path: path, reason: "a diffusers folder needs \(part)/config.json")
         }
@@ -26,12 +31,22 @@ struct DiffusersFolder {
                                         map: .vae(vaeConfig), ignoring: [])
         textEncoder = try DiffusersFolder.store("text encoder", folder: path + "/text_encoder", weights: "model",
                                                 map: .textEncoder, ignoring: Checkpoint.ignoredTextKeys)
+        let hasSecond = manager.fileExists(atPath: path + "/text_encoder_2/config.json")
+        if unetConfig.addition != nil {
+            guard hasSecond else {
+                throw CheckpointError.unsupportedModel(path: path, reason: "an SDXL UNet without text_encoder_2/ (the SDXL refiner? sdflow runs SDXL base models)")
+            }
+            textEncoder2 = try DiffusersFolder.store("text encoder 2", folder: path + "/text_encoder_2", weights: "model",
+                                                     map: .textEncoder, ignoring: Checkpoint.ignoredTextKeys)
+        } else {
+            textEncoder2 = nil
+        }
         let tokenizer = path + "/tokenizer"
         tokenizerFolder = BPEVocabulary.isTokenizerFolder(tokenizer) ? tokenizer : nil
     }
 
-    /// SDXL, SD 2.x and v-prediction folders are refused by name: their weights have the same
-    /// names as SD 1.x's and would otherwise load (SD 2.x's 1024-wide context, linear projections).
+    /// SD 2.x and v-prediction folders are refused by name: their weights have the same names as
+    /// SD 1.x's and would otherwise load (SD 2.x's 1024-wide context, linear projections).
     static func refuseOtherFamilies(_ path: String) throws {
         func json(_ file: String) -> [String: Any] {
             FileManager.default.contents(atPath: path + "/" + file)
@@ -40,13 +55,13 @@ struct DiffusersFolder {
         func refuse(_ file: String, _ what: String) -> CheckpointError {
             .unsupportedModel(path: path + "/" + file, reason: what + "; sdflow runs SD 1.x (epsilon prediction)")
         }
-        let pipeline = json("model_index.json")["_class_name"] as? String ?? ""
         let unet = json("unet/config.json")
         let context = unet["cross_attention_dim"] as? Int
-        if pipeline.contains("XL") || unet["addition_embed_type"] as? String == "text_time" || context == 2048 {
-            throw refuse(pipeline.contains("XL") ? "model_index.json" : "unet/config.json", "an SDXL model")
+        let sdxl = unet["addition_embed_type"] as? String == "text_time"
+        if unet["projection_class_embeddings_input_dim"] as? Int == 2560 {
+            throw refuse("unet/config.json", "the SDXL refiner (aesthetic-score conditioning); sdflow runs SDXL base models")
         }
-        if context == 1024 || unet["use_linear_projection"] as? Bool == true {
+        if !sdxl && (context == 1024 || unet["use_linear_projection"] as? Bool == true) {
             throw refuse("unet/config.json", "an SD 2.x UNet (" + (context == 1024 ? "1024-wide text context" : "linear attention projections") + ")")
         }
         if json("text_encoder/config.json")["hidden_size"] as? Int == 1024 {
@@ -58,9 +73,15 @@ struct DiffusersFolder {
     }
 
     func configs() throws -> Checkpoint.Configs {
-        Checkpoint.Configs(unet: try .diffusers(configPath: path + "/unet/config.json"),
-                           vae: try .diffusers(configPath: path + "/vae/config.json"),
-                           textEncoder: try .transformers(configPath: path + "/text_encoder/config.json"))
+        var configs = Checkpoint.Configs(unet: try .diffusers(configPath: path + "/unet/config.json"),
+                                         vae: try .diffusers(configPath: path + "/vae/config.json"),
+                                         textEncoder: try .transformers(configPath: path + "/text_encoder/config.json"))
+        if let textEncoder2 {
+            var config = try CLIPTextEncoder.Config.transformers(configPath: path + "/text_encoder_2/config.json")
+            config.projectionWidth = textEncoder2.shape("text_projection.weight")?.first
+            configs.textEncoder2 = config
+        }
+        return configs
     }
 
     /// The weight files of one component: `<name>.safetensors`, else `<name>.fp16.safetensors`,

@@ -30,6 +30,7 @@ public struct DiffusersKeyMap: Sendable {
             "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
             "time_embedding.cond_proj": "time_embed.cond_proj",
             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+            "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
         ]
         func resnet(_ d: String, _ l: String) {
             for (dn, ln) in [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
@@ -133,6 +134,6 @@ public struct DiffusersKeyMap: Sendable {
     /// transformers 5 saves them without the `text_model.` prefix.
     public static let textEncoder = DiffusersKeyMap(modules: [
         "text_model": "text_model", "embeddings": "text_model.embeddings", "encoder": "text_model.encoder",
-        "final_layer_norm": "text_model.final_layer_norm",
+        "final_layer_norm": "text_model.final_layer_norm", "text_projection": "text_projection",
     ])
 }

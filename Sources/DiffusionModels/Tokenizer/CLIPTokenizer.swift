@@ -52,6 +52,13 @@ public final class CLIPTokenizer: Sendable {
         public let droppedTokenCount: Int
         /// The part of the normalised prompt that was cut off, for warnings ("" when nothing was cut).
         public let droppedText: String
+
+        /// The ids with the padding after the first end token replaced by `pad` (SDXL's second
+        /// tokenizer, OpenCLIP's, pads with "!", id 0).
+        public func ids(paddingWith pad: Int, endID: Int = 49407) -> [Int] {
+            guard let end = ids.firstIndex(of: endID) else { return ids }
+            return Array(ids[...end]) + Array(repeating: pad, count: ids.count - end - 1)
+        }
     }
 
     /// The token ids of `text` without BOS/EOS.

@@ -17,8 +17,9 @@ extension UNet {
         public var resBlocksPerLevel = 2
         /// Attention heads at each level (SD 1.x: 8 everywhere); the middle block uses the last.
         public var headsPerLevel = [8, 8, 8, 8]
-        /// Transformer blocks per spatial transformer.
-        public var transformerDepth = 1
+        /// Transformer blocks of each level's spatial transformers (SDXL: 0, 2, 10); the middle
+        /// block's has the last level's.
+        public var transformerDepths = [1, 1, 1, 1]
         /// Width of the text conditioning (CLIP's hidden size).
         public var contextDimension = 768
         /// GroupNorm groups and epsilon of the ResBlocks.
@@ -29,6 +30,19 @@ extension UNet {
         /// LCM-distilled UNets (`time_cond_proj_dim`): the guidance scale enters as a sinusoidal
         /// embedding of this width, projected and added to the timestep's (no classifier-free guidance).
         public var guidanceEmbeddingDimension: Int?
+        /// SDXL (diffusers' `text_time`): the pooled text embedding and six size numbers (`time_ids`),
+        /// each number as a sinusoid of `timeWidth`, projected from `inputWidth` (pooled + 6 x timeWidth)
+        /// and added to the timestep embedding.
+        public var addition: Addition?
+
+        /// SDXL's added conditioning's widths.
+        public struct Addition: Sendable, Equatable {
+            public var timeWidth: Int
+            public var inputWidth: Int
+            public init(timeWidth: Int, inputWidth: Int) { (self.timeWidth, self.inputWidth) = (timeWidth, inputWidth) }
+            /// The pooled text embedding's width.
+            public var pooledWidth: Int { inputWidth - 6 * timeWidth }
+        }
 
         public init() {}
 
@@ -86,7 +100,14 @@ extension UNet {
             } else {
                 c.headsPerLevel = Array(repeating: try json.int(heads, default: 8), count: levels)
             }
-            c.transformerDepth = try json.int("transformer_layers_per_block", default: 1)
+            if let list = try? json.ints("transformer_layers_per_block", default: []), !list.isEmpty {
+                guard list.count == levels else {
+                    throw CheckpointError.invalidConfig(path: path, reason: "transformer_layers_per_block has \(list.count) entries for \(levels) levels")
+                }
+                c.transformerDepths = list
+            } else {
+                c.transformerDepths = Array(repeating: try json.int("transformer_layers_per_block", default: 1), count: levels)
+            }
             c.contextDimension = try json.int("cross_attention_dim", default: 768)
             c.groups = try json.int("norm_num_groups", default: 32)
             c.epsilon = Float(try json.double("norm_eps", default: 1e-5))
@@ -97,8 +118,19 @@ extension UNet {
                 }
                 c.guidanceEmbeddingDimension = width
             }
+            if let type = json.string("addition_embed_type") {
+                guard type == "text_time" else {
+                    throw CheckpointError.unsupportedModel(path: path, reason: "addition_embed_type '\(type)' is not SDXL's text_time")
+                }
+                let time = try json.int("addition_time_embed_dim", default: 256)
+                let input = try json.int("projection_class_embeddings_input_dim", default: 2816)
+                guard time > 0, time % 2 == 0, input > 6 * time else {
+                    throw CheckpointError.invalidConfig(path: path, reason: "addition_time_embed_dim \(time) and projection_class_embeddings_input_dim \(input) do not fit six time ids and a pooled text")
+                }
+                c.addition = Addition(timeWidth: time, inputWidth: input)
+            }
             // Settings of other model families; upcast_attention needs nothing (attention is float32 already).
-            for key in ["class_embed_type", "addition_embed_type", "encoder_hid_dim_type"] where json.string(key) != nil {
+            for key in ["class_embed_type", "encoder_hid_dim_type"] where json.string(key) != nil {
                 throw CheckpointError.unsupportedModel(path: path, reason: "\(key) '\(json.string(key)!)' is not SD 1.x conditioning")
             }
             if let mid = json.string("mid_block_type"), mid != "UNetMidBlock2DCrossAttn" {
@@ -117,7 +149,8 @@ extension UNet {
         /// Checks that the numbers describe a buildable UNet.
         func validate(path: String) throws {
             let n = channelMultipliers.count
-            guard n >= 1, attentionLevels.count == n, headsPerLevel.count == n, resBlocksPerLevel >= 1 else {
+            guard n >= 1, attentionLevels.count == n, headsPerLevel.count == n, transformerDepths.count == n, resBlocksPerLevel >= 1,
+                  transformerDepths.allSatisfy({ $0 >= 1 && $0 <= 64 }) else {
                 throw CheckpointError.invalidConfig(path: path, reason: "levels, attention levels and heads disagree")
             }
             for i in 0..<n where channels(level: i) % groups != 0 || channels(level: i) % headsPerLevel[i] != 0 {

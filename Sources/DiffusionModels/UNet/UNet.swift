@@ -13,6 +13,8 @@ public struct UNet: Sendable {
     let timeEmbedding: TimestepEmbedding
     /// LCM-distilled UNets: the guidance embedding's projection onto the timestep embedding.
     let guidanceProjection: Linear?
+    /// SDXL: the projection of the pooled text and the embedded time ids (`label_emb.0.0`, SiLU, `label_emb.0.2`).
+    let additionEmbedding: (Linear, Linear)?
     let encoder: UNetEncoder
     let outputBlocks: [Block]
     let normOut: GroupNorm, convOut: Conv2d
@@ -34,6 +36,10 @@ public struct UNet: Sendable {
         timeEmbedding = try TimestepEmbedding(p["time_embed"], config: c)
         guidanceProjection = try c.guidanceEmbeddingDimension.map {
             try Linear(p["time_embed"]["cond_proj"], inputs: $0, outputs: c.modelChannels, bias: false)
+        }
+        additionEmbedding = try c.addition.map {
+            (try Linear(p["label_emb"][0][0], inputs: $0.inputWidth, outputs: c.timeEmbeddingDimension),
+             try Linear(p["label_emb"][0][2], inputs: c.timeEmbeddingDimension, outputs: c.timeEmbeddingDimension))
         }
         encoder = try UNetEncoder(config: c, parameters: p)
 
@@ -82,8 +88,9 @@ public struct UNet: Sendable {
     /// Predicts the noise: sample (N, inChannels, H, W), timesteps (N), context (N, S, D) -> (N, outChannels, H, W).
     /// `guidance` (N), for LCM-distilled UNets: the embedded guidance w (the pipeline's scale - 1).
     /// `control`: ControlNet residuals, added to the skips and to the middle block's output.
+    /// `added`: SDXL's pooled text and time ids (required by SDXL UNets).
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor, guidance: [Float]? = nil,
-                               control: ControlResiduals? = nil) -> Tensor {
+                               control: ControlResiduals? = nil, added: AddedConditions? = nil) -> Tensor {
         precondition(sample.rank == 4 && sample.shape[1] == config.inChannels,
                      "UNet expects (N, \(config.inChannels), H, W) latents, got \(sample.shape)")
         precondition(timesteps.count == sample.shape[0] && context.shape[0] == sample.shape[0],
@@ -94,7 +101,17 @@ public struct UNet: Sendable {
             precondition(guidance.count == sample.shape[0], "UNet: \(guidance.count) guidance values for a batch of \(sample.shape[0])")
             timeFeatures = timeFeatures + guidanceProjection(UNet.guidanceEmbedding(guidance, width: width))
         }
-        let activated = timeEmbedding(features: timeFeatures).silu()
+        var embedding = timeEmbedding(features: timeFeatures)  // (N, 1280)
+        if let (linear1, linear2) = additionEmbedding, let addition = config.addition {
+            guard let added else { preconditionFailure("an SDXL UNet needs the pooled text and time ids") }
+            precondition(added.pooled.shape == [sample.shape[0], addition.pooledWidth] && added.timeIds.shape == [sample.shape[0], 6],
+                         "UNet: pooled \(added.pooled.shape) and time ids \(added.timeIds.shape) for a batch of \(sample.shape[0])")
+            // [pooled (N, P), each time id as a sinusoid (N, 6 x T)] -> (N, P + 6T) -> (N, 1280)
+            let times = Tensor.timestepEmbedding(added.timeIds.scalars, dimension: addition.timeWidth)
+                .reshaped([sample.shape[0], 6 * addition.timeWidth])
+            embedding = embedding + linear2(linear1(Tensor.concatenate([added.pooled, times], axis: 1)).silu())
+        }
+        let activated = embedding.silu()
 
         var (h, skips) = encoder(sample, activated: activated, context: context)
         if let control {
@@ -112,6 +129,24 @@ public struct UNet: Sendable {
             }
         }
         return convOut(normOut(h, silu: true))
+    }
+}
+
+/// SDXL's added conditioning of a UNet call: the second text encoder's pooled, projected output
+/// (N, P) and the six size numbers per item (N, 6): original height and width, crop top and left,
+/// target height and width (diffusers' `add_time_ids`).
+public struct AddedConditions: Sendable {
+    public var pooled: Tensor
+    public var timeIds: Tensor
+
+    public init(pooled: Tensor, timeIds: Tensor) {
+        self.pooled = pooled
+        self.timeIds = timeIds
+    }
+
+    /// The time ids of an image made at its own size, uncropped: [h, w, 0, 0, h, w].
+    public static func timeIds(height: Int, width: Int) -> [Float] {
+        [Float(height), Float(width), 0, 0, Float(height), Float(width)]
     }
 }
 
@@ -188,7 +223,7 @@ struct UNetEncoder: Sendable {
 
     static func transformer(_ q: ParameterScope, _ c: UNet.Config, _ width: Int, level: Int) throws -> SpatialTransformer {
         try SpatialTransformer(q, width: width, contextWidth: c.contextDimension, heads: c.headsPerLevel[level],
-                               depth: c.transformerDepth, groups: c.groups, linearProjection: c.linearProjection)
+                               depth: c.transformerDepths[level], groups: c.groups, linearProjection: c.linearProjection)
     }
 
     /// sample (N, C, H, W) -> the middle block's output and the skips (conv_in's output, then each
