@@ -186,12 +186,12 @@ import Testing
     }
 
     @Test func otherModelFamiliesAreNamedInDiffusersFolders() throws {
-        // Each case: a copy of the tiny SD 1.x folder with one config edited as in SD 2.x, SDXL or a v-prediction model.
+        // Each case: a copy of the tiny SD 1.x folder with one config edited as in SD 2.x, the SDXL refiner or a v-prediction model.
         let cases: [(file: String, key: String, value: Any, says: String)] = [
             ("unet/config.json", "use_linear_projection", true, "SD 2.x UNet"),
             ("unet/config.json", "cross_attention_dim", 1024, "SD 2.x UNet"),
             ("text_encoder/config.json", "hidden_size", 1024, "SD 2.x text encoder"),
-            ("model_index.json", "_class_name", "StableDiffusionXLPipeline", "SDXL"),
+            ("unet/config.json", "projection_class_embeddings_input_dim", 2560, "SDXL refiner"),
             ("scheduler/scheduler_config.json", "prediction_type", "v_prediction", "v_prediction-prediction"),
         ]
         for (index, test) in cases.enumerated() {
