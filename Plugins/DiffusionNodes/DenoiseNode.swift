@@ -51,6 +51,8 @@ struct Denoise: GenerationDescribing {
                   help: "9-channel inpainting models: vae_encode of the image with the masked area blanked (erase_masked)"),
             .init("noise", .tensor, optional: true, help: "the starting noise instead of drawing it from the seed (same shape as the latent)"),
             .init("control", .control, optional: true, help: "ControlNets with their control images (apply_controlnet)"),
+            .init("time_ids", .tensor, optional: true,
+                  help: "SDXL: the size conditioning (sdxl_time_ids); without it the image's size, uncropped"),
         ],
         outputs: [.init("latent", .latent, help: "the denoised latent")],
         parameters: [sampler, schedule, steps, cfg, seed, strength, eta, endAtStep, addNoise, maskGrow, maskFeather, tiled, tileSize, tileOverlap, preview, previewEvery, previewTaesd])
@@ -139,7 +141,8 @@ struct Denoise: GenerationDescribing {
         let denoiser = GuidedDenoiser(unet: unet, positive: positive.slice(0..<1), negative: negative.slice(0..<1),
                                       guidanceScale: Float(try context[Self.cfg]), inpaintingInputs: inpaintingInputs,
                                       tiles: try Denoise.tiles(context, latent: latent),
-                                      controls: try context.controlGuides("control", unet: unet, latent: latent))
+                                      controls: try context.controlGuides("control", unet: unet, latent: latent),
+                                      added: try Denoise.addedConditions(context, unet: unet, latent: latent))
         // Strength 1 (and text-to-image) starts from pure noise; below 1 the latent is noised to the start step.
         let source: Tensor? = request.strength >= 1 && blend == nil && inpaintingInputs == nil ? nil : latent
         let preview = try LatentPreview(context)
@@ -161,6 +164,26 @@ struct Denoise: GenerationDescribing {
         } catch let error as DenoiseError {
             throw NodeError.invalidInput(error.description)
         }
+    }
+
+    /// SDXL's pooled texts and time ids (nil for SD 1.x UNets): the time ids from `time_ids`, else
+    /// the image's size (the latent's times 8), uncropped.
+    static func addedConditions(_ context: NodeContext, unet: UNet, latent: Tensor) throws -> (positive: AddedConditions, negative: AddedConditions)? {
+        guard let addition = unet.config.addition else { return nil }
+        guard let pooled = context.input("positive")?.pooledValue, let negativePooled = context.input("negative")?.pooledValue else {
+            throw NodeError.invalidInput("an SDXL UNet needs SDXL conditioning: clip_encode with an SDXL checkpoint's clip, for 'positive' and 'negative'")
+        }
+        guard pooled.shape == [1, addition.pooledWidth], negativePooled.shape == [1, addition.pooledWidth] else {
+            throw NodeError.invalidInput("the pooled text \(pooled.shape) does not fit this SDXL UNet (width \(addition.pooledWidth))")
+        }
+        let ids: Tensor
+        if let given = context.input("time_ids")?.tensorValue {
+            guard given.count == 6 else { throw NodeError.invalidInput("input 'time_ids' has \(given.count) values; SDXL takes 6") }
+            ids = given.reshaped([1, 6])
+        } else {
+            ids = Tensor(shape: [1, 6], values: AddedConditions.timeIds(height: latent.shape[2] * 8, width: latent.shape[3] * 8))
+        }
+        return (AddedConditions(pooled: pooled, timeIds: ids), AddedConditions(pooled: negativePooled, timeIds: ids))
     }
 
     /// A pixel mask as the latent-size mask of the inpainting pipeline (1, 1, h, w).
@@ -200,5 +223,26 @@ struct AddNoise: Node {
         let seed = UInt64(try context[Self.seed])
         let noise = context.input("noise")?.tensorValue?.reshaped(latent.shape) ?? TorchGenerator(seed: seed).randn(latent.shape)
         return ["latent": .latent(sampler.addNoise(latent, noise: noise, step: start))]
+    }
+}
+
+/// `sdxl_time_ids`: SDXL's size conditioning (ComfyUI's CLIPTextEncodeSDXL sizes): the size the
+/// model is told the image had, where it was cropped and the size it aims at.
+struct SDXLTimeIds: Node {
+    static let width = Param<Int>("width", .integer(1...16384), default: 1024, help: "the original width the model is told")
+    static let height = Param<Int>("height", .integer(1...16384), default: 1024, help: "the original height")
+    static let cropLeft = Param<Int>("crop_left", .integer(0...16384), default: 0, help: "the crop's left edge (0: uncropped)")
+    static let cropTop = Param<Int>("crop_top", .integer(0...16384), default: 0, help: "the crop's top edge")
+    static let targetWidth = Param<Int>("target_width", .integer(1...16384), default: 1024, help: "the target width")
+    static let targetHeight = Param<Int>("target_height", .integer(1...16384), default: 1024, help: "the target height")
+    static let description = NodeDescription(
+        name: "sdxl_time_ids", summary: "SDXL's size conditioning (original size, crop, target size) for denoise's time_ids.",
+        outputs: [.init("time_ids", .tensor, help: "(1, 6): height, width, crop top, crop left, target height, target width")],
+        parameters: [width, height, cropLeft, cropTop, targetWidth, targetHeight])
+
+    static func run(_ context: NodeContext) throws -> [String: Value] {
+        let values = [try context[Self.height], try context[Self.width], try context[Self.cropTop], try context[Self.cropLeft],
+                      try context[Self.targetHeight], try context[Self.targetWidth]].map(Float.init)
+        return ["time_ids": .tensor(Tensor(shape: [1, 6], values: values))]
     }
 }

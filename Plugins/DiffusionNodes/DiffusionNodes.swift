@@ -6,6 +6,6 @@ public enum DiffusionNodes {
     public static let pack = NodePack(name: "diffusion", version: "1", nodes: [
         LoadCheckpoint.self, LoadLoRA.self, LoadVAE.self, CLIPEncode.self, VAEEncode.self, VAEDecode.self, EmptyLatent.self,
         Denoise.self, AddNoise.self, UpscaleLatent.self, LoadUpscaler.self, UpscaleImage.self, LoadTensor.self, SaveTensor.self, EraseMasked.self,
-        LoadControlNet.self, ApplyControlNet.self,
+        LoadControlNet.self, ApplyControlNet.self, SDXLTimeIds.self,
     ])
 }

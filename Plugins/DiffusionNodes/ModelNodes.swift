@@ -80,6 +80,15 @@ extension NodeContext {
         return (config.downscale, config.latentChannels)
     }
 
+    /// SDXL's two text encoders, connected to `input` (nil for an SD 1.x text encoder).
+    func loadedSDXLEncoders(_ input: String) throws -> SDXLTextEncoders? {
+        let part = try checkpointPart(input, .clip)
+        guard part.checkpoint.isSDXL else { return nil }
+        let first = try models.model(ModelKey(part.key)) { try part.checkpoint.loadTextEncoder(patches: part.patches) }
+        let second = try models.model(ModelKey(part.key + "#2")) { try part.checkpoint.loadTextEncoder2() }
+        return SDXLTextEncoders(first: first, second: second)
+    }
+
     func loadedTextEncoder(_ input: String) throws -> (CLIPTextEncoder, CLIPTokenizer) {
         let part = try checkpointPart(input, .clip)
         let encoder = try models.model(ModelKey(part.key)) { try part.checkpoint.loadTextEncoder(patches: part.patches) }
@@ -139,6 +148,10 @@ struct LoadLoRA: Node {
         let unet = try context.checkpointPart("unet", .unet), clip = try context.checkpointPart("clip", .clip)
         guard unet.checkpoint === clip.checkpoint else {
             throw NodeError.invalidInput("'unet' and 'clip' come from different checkpoints")
+        }
+        let requested = try context[Self.path]
+        if unet.checkpoint.isSDXL && !requested.isEmpty {
+            throw NodeError.invalidInput("LoRAs for SDXL checkpoints are not supported yet")
         }
         let path = try context[Self.path]
         if path.isEmpty { return ["unet": context.input("unet")!, "clip": context.input("clip")!] }
@@ -209,7 +222,7 @@ struct CLIPEncode: Node {
         name: "clip_encode", summary: "Encode a prompt with the text encoder (weighted, any length: 75 tokens per chunk).",
         version: 2,
         inputs: [.init("clip", .clip, help: "the text encoder")],
-        outputs: [.init("conditioning", .conditioning, help: "(1, 77 x chunks, width) text embedding")],
+        outputs: [.init("conditioning", .conditioning, help: "(1, 77 x chunks, width) text embedding; SDXL: both encoders' (width 2048) and the pooled text")],
         parameters: [text, clipSkip, weighting, embeddings])
 
     static func run(_ context: NodeContext) throws -> [String: Value] {
@@ -224,6 +237,15 @@ struct CLIPEncode: Node {
         }
         guard chunks.ids.count <= maximumChunks else {
             throw NodeError.invalidInput("the prompt has \(chunks.tokenCount) tokens, \(chunks.ids.count) chunks of 75; at most \(maximumChunks) chunks are encoded")
+        }
+        if let sdxl = try context.loadedSDXLEncoders("clip") {
+            guard chunks.vectors.isEmpty else { throw NodeError.invalidInput("textual-inversion embeddings for SDXL are not supported yet") }
+            guard try context[Self.clipSkip] == 1 else {
+                throw NodeError.invalidInput("SDXL's text encoders always give their penultimate layer; clip_skip does not apply (leave it at 1)")
+            }
+            let (conditioning, pooled) = sdxl.encode(chunks, weighting: weighting, emptyIDs: tokenizer.encode("").ids)
+            try requireFinite(conditioning, "the text encoders' output (conditioning)", weights: "text encoder")
+            return ["conditioning": .conditioning(conditioning, pooled: pooled)]
         }
         let skip = try context[Self.clipSkip] - 1
         guard skip < encoder.config.layers else {

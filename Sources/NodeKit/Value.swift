@@ -58,8 +58,8 @@ public enum Value: Sendable {
     case mask(Image)
     /// Scaled VAE latents (N, 4, h, w).
     case latent(Tensor)
-    /// Text-encoder output (N, 77, C).
-    case conditioning(Tensor)
+    /// Text-encoder output (N, 77 x chunks, C) and, for SDXL, the second text encoder's pooled output (N, P).
+    case conditioning(Tensor, pooled: Tensor? = nil)
     /// A UNet, text encoder (clip) or VAE.
     case model(ModelHandle)
     case tensor(Tensor)
@@ -98,12 +98,14 @@ extension Value {
     }
     /// Conditioning (or a plain tensor used as such).
     public var conditioningValue: Tensor? {
-        switch self { case .conditioning(let t), .tensor(let t): return t; default: return nil }
+        switch self { case .conditioning(let t, _), .tensor(let t): return t; default: return nil }
     }
     /// Any tensor-valued value: a tensor, latent or conditioning.
     public var tensorValue: Tensor? {
-        switch self { case .tensor(let t), .latent(let t), .conditioning(let t): return t; default: return nil }
+        switch self { case .tensor(let t), .latent(let t), .conditioning(let t, _): return t; default: return nil }
     }
+    /// SDXL conditioning's pooled text embedding (nil for SD 1.x's).
+    public var pooledValue: Tensor? { if case .conditioning(_, let pooled) = self { return pooled }; return nil }
     public var numberValue: Double? { if case .number(let n) = self { return n }; return nil }
     public var textValue: String? { if case .text(let s) = self { return s }; return nil }
     public var listValue: [Value]? { if case .list(let l) = self { return l }; return nil }

@@ -175,7 +175,7 @@ final class HostContext: NodeContext {
         case SDF_TYPE_IMAGE: return image().map(Value.image)
         case SDF_TYPE_MASK: return image().map(Value.mask)
         case SDF_TYPE_LATENT: return tensor().map(Value.latent)
-        case SDF_TYPE_CONDITIONING: return tensor().map(Value.conditioning)
+        case SDF_TYPE_CONDITIONING: return tensor().map { Value.conditioning($0) }
         case SDF_TYPE_TENSOR: return tensor().map(Value.tensor)
         case SDF_TYPE_NUMBER: return .number(v.number)
         case SDF_TYPE_TEXT: return v.text.map { .text(String(cString: $0)) }
@@ -193,7 +193,7 @@ final class HostContext: NodeContext {
         case .image(let i): v.type = SDF_TYPE_IMAGE; tensor = i.pixels; image = i
         case .mask(let i): v.type = SDF_TYPE_MASK; tensor = i.pixels; image = i
         case .latent(let t): v.type = SDF_TYPE_LATENT; tensor = t
-        case .conditioning(let t): v.type = SDF_TYPE_CONDITIONING; tensor = t
+        case .conditioning(let t, _): v.type = SDF_TYPE_CONDITIONING; tensor = t
         case .tensor(let t): v.type = SDF_TYPE_TENSOR; tensor = t
         case .number(let n): v.type = SDF_TYPE_NUMBER; v.number = n; tensor = nil
         case .text(let s):

@@ -252,7 +252,7 @@ final class ForeignCall {
             v.metadata_count = Int32(image.metadata.count)
             v.metadata = UnsafePointer(entries)
         case .latent(let t): v.type = SDF_TYPE_LATENT; fill(&v, t)
-        case .conditioning(let t): v.type = SDF_TYPE_CONDITIONING; fill(&v, t)
+        case .conditioning(let t, _): v.type = SDF_TYPE_CONDITIONING; fill(&v, t)
         case .tensor(let t): v.type = SDF_TYPE_TENSOR; fill(&v, t)
         case .number(let n): v.type = SDF_TYPE_NUMBER; v.number = n
         case .text(let s): v.type = SDF_TYPE_TEXT; v.text = string(s)
@@ -310,7 +310,7 @@ final class ForeignCall {
             let image = Image(pixels: t, metadata: metadata, bitDepth: v.bit_depth == 16 ? 16 : 8)
             value = port.type == .image ? .image(image) : .mask(image)
         case .latent: value = tensor().map(Value.latent)
-        case .conditioning: value = tensor().map(Value.conditioning)
+        case .conditioning: value = tensor().map { Value.conditioning($0) }
         case .tensor: value = tensor().map(Value.tensor)
         case .number: value = .number(v.number)
         case .text: value = v.text.map { .text(String(cString: $0)) }

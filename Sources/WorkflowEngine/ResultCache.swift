@@ -104,7 +104,8 @@ public final class ResultCache: Sendable {
             fields["sdflow.exif"] = image.embedded.exif?.base64EncodedString()
             return (["value": image.pixels], fields)
         case .latent(let t): return (["value": t], ["sdflow.type": "latent"])
-        case .conditioning(let t): return (["value": t], ["sdflow.type": "conditioning"])
+        case .conditioning(let t, let pooled):
+            return (["value": t].merging(pooled.map { ["pooled": $0] } ?? [:]) { a, _ in a }, ["sdflow.type": "conditioning"])
         case .tensor(let t): return (["value": t], ["sdflow.type": "tensor"])
         case .number(let n): return ([:], ["sdflow.type": "number", "sdflow.value": String(n.bitPattern)])
         case .text(let s): return ([:], ["sdflow.type": "text", "sdflow.value": s])
@@ -133,7 +134,7 @@ public final class ResultCache: Sendable {
             let image = Image(pixels: pixels, metadata: meta, bitDepth: Int(file.metadata["sdflow.bitDepth"] ?? "8") ?? 8, embedded: embedded)
             return file.metadata["sdflow.type"] == "image" ? .image(image) : .mask(image)
         case "latent": if let value { return .latent(value) }
-        case "conditioning": if let value { return .conditioning(value) }
+        case "conditioning": if let value { return .conditioning(value, pooled: tensors["pooled"]) }
         case "tensor": if let value { return .tensor(value) }
         case "number":
             if let bits = file.metadata["sdflow.value"].flatMap(UInt64.init) { return .number(Double(bitPattern: bits)) }

@@ -83,7 +83,7 @@ import Testing
     @Test func imageToImage() throws {
         let vae = try checkpoint.loadVAE()
         let generator = TorchGenerator(seed: UInt64(reference.metadata["img2img"]!)!)
-        let shape = [1, 4, 16, 16]
+        let shape = [1, 4, 8, 8]
         let source = vae.encode(Image(pixels: try reference.tensor("image")).tensor(), noise: generator.randn(shape))
         let noise = generator.randn(shape)
         var request = DenoiseRequest(sampler: .eulerAncestral, steps: 6)

@@ -6,7 +6,7 @@ The tiny SDXL has what makes SDXL SDXL: a first level without attention, transfo
 CLIP-L-like one with quick-GELU and a bigG-like one with GELU and a text projection), their
 penultimate hidden states concatenated, the pooled projected output of the second and the six
 size/crop numbers (`time_ids`) embedded into the timestep embedding (`text_time`), and a VAE with
-SDXL's scaling factor 0.13025. Weights are random, rounded to float16 precision.
+SDXL's scaling factor 0.13025 and 8 pixels per latent cell. Weights are random, rounded to float16 precision.
 
 sdxl-reference.safetensors:
   text.ids1, text.ids2        the prompt's tokens for each encoder (the second pads with "!", id 0)
@@ -15,6 +15,8 @@ sdxl-reference.safetensors:
   unet.sample, unet.timesteps, unet.context, unet.text_embeds, unet.time_ids, unet.output
   txt2img.latents, txt2img    StableDiffusionXLPipeline, euler, 5 steps, guidance 5, 64x64 (latents out)
   img2img                     StableDiffusionXLImg2ImgPipeline, euler_a, 6 steps, strength 0.6 (seed in metadata)
+  txt2img.seeded              the txt2img with the noise of seed 42 (as workflows draw it)
+  turbo                       SDXL-Turbo's settings: euler_a with trailing timesteps, 2 steps, guidance 0, seed 43
   image                       the img2img input image (3, 64, 64) in [0, 1]
 """
 import json
@@ -39,6 +41,9 @@ TINY_SDXL_UNET = dict(
     use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
     projection_class_embeddings_input_dim=6 * 8 + 16, norm_num_groups=8,
 )
+# Four levels: 8 pixels per latent cell as SDXL's (whose time ids are the latent's size x 8).
+TINY_SDXL_VAE = dict(tm.TINY_VAE, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                     block_out_channels=(8, 16, 16, 16), scaling_factor=0.13025)
 TINY_CLIP_L = dict(tm.TINY_CLIP)
 TINY_CLIP_G = dict(tm.TINY_CLIP, hidden_act="gelu", projection_dim=16, num_hidden_layers=3, hidden_size=16,
                    intermediate_size=48, num_attention_heads=4, pad_token_id=0)
@@ -61,7 +66,7 @@ def tokenizer_2():
 def make_models():
     g = torch.Generator().manual_seed(2024)
     unet = tm.randomize(UNet2DConditionModel(**TINY_SDXL_UNET), g)
-    vae = tm.make_vae({**tm.TINY_VAE, "scaling_factor": 0.13025}, g)
+    vae = tm.make_vae(TINY_SDXL_VAE, g)
     clip_l = tm.randomize(CLIPTextModel(CLIPTextConfig(**TINY_CLIP_L)), g)
     clip_g = tm.randomize(CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP_G)), g)
     return unet, vae, clip_l, clip_g
@@ -120,10 +125,17 @@ def make():
                     "unet.text_embeds": text_embeds, "unet.time_ids": time_ids})
         ref["unet.output"] = unet(sample, timesteps, encoder_hidden_states=context,
                                   added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids}).sample
-    latents = torch.randn(1, 4, 16, 16, generator=g)
+    latents = torch.randn(1, 4, 8, 8, generator=g)
     ref["txt2img.latents"] = latents
     ref["txt2img"] = pipe(PROMPT, negative_prompt=NEGATIVE, height=64, width=64, num_inference_steps=5, guidance_scale=5.0,
                           latents=latents.clone(), output_type="latent").images
+    # Seeded as workflows are (the starting noise from the seed): workflows/sdxl-txt2img.yaml and sdxl-turbo.yaml.
+    ref["txt2img.seeded"] = pipe(PROMPT, negative_prompt=NEGATIVE, height=64, width=64, num_inference_steps=5, guidance_scale=5.0,
+                                 generator=torch.Generator().manual_seed(42), output_type="latent").images
+    turbo = StableDiffusionXLPipeline(scheduler=EulerAncestralDiscreteScheduler.from_config(config, timestep_spacing="trailing"), **parts)
+    turbo.set_progress_bar_config(disable=True)
+    ref["turbo"] = turbo(PROMPT, height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+                         generator=torch.Generator().manual_seed(43), output_type="latent").images
     image = Image.fromarray((np.random.default_rng(5).random((64, 64, 3)) * 255).astype(np.uint8))
     ref["image"] = torch.tensor(np.asarray(image).astype(np.float32) / 255).permute(2, 0, 1).contiguous()
     img2img = StableDiffusionXLImg2ImgPipeline(scheduler=EulerAncestralDiscreteScheduler.from_config(config), **parts)

@@ -150,9 +150,10 @@ public struct CLIPTextEncoder: Sendable {
     /// The conditioning for the UNet: the output of layer `layers - skippedLayers`, with the
     /// final layer norm applied (skippedLayers 0 is `last_hidden_state`; 1 is "clip skip 2"
     /// in A1111/ComfyUI terms and diffusers' `clip_skip=1`). ids (N, T) -> (N, T, C)
-    public func encode(_ ids: [[Int]], vectors: [[Float]] = [], skippedLayers: Int = 0) -> Tensor {
+    /// `finalNorm: false` gives the layer's output as it is (SDXL's penultimate hidden states).
+    public func encode(_ ids: [[Int]], vectors: [[Float]] = [], skippedLayers: Int = 0, finalNorm normed: Bool = true) -> Tensor {
         precondition(skippedLayers >= 0 && skippedLayers < config.layers, "cannot skip \(skippedLayers) of \(config.layers) layers")
         let states = hiddenStates(ids, vectors: vectors, stoppingAfter: config.layers - skippedLayers)
-        return finalNorm(states[states.count - 1])
+        return normed ? finalNorm(states[states.count - 1]) : states[states.count - 1]
     }
 }

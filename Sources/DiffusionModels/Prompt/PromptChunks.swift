@@ -163,10 +163,12 @@ extension CLIPTextEncoder {
     /// - comfy: z_empty + (z - z_empty) x weight, z_empty being the encoding of `emptyIDs`
     ///   (the empty prompt) at the same positions;
     /// - none: the weights are ignored.
-    public func encode(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int], skippedLayers: Int = 0) -> Tensor {
+    /// `finalNorm: false` takes the layer's output without the final layer norm (SDXL).
+    public func encode(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int], skippedLayers: Int = 0,
+                       finalNorm: Bool = true) -> Tensor {
         let weighted = weighting != .none && prompt.isWeighted
         let rows = prompt.ids + (weighted && weighting == .comfy ? [emptyIDs] : [])
-        let z = encode(rows, vectors: prompt.vectors, skippedLayers: skippedLayers)  // (rows, 77, C)
+        let z = encode(rows, vectors: prompt.vectors, skippedLayers: skippedLayers, finalNorm: finalNorm)  // (rows, 77, C)
         let (t, c) = (z.shape[1], z.shape[2])
         let chunkCount = prompt.ids.count
         var out = Tensor(uninitialized: [1, chunkCount * t, c])
@@ -200,5 +202,39 @@ extension CLIPTextEncoder {
             }
         }
         return out
+    }
+}
+
+/// SDXL's two text encoders (CLIP ViT-L and OpenCLIP ViT-bigG with its projection) as one prompt encoder.
+public struct SDXLTextEncoders: Sendable {
+    public let first: CLIPTextEncoder
+    public let second: CLIPTextEncoder
+
+    public init(first: CLIPTextEncoder, second: CLIPTextEncoder) {
+        (self.first, self.second) = (first, second)
+    }
+
+    /// The second encoder's ids: the padding after each row's first end token is "!" (id 0), as
+    /// OpenCLIP's tokenizer pads.
+    static func secondIDs(_ rows: [[Int]], endID: Int) -> [[Int]] {
+        rows.map { row in
+            guard let end = row.firstIndex(of: endID) else { return row }
+            return Array(row[...end]) + Array(repeating: 0, count: row.count - end - 1)
+        }
+    }
+
+    /// A chunked prompt's conditioning: each encoder's penultimate hidden states (without the final
+    /// norm, as diffusers and ComfyUI take them), weighted as SD 1.x's, side by side
+    /// (1, 77 x chunks, C1 + C2); and the second encoder's pooled, projected output of the first
+    /// chunk (1, P).
+    public func encode(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int]) -> (context: Tensor, pooled: Tensor) {
+        let end = second.config.endTokenID
+        var prompt2 = prompt
+        prompt2.ids = Self.secondIDs(prompt.ids, endID: end)
+        let a = first.encode(prompt, weighting: weighting, emptyIDs: emptyIDs, skippedLayers: 1, finalNorm: false)
+        let b = second.encode(prompt2, weighting: weighting, emptyIDs: Self.secondIDs([emptyIDs], endID: end)[0], skippedLayers: 1, finalNorm: false)
+        let firstChunk = [prompt2.ids[0]]
+        let states = second.hiddenStates(firstChunk, vectors: prompt.vectors)
+        return (Tensor.concatenate([a, b], axis: 2), second.pooled(firstChunk, lastHidden: states[states.count - 1]))
     }
 }
