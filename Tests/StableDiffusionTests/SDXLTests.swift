@@ -26,7 +26,8 @@ import Testing
 
     /// A prompt as SDXL conditions on it: both encoders' penultimate hidden states side by side
     /// (1, 77, C1 + C2), and the second's pooled, projected output (1, P).
-    func encode(_ text: String) throws -> (context: Tensor, pooled: Tensor) {
+    func encode(_ text: String, checkpoint: Checkpoint? = nil) throws -> (context: Tensor, pooled: Tensor) {
+        let checkpoint = checkpoint ?? self.checkpoint
         let tokenizer = try checkpoint.loadTokenizer()
         let (first, second) = (try checkpoint.loadTextEncoder(), try checkpoint.loadTextEncoder2())
         let encoding = tokenizer.encode(text)
@@ -54,6 +55,31 @@ import Testing
         let (negative, negativePooled) = try encode(reference.metadata["negative"]!)
         try check("text.negative_embeds", negative, tolerance: 1e-5)
         try check("text.negative_pooled", negativePooled, tolerance: 1e-5)
+    }
+
+    /// The single file of SDXL's layout (CLIP-L in transformers names, OpenCLIP bigG with fused
+    /// q/k/v and a transposed projection, the UNet's label_emb): its widths and layout are read from
+    /// the shapes, and it gives the folder's outputs. (The heads, 64 wide in SDXL, and the GroupNorm
+    /// groups, 32 in SDXL, are the tiny model's own and come from the folder's configs.)
+    @Test func singleFileLoadsAsTheFolder() throws {
+        let path = Fixtures.path("tiny-sdxl.safetensors")
+        let inferred = try Checkpoint(path: path)
+        #expect(inferred.isSDXL && inferred.layout == .singleFile)
+        var unet = inferred.configs.unet, second = try #require(inferred.configs.textEncoder2), vae = inferred.configs.vae
+        (unet.headsPerLevel, unet.groups, vae.groups) = (checkpoint.configs.unet.headsPerLevel, checkpoint.configs.unet.groups, checkpoint.configs.vae.groups)
+        second.heads = try #require(checkpoint.configs.textEncoder2).heads
+        #expect(unet == checkpoint.configs.unet, "\(unet) vs \(checkpoint.configs.unet)")
+        #expect(second == checkpoint.configs.textEncoder2, "\(second) vs \(String(describing: checkpoint.configs.textEncoder2))")
+        #expect(vae == checkpoint.configs.vae)
+        let single = try Checkpoint(path: path, configs: checkpoint.configs)
+        let (context, pooled) = try encode(reference.metadata["prompt"]!, checkpoint: single)
+        try check("text.embeds", context, tolerance: 1e-5)
+        try check("text.pooled", pooled, tolerance: 1e-5)
+        let added = AddedConditions(pooled: try reference.tensor("unet.text_embeds"), timeIds: try reference.tensor("unet.time_ids"))
+        let eps = try single.loadUNet()(try reference.tensor("unet.sample"), timesteps: try reference.tensor("unet.timesteps").scalars,
+                                        context: try reference.tensor("unet.context"), added: added)
+        try check("unet.output", eps, tolerance: 1e-5)
+        _ = try single.loadVAE()
     }
 
     @Test func unetWithTimeIds() throws {

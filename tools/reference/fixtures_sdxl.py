@@ -1,5 +1,5 @@
 """Tiny SDXL fixtures: a diffusers SDXL folder with the real architecture's features at toy widths
-(Tests/Fixtures/tiny-sdxl) and diffusers' outputs on it (Tests/Fixtures/sdxl-reference.safetensors).
+(Tests/Fixtures/tiny-sdxl, and the single file of SDXL's layout, tiny-sdxl.safetensors) and diffusers' outputs on it (Tests/Fixtures/sdxl-reference.safetensors).
 
 The tiny SDXL has what makes SDXL SDXL: a first level without attention, transformer depth per level
 (1 and 2 blocks; the middle takes the last level's), linear projections, two text encoders (a
@@ -98,10 +98,69 @@ def save_folder(folder, unet, vae, clip_l, clip_g):
     print("wrote Tests/Fixtures/tiny-sdxl")
 
 
+def openclip_state(clip_g):
+    """The second encoder in the names SDXL single files use (OpenCLIP's: fused q/k/v, the text
+    projection stored transposed), under conditioner.embedders.1.model."""
+    prefix, out = "conditioner.embedders.1.model.", {}
+    for k, v in clip_g.state_dict().items():
+        k = tm.clip_key(k) if not k.startswith("text_projection") else k
+        if k == "text_projection.weight":
+            out[prefix + "text_projection"] = v.T.contiguous()
+        elif k == "text_model.embeddings.token_embedding.weight":
+            out[prefix + "token_embedding.weight"] = v
+        elif k == "text_model.embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = v
+        elif k.startswith("text_model.final_layer_norm."):
+            out[prefix + "ln_final." + k.split(".")[-1]] = v
+        elif k.startswith("text_model.encoder.layers."):
+            rest = k[len("text_model.encoder.layers."):]
+            layer, name = rest.split(".", 1)
+            base = f"{prefix}transformer.resblocks.{layer}."
+            if name.startswith("self_attn.q_proj") or name.startswith("self_attn.k_proj") or name.startswith("self_attn.v_proj"):
+                continue  # fused below
+            name = (name.replace("layer_norm1", "ln_1").replace("layer_norm2", "ln_2").replace("mlp.fc1", "mlp.c_fc")
+                    .replace("mlp.fc2", "mlp.c_proj").replace("self_attn.out_proj", "attn.out_proj"))
+            out[base + name] = v
+    state = clip_g.state_dict()
+    for layer in range(clip_g.config.num_hidden_layers):
+        base = f"text_model.encoder.layers.{layer}.self_attn."
+        for kind in ("weight", "bias"):
+            out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{kind}"] = torch.cat(
+                [state[base + f"{p}_proj.{kind}"] for p in ("q", "k", "v")]).contiguous()
+    out[prefix + "logit_scale"] = torch.tensor(4.6052)
+    return out
+
+
+def write_single_file(path, unet, vae, clip_l, clip_g):
+    """The tiny SDXL as sd_xl_base_1.0.safetensors lays it out (float16), checked with diffusers'
+    own single-file converters."""
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
+    from safetensors.torch import save_file
+    names = tm.unet_ldm_names(TINY_SDXL_UNET)
+    names.update({"add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"})
+    sd = {"model.diffusion_model." + tm.rename(k, names): v for k, v in unet.state_dict().items()}
+    sd.update(tm.to_ldm(None, vae, None, None, TINY_SDXL_VAE))
+    sd.update({"conditioner.embedders.0.transformer." + tm.clip_key(k): v for k, v in clip_l.state_dict().items()})
+    sd.update(openclip_state(clip_g))
+    for converted, model in ((convert_ldm_unet_checkpoint(sd, dict(unet.config)), unet),
+                             (convert_ldm_vae_checkpoint(sd, dict(vae.config)), vae),
+                             (convert_open_clip_checkpoint(clip_g, sd, prefix="conditioner.embedders.1.model."), clip_g)):
+        original = {tm.clip_key(k) if model is clip_g and not k.startswith("text_projection") else k: v
+                    for k, v in model.state_dict().items()}
+        for k, v in original.items():
+            if k.endswith("position_ids"):
+                continue
+            assert k in converted and torch.equal(converted[k].float(), v.float()), k
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, path)
+    print("wrote", os.path.relpath(path), f"({len(sd)} tensors)")
+
+
 def make():
     torch.set_num_threads(1)
     unet, vae, clip_l, clip_g = make_models()
     save_folder(fixture_path("tiny-sdxl", "x")[:-2], unet, vae, clip_l, clip_g)
+    write_single_file(fixture_path("tiny-sdxl.safetensors"), unet, vae, clip_l, clip_g)
     tok, tok2 = tokenizer(), tokenizer_2()
     config = {k: v for k, v in SDXL_SCHEDULER.items() if k != "_class_name"}
     parts = dict(vae=vae, text_encoder=clip_l, text_encoder_2=clip_g, tokenizer=tok, tokenizer_2=tok2, unet=unet)

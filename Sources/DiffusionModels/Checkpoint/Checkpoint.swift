@@ -88,9 +88,10 @@ public final class Checkpoint: Sendable {
             unetStore = split.unet
             vaeStore = split.vae
             textStore = split.textEncoder
-            textStore2 = nil
+            textStore2 = split.textEncoder2
             tokenizerFolder = nil
-            configs = try override ?? ConfigInference.configs(unet: unetStore, vae: vaeStore, textEncoder: textStore, path: path)
+            configs = try override ?? ConfigInference.configs(unet: unetStore, vae: vaeStore, textEncoder: textStore,
+                                                              textEncoder2: split.textEncoder2, path: path)
         }
         // The text encoder and the VAE run once or twice per image: their F16/BF16 matrices are
         // widened per use in either mode (the same values), so that their float32 copies do not stay
@@ -159,28 +160,36 @@ public final class Checkpoint: Sendable {
 
 // MARK: - Single file
 
-/// Splits a single-file LDM checkpoint into the three models' parameters.
+/// Splits a single-file checkpoint into its models' parameters: SD 1.x's LDM layout, or SDXL's
+/// (`conditioner.embedders.0.transformer.*`, CLIP ViT-L in transformers names, and
+/// `conditioner.embedders.1.model.*`, OpenCLIP ViT-bigG in OpenCLIP's names).
 enum SingleFile {
-    static func split(_ file: SafeTensorsFile) throws -> (unet: ParameterStore, vae: ParameterStore, textEncoder: ParameterStore) {
+    static func split(_ file: SafeTensorsFile) throws
+        -> (unet: ParameterStore, vae: ParameterStore, textEncoder: ParameterStore, textEncoder2: ParameterStore?) {
         var unet: [String: ParameterStore.Location] = [:]
         var vae: [String: ParameterStore.Location] = [:]
         var text: [String: ParameterStore.Location] = [:]
+        var text2: [String: ParameterStore.Location] = [:]
         for key in file.names {
             let location = ParameterStore.Location(file: file, key: key)
             if let rest = key.dropPrefix("model.diffusion_model.") {
                 unet[rest] = location
             } else if let rest = key.dropPrefix("first_stage_model."), !rest.hasPrefix("loss.") {
                 vae[rest] = location
-            } else if let rest = key.dropPrefix("cond_stage_model.transformer.text_model.") {
+            } else if let rest = key.dropPrefix("cond_stage_model.transformer.text_model.") ?? key.dropPrefix("conditioner.embedders.0.transformer.text_model.") {
                 text["text_model." + rest] = location
-            } else if let rest = key.dropPrefix("cond_stage_model.transformer.") {
+            } else if let rest = key.dropPrefix("cond_stage_model.transformer.") ?? key.dropPrefix("conditioner.embedders.0.transformer.") {
                 text["text_model." + rest] = location
+            } else if let rest = key.dropPrefix("conditioner.embedders.1.model.") {
+                for (name, part) in try openCLIPNames(rest, file: file, key: key) {
+                    text2[name] = ParameterStore.Location(file: file, key: key, part: part)
+                }
             } else if Checkpoint.ignoredSingleFileKeys.contains(where: key.hasPrefix) {
                 continue
-            } else if key.hasPrefix("conditioner.") {
-                throw CheckpointError.unsupportedModel(path: file.path, reason: "an SDXL checkpoint ('\(key)'); sdflow runs SD 1.x")
+            } else if key.hasPrefix("conditioner.embedders.0.model.") {
+                throw CheckpointError.unsupportedModel(path: file.path, reason: "the SDXL refiner ('\(key)': OpenCLIP alone); sdflow runs SDXL base models")
             } else if key.hasPrefix("cond_stage_model.model.") {
-                throw CheckpointError.unsupportedModel(path: file.path, reason: "an SD 2.x checkpoint (OpenCLIP text encoder '\(key)'); sdflow runs SD 1.x")
+                throw CheckpointError.unsupportedModel(path: file.path, reason: "an SD 2.x checkpoint (OpenCLIP text encoder '\(key)'); sdflow runs SD 1.x and SDXL")
             } else {
                 throw CheckpointError.notACheckpoint(path: file.path, reason: "unexpected tensor '\(key)'")
             }
@@ -190,7 +199,38 @@ enum SingleFile {
         }
         return (ParameterStore(component: "UNet", locations: unet),
                 ParameterStore(component: "VAE", locations: vae),
-                ParameterStore(component: "text encoder", locations: text))
+                ParameterStore(component: "text encoder", locations: text),
+                text2.isEmpty ? nil : ParameterStore(component: "text encoder 2", locations: text2))
+    }
+
+    /// The transformers names of an OpenCLIP text-encoder tensor (`rest` after the model's prefix):
+    /// the fused q/k/v projection gives three, by rows; the text projection is stored transposed.
+    static func openCLIPNames(_ rest: String, file: SafeTensorsFile, key: String) throws -> [(String, ParameterStore.Location.Part?)] {
+        switch rest {
+        case "token_embedding.weight": return [("text_model.embeddings.token_embedding.weight", nil)]
+        case "positional_embedding": return [("text_model.embeddings.position_embedding.weight", nil)]
+        case "ln_final.weight", "ln_final.bias": return [("text_model.final_layer_norm." + rest.dropFirst("ln_final.".count), nil)]
+        case "text_projection": return [("text_projection.weight", .transposed)]
+        case "logit_scale": return []
+        default: break
+        }
+        guard let inner = rest.dropPrefix("transformer.resblocks."), let dot = inner.firstIndex(of: "."), let layer = Int(inner[..<dot]) else {
+            throw CheckpointError.notACheckpoint(path: file.path, reason: "unexpected tensor '\(key)' in the second text encoder")
+        }
+        let name = String(inner[inner.index(after: dot)...]), base = "text_model.encoder.layers.\(layer)."
+        if name == "attn.in_proj_weight" || name == "attn.in_proj_bias" {
+            guard let rows = file.entries[key]?.shape.first, rows % 3 == 0 else {
+                throw CheckpointError.notACheckpoint(path: file.path, reason: "'\(key)' is not three stacked projections")
+            }
+            let width = rows / 3, kind = name.hasSuffix("weight") ? "weight" : "bias"
+            return ["q", "k", "v"].enumerated().map { i, p in (base + "self_attn.\(p)_proj.\(kind)", .rows((i * width)..<((i + 1) * width))) }
+        }
+        let renamed = [("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("mlp.c_fc.", "mlp.fc1."), ("mlp.c_proj.", "mlp.fc2."),
+                       ("attn.out_proj.", "self_attn.out_proj.")]
+        guard let (from, to) = renamed.first(where: { name.hasPrefix($0.0) }) else {
+            throw CheckpointError.notACheckpoint(path: file.path, reason: "unexpected tensor '\(key)' in the second text encoder")
+        }
+        return [(base + to + name.dropFirst(from.count), nil)]
     }
 }
 

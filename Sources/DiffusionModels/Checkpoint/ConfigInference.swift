@@ -5,9 +5,26 @@
 /// the UNet gets SD 1.x's 8 heads per level and the text encoder one head per 64 channels
 /// (CLIP ViT-L/14: 12). Checkpoints of other families are recognised and refused.
 enum ConfigInference {
-    static func configs(unet: ParameterStore, vae: ParameterStore, textEncoder: ParameterStore, path: String) throws -> Checkpoint.Configs {
-        Checkpoint.Configs(unet: try unetConfig(unet, path: path), vae: try vaeConfig(vae, path: path),
-                           textEncoder: try textConfig(textEncoder, path: path))
+    static func configs(unet: ParameterStore, vae: ParameterStore, textEncoder: ParameterStore, textEncoder2: ParameterStore? = nil,
+                        path: String) throws -> Checkpoint.Configs {
+        var configs = Checkpoint.Configs(unet: try unetConfig(unet, path: path), vae: try vaeConfig(vae, path: path),
+                                         textEncoder: try textConfig(textEncoder, path: path))
+        // SDXL: the second encoder (OpenCLIP ViT-bigG: GELU, a text projection), the UNet's added
+        // conditioning (its pooled part is that projection's width), 64-wide attention heads and
+        // the VAE's scaling factor, none of which the shapes alone give.
+        if let textEncoder2, let projection = shape(textEncoder2, "text_projection.weight", rank: 2) {
+            var second = try textConfig(textEncoder2, path: path)
+            second.quickGELU = false
+            second.projectionWidth = projection[0]
+            configs.textEncoder2 = second
+            guard let label = shape(unet, "label_emb.0.0.weight", rank: 2), (label[1] - projection[0]) > 0, (label[1] - projection[0]) % 6 == 0 else {
+                throw CheckpointError.notACheckpoint(path: path, reason: "an SDXL text encoder without the UNet's added conditioning (label_emb)")
+            }
+            configs.unet.addition = UNet.Config.Addition(timeWidth: (label[1] - projection[0]) / 6, inputWidth: label[1])
+            configs.unet.headsPerLevel = (0..<configs.unet.levels).map { Swift.max(1, configs.unet.channels(level: $0) / 64) }
+            configs.vae.scalingFactor = 0.13025
+        }
+        return configs
     }
 
     static func unetConfig(_ s: ParameterStore, path: String) throws -> UNet.Config {
@@ -54,7 +71,7 @@ enum ConfigInference {
         if let key = shape(s, "middle_block.1.transformer_blocks.0.attn2.to_k.weight", rank: 2) {
             c.contextDimension = key[1]
             if key[1] == 1024 {
-                throw CheckpointError.unsupportedModel(path: path, reason: "an SD 2.x UNet (1024-wide text context); sdflow runs SD 1.x")
+                throw CheckpointError.unsupportedModel(path: path, reason: "an SD 2.x UNet (1024-wide text context); sdflow runs SD 1.x and SDXL")
             }
         }
         // Transformer blocks per level: those of the level's first attention block (1 where it has none).

@@ -13,10 +13,38 @@ public final class ParameterStore: Sendable {
     public struct Location: Sendable {
         public let file: SafeTensorsFile
         public let key: String
+        /// A part of the stored tensor, for files that store parameters differently.
+        public let part: Part?
 
-        public init(file: SafeTensorsFile, key: String) {
+        /// Rows of the stored tensor (OpenCLIP's fused q/k/v projections), or its transpose
+        /// (OpenCLIP's text projection, stored as (width, projection)).
+        public enum Part: Sendable, Equatable {
+            case rows(Range<Int>)
+            case transposed
+        }
+
+        public init(file: SafeTensorsFile, key: String, part: Part? = nil) {
             self.file = file
             self.key = key
+            self.part = part
+        }
+
+        /// Whether the part lies inside a stored tensor of `stored` shape.
+        func fits(_ stored: [Int]) -> Bool {
+            switch part {
+            case nil: return true
+            case .rows(let rows): return !stored.isEmpty && stored.count <= 2 && rows.lowerBound >= 0 && rows.upperBound <= stored[0]
+            case .transposed: return stored.count == 2
+            }
+        }
+
+        /// The parameter's shape: the stored one, or that of its part.
+        func shape(stored: [Int]) -> [Int] {
+            switch part {
+            case nil: return stored
+            case .rows(let rows): return [rows.count] + stored.dropFirst()
+            case .transposed: return stored.count == 2 ? [stored[1], stored[0]] : stored
+            }
         }
     }
 
@@ -60,7 +88,7 @@ public final class ParameterStore: Sendable {
 
     /// The stored shape of a parameter, or nil when it is absent.
     public func shape(_ name: String) -> [Int]? {
-        locations[name].flatMap { $0.file.entries[$0.key]?.shape }
+        locations[name].flatMap { location in location.file.entries[location.key].map { location.shape(stored: $0.shape) } }
     }
 
     /// Whether a parameter exists (for optional parts such as biases).
@@ -78,8 +106,13 @@ public final class ParameterStore: Sendable {
     /// file's pages under it are dropped from resident memory, so that a checkpoint of half the
     /// size does not cost its own size on top of the widened weights.
     private func converted(_ location: Location, _ entry: SafeTensorsFile.Entry, _ shape: [Int]) throws -> Tensor {
-        let t = try location.file.tensor(location.key)
+        var t = try location.file.tensor(location.key)
         if entry.dtype != .f32 { location.file.releasePages(location.key) }
+        switch location.part {
+        case nil: break
+        case .rows(let rows): t = t.slice(rows).copied()
+        case .transposed: t = t.transposedLastTwo()
+        }
         return t.shape == shape ? t : t.reshaped(shape)
     }
 
@@ -88,9 +121,9 @@ public final class ParameterStore: Sendable {
         guard let location = locations[name], let entry = location.file.entries[location.key] else {
             throw CheckpointError.missingTensor(component: component, name: name, expectedShape: shape)
         }
-        guard ParameterStore.compatible(entry.shape, shape) else {
+        guard location.fits(entry.shape), ParameterStore.compatible(location.shape(stored: entry.shape), shape) else {
             throw CheckpointError.shapeMismatch(component: component, name: location.key, file: location.file.path,
-                                                expected: shape, found: entry.shape)
+                                                expected: shape, found: location.shape(stored: entry.shape))
         }
         used.withLock { _ = $0.insert(name) }
         return (location, entry)
@@ -110,7 +143,7 @@ public final class ParameterStore: Sendable {
     /// with `keepsHalfPrecision` left in the memory-mapped file and widened at each use.
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
         let (location, entry) = try claim(name, shape: shape)
-        guard entry.dtype == .f16 || entry.dtype == .bf16, patches[name] == nil else {
+        guard entry.dtype == .f16 || entry.dtype == .bf16, patches[name] == nil, location.part == nil else {
             return Weight(resident: patch(try converted(location, entry, shape), name))
         }
         if keepsHalfPrecision { return Weight(file: location.file, key: location.key, shape: shape) }
