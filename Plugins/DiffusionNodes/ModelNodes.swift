@@ -19,21 +19,24 @@ final class CheckpointPart: Sendable {
     /// The LoRAs applied so far (load_lora), in order, as their sources (`modelSource`), and their deltas.
     let loras: [String]
     let patches: WeightPatches
+    /// SDXL's second text encoder's deltas (of a clip part).
+    let patches2: WeightPatches
 
     init(checkpoint: Checkpoint, source: String, part: Part, storage: Checkpoint.WeightStorage, loras: [String] = [],
-         patches: WeightPatches = [:]) {
+         patches: WeightPatches = [:], patches2: WeightPatches = [:]) {
         self.checkpoint = checkpoint
         self.source = source
         self.part = part
         self.storage = storage
         self.loras = loras
         self.patches = patches
+        self.patches2 = patches2
     }
 
     /// This part with another LoRA's deltas added after the ones it has.
-    func adding(_ lora: String, _ more: WeightPatches) -> CheckpointPart {
+    func adding(_ lora: String, _ more: WeightPatches, second: WeightPatches = [:]) -> CheckpointPart {
         CheckpointPart(checkpoint: checkpoint, source: source, part: part, storage: storage, loras: loras + [lora],
-                       patches: patches.merging(more, uniquingKeysWith: +))
+                       patches: patches.merging(more, uniquingKeysWith: +), patches2: patches2.merging(second, uniquingKeysWith: +))
     }
 
     /// The key of the loaded weights in the run's model cache: the same file opened with another
@@ -85,7 +88,7 @@ extension NodeContext {
         let part = try checkpointPart(input, .clip)
         guard part.checkpoint.isSDXL else { return nil }
         let first = try models.model(ModelKey(part.key)) { try part.checkpoint.loadTextEncoder(patches: part.patches) }
-        let second = try models.model(ModelKey(part.key + "#2")) { try part.checkpoint.loadTextEncoder2() }
+        let second = try models.model(ModelKey(part.key + "#2")) { try part.checkpoint.loadTextEncoder2(patches: part.patches2) }
         return SDXLTextEncoders(first: first, second: second)
     }
 
@@ -149,20 +152,17 @@ struct LoadLoRA: Node {
         guard unet.checkpoint === clip.checkpoint else {
             throw NodeError.invalidInput("'unet' and 'clip' come from different checkpoints")
         }
-        let requested = try context[Self.path]
-        if unet.checkpoint.isSDXL && !requested.isEmpty {
-            throw NodeError.invalidInput("LoRAs for SDXL checkpoints are not supported yet")
-        }
         let path = try context[Self.path]
         if path.isEmpty { return ["unet": context.input("unet")!, "clip": context.input("clip")!] }
         let (unetStrength, clipStrength) = (Float(try context[Self.strengthModel]), Float(try context[Self.strengthClip]))
         let lora = try LoRA(path: path)
-        let (unetPatches, clipPatches) = try unet.checkpoint.patches(lora, unetStrength: unetStrength, textStrength: clipStrength)
-        func handle(_ part: CheckpointPart, _ patches: WeightPatches, _ strength: Float, _ type: ValueType) -> Value {
-            let patched = part.adding(context.modelSource("\(path)@\(strength)"), patches)
+        let patches = try unet.checkpoint.patches(lora, unetStrength: unetStrength, textStrength: clipStrength)
+        func handle(_ part: CheckpointPart, _ patches: WeightPatches, _ second: WeightPatches, _ strength: Float, _ type: ValueType) -> Value {
+            let patched = part.adding(context.modelSource("\(path)@\(strength)"), patches, second: second)
             return .model(ModelHandle(type: type, payload: patched))
         }
-        return ["unet": handle(unet, unetPatches, unetStrength, .unet), "clip": handle(clip, clipPatches, clipStrength, .clip)]
+        return ["unet": handle(unet, patches.unet, [:], unetStrength, .unet),
+                "clip": handle(clip, patches.textEncoder, patches.textEncoder2, clipStrength, .clip)]
     }
 }
 

@@ -26,10 +26,10 @@ import Testing
 
     /// A prompt as SDXL conditions on it: both encoders' penultimate hidden states side by side
     /// (1, 77, C1 + C2), and the second's pooled, projected output (1, P).
-    func encode(_ text: String, checkpoint: Checkpoint? = nil) throws -> (context: Tensor, pooled: Tensor) {
+    func encode(_ text: String, checkpoint: Checkpoint? = nil, encoders: (CLIPTextEncoder, CLIPTextEncoder)? = nil) throws -> (context: Tensor, pooled: Tensor) {
         let checkpoint = checkpoint ?? self.checkpoint
         let tokenizer = try checkpoint.loadTokenizer()
-        let (first, second) = (try checkpoint.loadTextEncoder(), try checkpoint.loadTextEncoder2())
+        let (first, second) = try encoders ?? (try checkpoint.loadTextEncoder(), try checkpoint.loadTextEncoder2())
         let encoding = tokenizer.encode(text)
         let ids1 = [encoding.ids], ids2 = [encoding.ids(paddingWith: 0)]
         let states1 = first.hiddenStates(ids1), states2 = second.hiddenStates(ids2)
@@ -80,6 +80,26 @@ import Testing
                                         context: try reference.tensor("unet.context"), added: added)
         try check("unet.output", eps, tolerance: 1e-5)
         _ = try single.loadVAE()
+    }
+
+    /// A kohya SDXL LoRA (lora_unet_ with LDM names, lora_te1_, lora_te2_) at 0.8, against diffusers'
+    /// load_lora_weights + fuse_lora: both text encoders and the UNet.
+    @Test func loraMatchesDiffusers() throws {
+        let patches = try checkpoint.patches(LoRA(path: Fixtures.path("tiny-sdxl-lora.safetensors")), unetStrength: 0.8, textStrength: 0.8)
+        #expect(!patches.unet.isEmpty && !patches.textEncoder.isEmpty && !patches.textEncoder2.isEmpty)
+        let encoders = (try checkpoint.loadTextEncoder(patches: patches.textEncoder), try checkpoint.loadTextEncoder2(patches: patches.textEncoder2))
+        let (context, pooled) = try encode(reference.metadata["prompt"]!, encoders: encoders)
+        try check("lora.text.embeds", context, tolerance: 1e-5)
+        try check("lora.text.pooled", pooled, tolerance: 1e-5)
+        let added = AddedConditions(pooled: try reference.tensor("unet.text_embeds"), timeIds: try reference.tensor("unet.time_ids"))
+        let eps = try checkpoint.loadUNet(patches: patches.unet)(try reference.tensor("unet.sample"), timesteps: try reference.tensor("unet.timesteps").scalars,
+                                                                context: try reference.tensor("unet.context"), added: added)
+        try check("lora.unet.output", eps, tolerance: 1e-5)
+        // An SD 1.x LoRA on SDXL, and this one on SD 1.x: errors naming the family.
+        #expect { try checkpoint.patches(LoRA(path: Fixtures.path("lora/kohya.safetensors")), unetStrength: 1, textStrength: 1) }
+            throws: { "\($0)".contains("SD 1.x") }
+        #expect { try Checkpoint(path: TinyModel.folder).patches(LoRA(path: Fixtures.path("tiny-sdxl-lora.safetensors")), unetStrength: 1, textStrength: 1) }
+            throws: { "\($0)".contains("SDXL") }
     }
 
     @Test func unetWithTimeIds() throws {

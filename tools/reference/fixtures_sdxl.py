@@ -27,6 +27,7 @@ import torch
 from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline,
                        StableDiffusionXLPipeline, UNet2DConditionModel)
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 import tiny_models as tm
@@ -73,7 +74,6 @@ def make_models():
 
 
 def save_folder(folder, unet, vae, clip_l, clip_g):
-    from safetensors.torch import save_file
     for sub, model in (("unet", unet), ("vae", vae), ("text_encoder", clip_l), ("text_encoder_2", clip_g)):
         os.makedirs(os.path.join(folder, sub), exist_ok=True)
         if sub.startswith("text_encoder"):
@@ -134,9 +134,7 @@ def openclip_state(clip_g):
 def write_single_file(path, unet, vae, clip_l, clip_g):
     """The tiny SDXL as sd_xl_base_1.0.safetensors lays it out (float16), checked with diffusers'
     own single-file converters."""
-    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
-                                                     convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
-    from safetensors.torch import save_file
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint, convert_open_clip_checkpoint
     names = tm.unet_ldm_names(TINY_SDXL_UNET)
     names.update({"add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"})
     sd = {"model.diffusion_model." + tm.rename(k, names): v for k, v in unet.state_dict().items()}
@@ -202,7 +200,45 @@ def make():
     ref["img2img"] = img2img(PROMPT, negative_prompt=NEGATIVE, image=image, strength=0.6, num_inference_steps=6, guidance_scale=5.0,
                              generator=torch.Generator().manual_seed(61), output_type="latent").images
     meta["img2img"] = "61"
+    lora_reference(ref, pipe, unet, clip_l, clip_g)
     save(ref, fixture_path("sdxl-reference.safetensors"), metadata=meta)
+
+
+LORA_STRENGTH = 0.8
+
+
+def lora_reference(ref, pipe, unet, clip_l, clip_g):
+    """A kohya SDXL LoRA (tiny-sdxl-lora.safetensors: rank 4, alpha 2; lora_unet_ with the UNet's
+    LDM names, lora_te1_ and lora_te2_ for the two text encoders), and diffusers' outputs with it
+    loaded (load_lora_weights) and fused at LORA_STRENGTH: lora.text.embeds, lora.text.pooled,
+    lora.unet.output. Changes the models: run last."""
+    g = torch.Generator().manual_seed(3131)
+    names = tm.unet_ldm_names(TINY_SDXL_UNET)
+    tensors = {}
+
+    def add(key, module):
+        out, inputs = module.weight.shape[0], module.weight.shape[1]
+        tensors[key + ".lora_down.weight"] = (torch.randn(4, inputs, generator=g) * 0.2).half()
+        tensors[key + ".lora_up.weight"] = (torch.randn(out, 4, generator=g) * 0.2).half()
+        tensors[key + ".alpha"] = torch.tensor(2.0)
+
+    for n, m in unet.named_modules():
+        if ".attentions." in n and n.endswith((".to_q", ".to_k", ".to_v", ".to_out.0", ".ff.net.2")):
+            add("lora_unet_" + tm.rename(n + ".weight", names)[:-len(".weight")].replace(".", "_"), m)
+    for prefix, model in (("lora_te1_", clip_l), ("lora_te2_", clip_g)):
+        for n, m in model.named_modules():
+            if n.endswith((".q_proj", ".k_proj", ".v_proj", ".out_proj", ".fc1")):
+                add(prefix + tm.clip_key(n).replace(".", "_"), m)
+    path = fixture_path("tiny-sdxl-lora.safetensors")
+    save_file(tensors, path)
+    print("wrote Tests/Fixtures/tiny-sdxl-lora.safetensors", len(tensors), "tensors")
+    pipe.load_lora_weights(path)
+    pipe.fuse_lora(lora_scale=LORA_STRENGTH)
+    with torch.no_grad():
+        embeds, _, pooled, _ = pipe.encode_prompt(PROMPT, negative_prompt=NEGATIVE, do_classifier_free_guidance=True)
+        ref["lora.text.embeds"], ref["lora.text.pooled"] = embeds, pooled
+        ref["lora.unet.output"] = pipe.unet(ref["unet.sample"], ref["unet.timesteps"], encoder_hidden_states=ref["unet.context"],
+                                            added_cond_kwargs={"text_embeds": ref["unet.text_embeds"], "time_ids": ref["unet.time_ids"]}).sample
 
 
 if __name__ == "__main__":

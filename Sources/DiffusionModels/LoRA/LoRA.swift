@@ -5,7 +5,7 @@ import TensorCore
 /// A LoRA file (low-rank weight deltas) for SD 1.x, in the layouts the community uses:
 ///
 /// - kohya / AUTOMATIC1111: `lora_unet_<module with _>.lora_down.weight`, `.lora_up.weight`,
-///   `.alpha`, and `lora_te_<text module with _>...`; UNet modules named the diffusers way
+///   `.alpha`, and `lora_te_<text module with _>...` (SDXL: `lora_te1_`, `lora_te2_`); UNet modules named the diffusers way
 ///   (`lora_unet_down_blocks_0_attentions_0_...`) or the LDM way (`lora_unet_input_blocks_1_1_...`);
 ///   LoCon (4-D `lora_down` on convolutions) included;
 /// - diffusers / peft: `unet.<module>.lora_A.weight` / `lora_B.weight`, `text_encoder.<module>...`
@@ -13,10 +13,11 @@ import TensorCore
 ///   `lora_adapter_metadata`; and the older `unet.<...>.processor.to_q_lora.down.weight`.
 ///
 /// Each module's delta is strength x (alpha / rank) x up @ down (alpha missing: alpha = rank).
-/// LoHa, LoKr and other LyCORIS kinds, and LoRAs for SD 2.x or SDXL, are refused by name.
+/// LoHa, LoKr and other LyCORIS kinds are refused by name; a LoRA for another model family is an
+/// error naming the layer it does not fit.
 public struct LoRA: Sendable {
     /// Which model a module patches.
-    public enum Component: String, Sendable { case unet = "UNet", textEncoder = "text encoder" }
+    public enum Component: String, Sendable { case unet = "UNet", textEncoder = "text encoder", textEncoder2 = "second text encoder" }
 
     /// One module's low-rank pair.
     public struct Module: Sendable {
@@ -55,9 +56,6 @@ public struct LoRA: Sendable {
                 ?? (name.hasSuffix(".diff") || name.hasSuffix(".diff_b") ? (marker: ".diff", name: "full-difference (LyCORIS diff)") : nil) {
                 throw fail("'\(name)' is a \(kind.name) tensor; only LoRA and LoCon are supported")
             }
-            if name.hasPrefix("lora_te1_") || name.hasPrefix("lora_te2_") || name.hasPrefix("text_encoder_2.") {
-                throw fail("'\(name)' belongs to SDXL's second text encoder: this is an SDXL LoRA, and sdflow runs SD 1.x")
-            }
             guard let (module, role) = LoRA.split(name) else {
                 throw fail("'\(name)' is not a LoRA tensor name sdflow knows (lora_down/lora_up, lora_A/lora_B, alpha)")
             }
@@ -75,7 +73,8 @@ public struct LoRA: Sendable {
                   up.rank == 2 || up.shape.dropFirst(2).allSatisfy({ $0 == 1 }) else {
                 throw fail("module '\(module)': up \(up.shape) and down \(down.shape) are not a low-rank pair")
             }
-            let component: Component = module.hasPrefix("lora_te") || module.hasPrefix("text_encoder.") ? .textEncoder : .unet
+            let component: Component = module.hasPrefix("lora_te2_") || module.hasPrefix("text_encoder_2.") ? .textEncoder2
+                : module.hasPrefix("lora_te") || module.hasPrefix("text_encoder.") ? .textEncoder : .unet
             var alpha = Float(rank)
             if let alphaName = roles["alpha"] {
                 let a = try file.tensor(alphaName)
@@ -114,7 +113,7 @@ public struct LoRA: Sendable {
     static func peftAlphas(_ json: String?) -> [Component: Float] {
         guard let json, let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return [:] }
         var result: [Component: Float] = [:]
-        for (prefix, component) in [("unet", Component.unet), ("text_encoder", .textEncoder)] {
+        for (prefix, component) in [("unet", Component.unet), ("text_encoder", .textEncoder), ("text_encoder_2", .textEncoder2)] {
             let nested = (object[prefix] as? [String: Any])?["lora_alpha"]
             if let value = (nested ?? object[prefix + ".lora_alpha"]) as? NSNumber { result[component] = value.floatValue }
         }
