@@ -95,6 +95,7 @@ struct BenchModel: ParsableCommand {
             }
         }
 
+        var peakMemory = 0
         var checkpoint: Checkpoint!
         var unet: UNet!, vae: AutoencoderKL!, encoder: CLIPTextEncoder!, tokenizer: CLIPTokenizer!
         let loadStart = DispatchTime.now().uptimeNanoseconds
@@ -110,8 +111,13 @@ struct BenchModel: ParsableCommand {
             if !json { print(String(format: "%-16@ %9.3f s", "load" as NSString, loadSeconds)) }
         }
 
+        if checkpoint.isSDXL {
+            try measureSDXL(checkpoint, unet: unet, vae: vae, tokenizer: tokenizer, time: time)
+            peakMemory = BenchModel.peakResidentBytes()
+            try report(rows, peakMemory: peakMemory, peak: peak, settings: settings)
+            return
+        }
         let ids = [tokenizer.encode("a photo of an astronaut riding a horse on mars").ids, tokenizer.encode("").ids]
-        var peakMemory = 0
         try time("txt2img512") {
             let context = encoder.encode(ids)
             let denoiser = GuidedDenoiser(unet: unet, positive: context.slice(0..<1), negative: context.slice(1..<2), guidanceScale: 7.5)
@@ -158,6 +164,11 @@ struct BenchModel: ParsableCommand {
             time("vae_decode\(size)") { _ = vae.decode(z) }
             if size == 512, let tiny { time("taesd_decode512") { _ = tiny.decode(z) } }
         }
+        try report(rows, peakMemory: peakMemory, peak: peak, settings: settings)
+    }
+
+    /// The rows as JSON, or the peak memory line after the table.
+    private func report(_ rows: [Row], peakMemory: Int, peak: Double, settings: ComputeSettings) throws {
         if json {
             let object: [String: Any] = [
                 "rows": try rows.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) },
@@ -166,8 +177,35 @@ struct BenchModel: ParsableCommand {
             ]
             print(String(data: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), encoding: .utf8)!)
         } else if peakMemory > 0 {
-            print(String(format: "peak resident memory after txt2img512: %.2f GB", Double(peakMemory) / 1e9))
+            print(String(format: "peak resident memory: %.2f GB", Double(peakMemory) / 1e9))
         }
+    }
+
+    /// SDXL's rows: sdxl_turbo512 (both text encoders, 1 euler_a step at guidance 1 with trailing
+    /// timesteps, the VAE decode: SDXL-Turbo's whole run after loading), unet1024 (one step with
+    /// CFG, batch 2), unet512, vae_decode1024.
+    private func measureSDXL(_ checkpoint: Checkpoint, unet: UNet, vae: AutoencoderKL, tokenizer: CLIPTokenizer,
+                             time: (String, () throws -> Void) throws -> Void) throws {
+        let encoders = SDXLTextEncoders(first: try checkpoint.loadTextEncoder(), second: try checkpoint.loadTextEncoder2())
+        let prompt = try tokenizer.chunks("a cinematic photo of a fox in the snow", weighting: .a1111)
+        try time("sdxl_turbo512") {
+            let (context, pooled) = encoders.encode(prompt, weighting: .a1111, emptyIDs: tokenizer.encode("").ids)
+            let added = AddedConditions(pooled: pooled, timeIds: Tensor(shape: [1, 6], values: AddedConditions.timeIds(height: 512, width: 512)))
+            let denoiser = GuidedDenoiser(unet: unet, positive: context, negative: context, guidanceScale: 1, added: (added, added))
+            var request = DenoiseRequest(sampler: .eulerAncestral, steps: 1)
+            request.spacing = .trailing
+            let generator = TorchGenerator(seed: 42)
+            let latents = try DenoiseLoop.run(request, denoiser: denoiser, source: nil, noise: generator.randn([1, 4, 64, 64]), stepNoise: generator)
+            _ = vae.decode(latents)
+        }
+        let (context, pooled) = encoders.encode(prompt, weighting: .a1111, emptyIDs: tokenizer.encode("").ids)
+        for size in [1024, 512] {
+            let latents = Tensor(repeating: 0.1, shape: [2, 4, size / 8, size / 8])
+            let added = AddedConditions(pooled: Tensor.concatenate([pooled, pooled], axis: 0),
+                                        timeIds: Tensor(shape: [2, 6], values: Array(repeating: AddedConditions.timeIds(height: size, width: size), count: 2).flatMap { $0 }))
+            try time("unet\(size)") { _ = unet(latents, timesteps: [500, 500], context: Tensor.concatenate([context, context], axis: 0), added: added) }
+        }
+        try time("vae_decode1024") { _ = vae.decode(Tensor(repeating: 0.1, shape: [1, 4, 128, 128])) }
     }
 
     /// VmHWM from /proc/self/status.

@@ -158,3 +158,31 @@ struct FullSizeControlNetTests {
         #expect(error <= 1e-5 * scale)
     }
 }
+
+/// Opt-in: the random SDXL of the exact architecture written by `tools/reference/make_sdxl_model.py
+/// OUT_DIR`, from the diffusers folder and the single file (both F16): one UNet call at 1024x1024
+/// with CFG's batch of 2 against diffusers. Run in a release build:
+///
+///     SDFLOW_SDXL=OUT_DIR swift test -c release --filter FullSizeSDXL
+@Suite(.serialized, .enabled(if: FullSizeModel.sdxlFolder != nil, "set SDFLOW_SDXL to the folder written by make_sdxl_model.py"))
+struct FullSizeSDXLTests {
+    @Test(arguments: ["diffusers-f16", "sd_xl_random.safetensors"])
+    func unetStepAt1024MatchesDiffusers(variant: String) throws {
+        let folder = FullSizeModel.sdxlFolder!
+        let reference = try SafeTensorsFile(path: folder + "/reference.safetensors")
+        let checkpoint = try Checkpoint(path: folder + "/" + variant)
+        #expect(checkpoint.isSDXL && checkpoint.configs.unet.transformerDepths == [1, 2, 10] && checkpoint.configs.unet.headsPerLevel == [5, 10, 20])
+        #expect(checkpoint.configs.textEncoder2?.width == 1280 && checkpoint.configs.textEncoder2?.layers == 32)
+        var start = Date()
+        let unet = try checkpoint.loadUNet()
+        _ = try checkpoint.loadTextEncoder2()
+        print("SDXL load (\(variant)): \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        start = Date()
+        let added = AddedConditions(pooled: try reference.tensor("unet.text_embeds"), timeIds: try reference.tensor("unet.time_ids"))
+        let eps = unet(try reference.tensor("unet.sample"), timesteps: try reference.tensor("unet.timesteps").scalars,
+                       context: try reference.tensor("unet.context"), added: added)
+        print("SDXL UNet 1024x1024 batch 2 (\(variant)): \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        let (error, scale) = parityReport("SDXL UNet 1024 (\(variant))", actual: eps, expected: try reference.tensor("unet.output"))
+        #expect(error <= 1e-5 * scale, "max-abs error \(error), reference max \(scale)")
+    }
+}

@@ -85,4 +85,6 @@ public enum TinyModel {
 /// written by `tools/reference/make_sd15_model.py OUT_DIR` and named by `SDFLOW_SD15=OUT_DIR`.
 public enum FullSizeModel {
     public static let folder = ProcessInfo.processInfo.environment["SDFLOW_SD15"]
+    /// The random SDXL of `tools/reference/make_sdxl_model.py`.
+    public static let sdxlFolder = ProcessInfo.processInfo.environment["SDFLOW_SDXL"]
 }

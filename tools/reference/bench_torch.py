@@ -5,7 +5,12 @@
 
 With --controlnet (a diffusers ControlNetModel folder): controlnet512 (the net on the CFG batch)
 and unet512_controlnet (the net, then the UNet with its residuals), as diffusers' pipelines run them.
+
+An SDXL folder (with text_encoder_2/) gets SDXL's rows, as `sdflow bench model` measures them:
+load, sdxl_turbo512 (StableDiffusionXLPipeline at 512x512, 1 euler_a step with trailing timesteps
+at guidance 0, decoded), unet1024 and unet512 (one UNet call, batch 2), vae_decode1024.
 """
+import os
 import argparse
 import json
 import time
@@ -41,6 +46,10 @@ def main():
             best = min(best, time.perf_counter() - start)
         rows.append({"name": name, "seconds": best})
 
+    if os.path.isdir(os.path.join(args.model, "text_encoder_2")):
+        sdxl(args, timed, rows, wanted)
+        print(json.dumps({"rows": rows, "threads": args.threads, "torch": torch.__version__}, indent=1))
+        return
     start = time.perf_counter()
     unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet").eval()
     vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae").eval()
@@ -80,6 +89,28 @@ def main():
             z = torch.full((1, 4, size // 8, size // 8), 0.1)
             timed(f"vae_decode{size}", lambda: vae.decode(z).sample)
     print(json.dumps({"rows": rows, "threads": args.threads, "torch": torch.__version__}, indent=1))
+
+
+def sdxl(args, timed, rows, wanted):
+    from diffusers import StableDiffusionXLPipeline
+    start = time.perf_counter()
+    pipe = StableDiffusionXLPipeline.from_pretrained(args.model, variant="fp16", torch_dtype=torch.float32)
+    load = time.perf_counter() - start
+    if wanted is None or "load" in wanted:
+        rows.append({"name": "load", "seconds": load})
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    pipe.set_progress_bar_config(disable=True)
+    with torch.inference_mode():
+        timed("sdxl_turbo512", lambda: pipe("a cinematic photo of a fox in the snow", height=512, width=512, num_inference_steps=1,
+                                             guidance_scale=0.0, generator=torch.Generator().manual_seed(42)))
+        embeds, _, pooled, _ = pipe.encode_prompt("a cinematic photo of a fox in the snow", do_classifier_free_guidance=False)
+        for size in (1024, 512):
+            latents = torch.full((2, 4, size // 8, size // 8), 0.1)
+            t = torch.tensor([500, 500])
+            added = {"text_embeds": pooled.repeat(2, 1), "time_ids": torch.tensor([[size, size, 0, 0, size, size]] * 2, dtype=torch.float32)}
+            timed(f"unet{size}", lambda: pipe.unet(latents, t, encoder_hidden_states=embeds.repeat(2, 1, 1), added_cond_kwargs=added))
+        z = torch.full((1, 4, 128, 128), 0.1)
+        timed("vae_decode1024", lambda: pipe.vae.decode(z).sample)
 
 
 if __name__ == "__main__":
