@@ -47,6 +47,39 @@ import WorkflowEngine
         try expectImage(folder.file("turbo.png"), decodes: "turbo")
     }
 
+    /// load_lora with an SDXL LoRA: both text encoders and the UNet change the image; an SD 1.x LoRA is refused.
+    @Test func sdxlLoRAInAWorkflow() throws {
+        func yaml(_ lora: String, _ name: String = "sd15") -> String {
+            """
+            version: 1
+            nodes:
+              model: {type: load_checkpoint, path: \(Fixtures.path("tiny-sdxl"))}
+              styled: {type: load_lora, unet: !ref model.unet, clip: !ref model.clip, path: "\(lora)", strength_model: 0.8, strength_clip: 0.8}
+              positive: {type: clip_encode, clip: !ref styled.clip, text: a house}
+              negative: {type: clip_encode, clip: !ref styled.clip, text: ""}
+              blank: {type: empty_latent, vae: !ref model.vae, width: 64, height: 64}
+              generated: {type: denoise, unet: !ref styled.unet, positive: !ref positive, negative: !ref negative, latent: !ref blank, steps: 2, seed: 5}
+              image: {type: vae_decode, vae: !ref model.vae, latent: !ref generated}
+              save: {type: save_image, image: !ref image, path: "\(folder.file(name))/out-{seed}.png"}
+            """
+        }
+        var images: [[Float]] = []
+        for (name, lora) in [("plain", ""), ("lora", Fixtures.path("tiny-sdxl-lora.safetensors"))] {
+            try yaml(lora, name).write(toFile: folder.file("\(name).yaml"), atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: folder.file(name), withIntermediateDirectories: true)
+            let graph = try Graph(workflow: Workflow.load(path: folder.file("\(name).yaml")), registry: TestEngine.registry(),
+                                  overrides: [:], currentDirectory: folder.file(name))
+            let report = Executor(graph: graph, options: Executor.Options()).run()
+            #expect(report.succeeded, "\(name): \(report.nodes.flatMap(\.errors))")
+            images.append(try ImageFile.read(folder.file("\(name)/out-5.png")).pixels.scalars)
+        }
+        #expect(images[0] != images[1])
+        try yaml(Fixtures.path("lora/kohya.safetensors")).write(toFile: folder.file("sd15.yaml"), atomically: true, encoding: .utf8)
+        let graph = try Graph(workflow: Workflow.load(path: folder.file("sd15.yaml")), registry: TestEngine.registry(), currentDirectory: folder.path)
+        let report = Executor(graph: graph, options: Executor.Options()).run()
+        #expect(report.nodes.first { $0.name == "styled" }?.errors.joined().contains("an SD 1.x LoRA") == true)
+    }
+
     @Test func imageToImageRunsAndMixingFamiliesIsAnError() throws {
         try ImageFile.write(Image(pixels: try reference.tensor("image")), to: folder.file("photo.png"))
         let report = try run("sdxl-img2img.yaml", ["checkpoint": Fixtures.path("tiny-sdxl"), "image": folder.file("photo.png"), "steps": "4",
