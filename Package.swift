@@ -98,7 +98,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
         ]),
-        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
+        .testTarget(name: "WorkflowEngineTests", dependencies: ["WorkflowEngine", "NodeKit", "ImageNodes", "DiffusionNodes", "DiffusionModels", "ImageIO", "SafeTensors", "TensorCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
