@@ -1,7 +1,11 @@
 """Runs `sdflow bench model` and bench_torch.py on the same model with the same thread count
 and prints seconds, GFLOP/s and the ratio sdflow/PyTorch per row (a markdown table).
 
-    python bench_compare.py MODEL_FOLDER [--threads 2] [--repeats 1] [--fast] [--only ROWS] [--sdflow .build/release/sdflow]
+    python bench_compare.py MODEL_FOLDER [--threads 2] [--repeats 1] [--fast] [--only ROWS] [--isa avx2] [--sdflow .build/release/sdflow]
+
+--isa caps the instruction set on both sides, to measure a CPU class this machine is above: sdflow's
+dispatch and tuner through SDFLOW_ISA (and OpenBLAS's kernels through OPENBLAS_CORETYPE), PyTorch's through ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and
+MKL_ENABLE_INSTRUCTIONS (the values below).
 """
 import argparse
 import json
@@ -10,6 +14,16 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The environment each side gets for an ISA cap.
+ISA_CAPS = {
+    # OpenBLAS picks its own kernels: OPENBLAS_CORETYPE caps them too (Haswell: AVX2 + FMA).
+    "avx2": ({"SDFLOW_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell"},
+             {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}),
+    "avx512": ({"SDFLOW_ISA": "avx512"},
+               {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512"}),
+    "avx512bf16": ({"SDFLOW_ISA": "avx512bf16"},
+                   {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "MKL_ENABLE_INSTRUCTIONS": "AVX512"}),
+}
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
@@ -21,7 +35,9 @@ def main():
     parser.add_argument("--only")
     parser.add_argument("--repeats", type=int, default=1, help="repetitions per row (the best is reported)")
     parser.add_argument("--sdflow", default=os.path.join(REPO, ".build", "release", "sdflow"))
+    parser.add_argument("--isa", choices=sorted(ISA_CAPS), help="cap the instruction set on both sides")
     args = parser.parse_args()
+    ours, theirs = ISA_CAPS[args.isa] if args.isa else ({}, {})
     only = (["--only", args.only] if args.only else []) + ["--repeats", str(args.repeats)]
     runs = {"sdflow": [args.sdflow, "bench", "model", args.model, "--threads", str(args.threads), "--json"] + only}
     if args.fast:
@@ -30,10 +46,13 @@ def main():
     results = {}
     for name, command in runs.items():
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=HERE).stdout
+        env = dict(os.environ, **(theirs if name == "pytorch" else ours))
+        out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=HERE, env=env).stdout
         results[name] = json.loads(out[out.index("{"):])
     torch_rows = {r["name"]: r["seconds"] for r in results["pytorch"]["rows"]}
     header = "| row | PyTorch s | " + " | ".join(f"{n} s | {n} GFLOP/s | {n}/PyTorch" for n in runs if n != "pytorch") + " |"
+    if args.isa:
+        print(f"instruction set capped at {args.isa} on both sides")
     print(header)
     print("|" + "---|" * (2 + 3 * (len(runs) - 1)))
     for row in results["sdflow"]["rows"]:
