@@ -17,7 +17,7 @@ import WorkflowEngine
 //   png, jpeg    ImageFile.decode on the bytes
 //   safetensors  SafeTensorsFile on the bytes as a file, then every tensor read as float32
 //   checkpoint   the bytes are a safetensors *header* (JSON); the file gets 16 MB of zeros as data
-//                and is loaded as a single-file checkpoint
+//                and is loaded as a ControlNet and as a single-file checkpoint (SDXL's too)
 //   workflow     Workflow.parse and Graph validation against the built-in nodes
 //   rerun        Workflow.load of the bytes as a PNG written by save_image (its metadata chunks)
 //   plugin       a plugin's pack description built from the bytes, read by PluginLoader.read
@@ -102,8 +102,14 @@ func loadCheckpoint(_ input: UnsafeRawBufferPointer) {
     bytes += input
     let path = writeScratch(bytes, suffix: ".safetensors")
     guard truncate(path, off_t(bytes.count + (16 << 20))) == 0 else { return }
+    // The same file as a ControlNet (for SD 1.5's UNet and as its shapes say).
+    if let controlNet = try? ControlNetFile(path: path) {
+        _ = try? controlNet.load(for: .sd15)
+        _ = try? controlNet.load()
+    }
     guard let checkpoint = try? Checkpoint(path: path) else { return }
     _ = try? checkpoint.loadTextEncoder()
+    _ = try? checkpoint.loadTextEncoder2()
     _ = try? checkpoint.loadVAE()
     _ = try? checkpoint.loadUNet()
 }
