@@ -29,6 +29,7 @@ public struct ComfyImport {
         "VAEDecode", "VAEEncode", "VAEEncodeForInpaint", "SetLatentNoiseMask", "LoadImage", "LoadImageMask", "SaveImage",
         "PreviewImage", "LoraLoader", "VAELoader", "LatentUpscale", "ImageScale", "UpscaleModelLoader", "ImageUpscaleWithModel",
         "VAEDecodeTiled", "VAEEncodeTiled", "ControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply",
+        "CLIPTextEncodeSDXL",
     ]
 
     /// ComfyUI sampler names -> sdflow's.
@@ -102,6 +103,8 @@ public struct ComfyImport {
         var clipSkips: [String: Int] = [:]
         /// ComfyUI nodes whose CONDITIONING outputs carry ControlNets (ControlNetApply...): the apply_controlnet output.
         var controls: [String: String] = [:]
+        /// ComfyUI nodes whose CONDITIONING carries SDXL sizes (CLIPTextEncodeSDXL): the sdxl_time_ids output.
+        var timeIds: [String: String] = [:]
         /// ComfyUI nodes whose LATENT output carries a noise mask (its ref, and pixels to grow it by).
         var latentMasks: [String: (mask: String, grow: Int)] = [:]
         var done = Set<String>()
@@ -151,6 +154,20 @@ public struct ComfyImport {
                 var fields = ["clip": try link(input, "clip"), "text": yamlString(try input.text("text")), "weighting": "comfy"]
                 if let skip = clipSkips[clip.node] { fields["clip_skip"] = String(skip) }
                 emit(name, "clip_encode", fields)
+                outputs[id] = ["\(name).conditioning"]
+            case "CLIPTextEncodeSDXL":
+                // One prompt for both encoders; the sizes become denoise's time_ids.
+                let (g, l) = (try input.text("text_g"), try input.text("text_l"))
+                if g != l && !l.isEmpty {
+                    notes.append("node \(id) CLIPTextEncodeSDXL: text_l differs from text_g; sdflow encodes text_g with both encoders")
+                }
+                emit(name, "clip_encode", ["clip": try link(input, "clip"), "text": yamlString(g), "weighting": "comfy"])
+                emit(name + "_sizes", "sdxl_time_ids", [
+                    "width": String(try input.integer("width")), "height": String(try input.integer("height")),
+                    "crop_left": String(try input.integer("crop_w")), "crop_top": String(try input.integer("crop_h")),
+                    "target_width": String(try input.integer("target_width")), "target_height": String(try input.integer("target_height")),
+                ])
+                timeIds[id] = "\(name)_sizes.time_ids"
                 outputs[id] = ["\(name).conditioning"]
             case "EmptyLatentImage":
                 let batch = (try? input.integer("batch_size")) ?? 1
@@ -341,6 +358,7 @@ public struct ComfyImport {
             if let control = controls[positive] ?? controls[negative] {
                 fields["control"] = "!ref " + control
             }
+            if let sizes = timeIds[positive] ?? timeIds[negative] { fields["time_ids"] = "!ref " + sizes }
             let latent = try input.link("latent_image")
             if let mask = latentMasks[latent.node] {
                 fields["mask"] = mask.mask

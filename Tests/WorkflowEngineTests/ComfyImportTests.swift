@@ -181,6 +181,33 @@ import WorkflowEngine
         #expect(try ImageFile.read(folder.file("cn.png")).width == 64)
     }
 
+    /// ComfyUI's CLIPTextEncodeSDXL: clip_encode of text_g and sdxl_time_ids of its sizes, which the
+    /// sampler takes as time_ids; the graph runs on the tiny SDXL.
+    @Test func sdxlTextEncodeMaps() throws {
+        let json = #"""
+            {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl"}},
+             "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "6": {"class_type": "CLIPTextEncodeSDXL", "inputs": {"clip": ["4", 1], "width": 2048, "height": 1536, "crop_w": 8, "crop_h": 4,
+                   "target_width": 1024, "target_height": 768, "text_g": "a fox", "text_l": "a fox"}},
+             "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+             "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 5, "sampler_name": "euler", "scheduler": "normal",
+                   "denoise": 1, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+             "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+             "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "xl"}}}
+            """#
+        let imported = try ComfyImport(json: Data(json.utf8), source: "xl.json", files: { _, _ in Fixtures.path("tiny-sdxl") })
+        let yaml = imported.yaml
+        for line in ["n6: {type: clip_encode, clip: !ref n4.clip, text: \"a fox\", weighting: comfy}",
+                     "n6_sizes: {type: sdxl_time_ids, crop_left: 8, crop_top: 4, height: 1536, target_height: 768, target_width: 1024, width: 2048}"] {
+            #expect(yaml.contains("  " + line), "missing: \(line)\n\(yaml)")
+        }
+        let denoise = try #require(yaml.split(separator: "\n").first { $0.hasPrefix("  n3:") })
+        #expect(denoise.contains("time_ids: !ref n6_sizes.time_ids"), "\(denoise)")
+        try yaml.write(toFile: folder.file("xl.yaml"), atomically: true, encoding: .utf8)
+        let report = try run(folder.file("xl.yaml"), ["output_9": folder.file("xl.png")])
+        #expect(report.succeeded, "\(report.nodes.flatMap(\.errors))")
+    }
+
     @Test func wrongFilesAreErrorsNamingTheNode() throws {
         func error(_ json: String) -> String {
             do {
