@@ -190,7 +190,7 @@ public final class ComfyServer: Sendable {
             workflow = try ComfyImport(json: data, source: "prompt", files: fileLookup, registry: registry,
                                        previews: clientID == nil ? nil : options.folders.temp.appendingPathComponent("previews").path).yaml
             _ = try Graph(workflow: Workflow.parse(workflow, path: options.folders.output.path + "/prompt.yaml"), registry: registry,
-                          overrides: try outputOverrides(graph).overrides)
+                          overrides: try outputOverrides(graph, numbered: false).overrides)
         } catch let error as ComfyImport.ImportError {
             guard let node = error.node else { return promptError("invalid_prompt", error.description, status: .badRequest) }
             return promptError("prompt_outputs_failed_validation", "Prompt outputs failed validation", status: .badRequest,
@@ -244,13 +244,20 @@ public final class ComfyServer: Sendable {
     }
 
     /// The output file of each save and preview node (ComfyUI's numbering), as workflow overrides.
-    func outputOverrides(_ graph: [String: Any]) throws -> (overrides: [String: String], images: [String: ImageRef]) {
+    /// `numbered: false` (checking a posted prompt) confines the names to their folders without
+    /// reading or creating the folders; the numbers are taken when the prompt runs.
+    func outputOverrides(_ graph: [String: Any], numbered: Bool = true) throws -> (overrides: [String: String], images: [String: ImageRef]) {
         var overrides: [String: String] = [:], images: [String: ImageRef] = [:]
         for (id, value) in graph {
             guard let node = value as? [String: Any], let type = node["class_type"] as? String,
                   type == "SaveImage" || type == "PreviewImage" else { continue }
             let kind = type == "SaveImage" ? "output" : "temp"
             let prefix = type == "SaveImage" ? ((node["inputs"] as? [String: Any])?["filename_prefix"] as? String ?? "ComfyUI") : "preview_\(id)"
+            guard numbered else {
+                let place = try options.folders.outputPlace(kind, prefix: prefix)
+                overrides["output_\(id)"] = (place.folder as NSString).appendingPathComponent(place.base + "_00000_.png")
+                continue
+            }
             let next = try options.folders.nextOutput(kind, prefix: prefix)
             overrides["output_\(id)"] = next.path
             images[id] = ImageRef(filename: next.filename, subfolder: next.subfolder, type: kind)

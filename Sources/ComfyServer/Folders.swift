@@ -72,12 +72,18 @@ public struct Folders: Sendable {
         return names.filter { !$0.hasPrefix(".") }.sorted()
     }
 
+    /// Where outputs named by `prefix` go in `kind` (the prefix may name a subfolder): the folder,
+    /// confined to `kind`'s, the file names' stem and the subfolder. Reads and writes nothing.
+    public func outputPlace(_ kind: String, prefix: String) throws -> (folder: String, base: String, subfolder: String) {
+        let parts = prefix.split(separator: "/").map(String.init)
+        let base = parts.last ?? "ComfyUI", subfolder = parts.dropLast().joined(separator: "/")
+        return (try path(kind, subfolder.isEmpty ? "." : subfolder, mustExist: false), base, subfolder)
+    }
+
     /// The next free ComfyUI-style output name for `prefix` in `kind`: `prefix_00001_.png`, counting
     /// up from the highest number there (the prefix may name a subfolder).
     public func nextOutput(_ kind: String, prefix: String) throws -> (path: String, filename: String, subfolder: String) {
-        let parts = prefix.split(separator: "/").map(String.init)
-        let base = parts.last ?? "ComfyUI", subfolder = parts.dropLast().joined(separator: "/")
-        let folder = try path(kind, subfolder.isEmpty ? "." : subfolder, mustExist: false)
+        let (folder, base, subfolder) = try outputPlace(kind, prefix: prefix)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let existing = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         let used = existing.compactMap { name -> Int? in

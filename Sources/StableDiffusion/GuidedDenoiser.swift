@@ -106,8 +106,7 @@ public struct GuidedDenoiser {
             input = Tensor.concatenate([input, extra.mask.repeatedBatch(copies), extra.maskedImageLatents.repeatedBatch(copies)], axis: 1)
         }
         // SDXL's pooled text and time ids, repeated to n items per prompt.
-        let addedCond = added.map { AddedConditions(pooled: $0.positive.pooled.repeatedBatch(n), timeIds: $0.positive.timeIds.repeatedBatch(n)) }
-        let addedUncond = added.map { AddedConditions(pooled: $0.negative.pooled.repeatedBatch(n), timeIds: $0.negative.timeIds.repeatedBatch(n)) }
+        let addedCond = added?.positive.repeatedBatch(n), addedUncond = added?.negative.repeatedBatch(n)
         let eps: Tensor
         if !usesGuidance {
             eps = unet(input, timesteps: Array(repeating: timestep, count: n), context: cond,
@@ -115,12 +114,9 @@ public struct GuidedDenoiser {
                        control: control(latents, cond, unconditional: 0), added: addedCond)
         } else if uncond.shape[1] == cond.shape[1] {
             let context = Tensor.concatenate([uncond, cond], axis: 0)
-            var both: AddedConditions?
-            if let u = addedUncond, let c = addedCond {
-                both = AddedConditions(pooled: Tensor.concatenate([u.pooled, c.pooled], axis: 0), timeIds: Tensor.concatenate([u.timeIds, c.timeIds], axis: 0))
-            }
             eps = unet(input, timesteps: Array(repeating: timestep, count: 2 * n), context: context,
-                       control: control(latents, context, unconditional: n), added: both)
+                       control: control(latents, context, unconditional: n),
+                       added: addedUncond.flatMap { u in addedCond.map { u.followed(by: $0) } })
         } else {  // prompts of lengths with no small common multiple: one call each
             let times = Array(repeating: timestep, count: n)
             let (u, c) = (latents.slice(0..<n), latents.slice(n..<(2 * n)))
@@ -176,6 +172,18 @@ public struct ControlGuide: Sendable {
         // The negative prompt's half gets zeros.
         func padded(_ t: Tensor) -> Tensor { Tensor.concatenate([Tensor(zeros: [unconditional] + t.shape.dropFirst()), t], axis: 0) }
         return ControlResiduals(down: r.down.map(padded), middle: padded(r.middle))
+    }
+}
+
+extension AddedConditions {
+    /// Batch-1 conditions repeated to `count` items.
+    func repeatedBatch(_ count: Int) -> AddedConditions {
+        AddedConditions(pooled: pooled.repeatedBatch(count), timeIds: timeIds.repeatedBatch(count))
+    }
+
+    /// These items, then `other`'s (the negative prompt's half of a guided batch, then the prompt's).
+    func followed(by other: AddedConditions) -> AddedConditions {
+        AddedConditions(pooled: Tensor.concatenate([pooled, other.pooled], axis: 0), timeIds: Tensor.concatenate([timeIds, other.timeIds], axis: 0))
     }
 }
 

@@ -126,11 +126,8 @@ public final class Checkpoint: Sendable {
 
     /// Builds the text encoder, with `patches` (LoRA deltas) added, and checks that every text-encoder tensor was used.
     public func loadTextEncoder(patches: WeightPatches = [:]) throws -> CLIPTextEncoder {
-        try requirePresent(textStore, prefix: layout == .singleFile ? "cond_stage_model.transformer." : "text_encoder/")
-        let store = patches.isEmpty ? textStore : textStore.patched(patches)
-        let encoder = try CLIPTextEncoder(config: configs.textEncoder, parameters: store.scope("text_model"))
-        try store.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
-        return encoder
+        try loadTextEncoder(textStore, configs.textEncoder, patches: patches,
+                            prefix: layout == .singleFile ? "cond_stage_model.transformer." : "text_encoder/")
     }
 
     /// SDXL's second text encoder (with its text projection), checked like the first.
@@ -138,9 +135,15 @@ public final class Checkpoint: Sendable {
         guard let textStore2, let config = configs.textEncoder2 else {
             throw CheckpointError.notACheckpoint(path: path, reason: "it has no second text encoder (not an SDXL checkpoint)")
         }
-        try requirePresent(textStore2, prefix: layout == .singleFile ? "conditioner.embedders.1." : "text_encoder_2/")
-        let store = patches.isEmpty ? textStore2 : textStore2.patched(patches)
-        let encoder = try CLIPTextEncoder(config: config, parameters: store.scope("text_model"), projection: store.scope("text_projection"))
+        return try loadTextEncoder(textStore2, config, patches: patches, prefix: layout == .singleFile ? "conditioner.embedders.1." : "text_encoder_2/")
+    }
+
+    /// A text encoder from `store` (its `text_projection` too when `config` has one), `patches` added.
+    private func loadTextEncoder(_ store: ParameterStore, _ config: CLIPTextEncoder.Config, patches: WeightPatches, prefix: String) throws -> CLIPTextEncoder {
+        try requirePresent(store, prefix: prefix)
+        let store = patches.isEmpty ? store : store.patched(patches)
+        let encoder = try CLIPTextEncoder(config: config, parameters: store.scope("text_model"),
+                                          projection: config.projectionWidth == nil ? nil : store.scope("text_projection"))
         try store.checkAllUsed(ignoring: Checkpoint.ignoredTextKeys)
         return encoder
     }

@@ -53,13 +53,13 @@ struct DiffusersFolder {
                 .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
         }
         func refuse(_ file: String, _ what: String) -> CheckpointError {
-            .unsupportedModel(path: path + "/" + file, reason: what + "; sdflow runs SD 1.x (epsilon prediction)")
+            .unsupportedModel(path: path + "/" + file, reason: what + "; sdflow runs SD 1.x and SDXL base models (epsilon prediction)")
         }
         let unet = json("unet/config.json")
         let context = unet["cross_attention_dim"] as? Int
         let sdxl = unet["addition_embed_type"] as? String == "text_time"
         if unet["projection_class_embeddings_input_dim"] as? Int == 2560 {
-            throw refuse("unet/config.json", "the SDXL refiner (aesthetic-score conditioning); sdflow runs SDXL base models")
+            throw refuse("unet/config.json", "the SDXL refiner (aesthetic-score conditioning)")
         }
         if !sdxl && (context == 1024 || unet["use_linear_projection"] as? Bool == true) {
             throw refuse("unet/config.json", "an SD 2.x UNet (" + (context == 1024 ? "1024-wide text context" : "linear attention projections") + ")")

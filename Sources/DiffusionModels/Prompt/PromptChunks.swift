@@ -166,9 +166,19 @@ extension CLIPTextEncoder {
     /// `finalNorm: false` takes the layer's output without the final layer norm (SDXL).
     public func encode(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int], skippedLayers: Int = 0,
                        finalNorm: Bool = true) -> Tensor {
+        let rows = Self.rows(prompt, weighting: weighting, emptyIDs: emptyIDs)
+        return Self.weighted(encode(rows, vectors: prompt.vectors, skippedLayers: skippedLayers, finalNorm: finalNorm), prompt, weighting: weighting)
+    }
+
+    /// The rows to encode for `prompt`: its chunks, and the empty prompt after them when ComfyUI's
+    /// weighting needs its encoding.
+    static func rows(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int]) -> [[Int]] {
+        prompt.ids + (weighting == .comfy && prompt.isWeighted ? [emptyIDs] : [])
+    }
+
+    /// The encoded `rows(prompt, ...)` (rows, 77, C), weighted and joined: (1, 77 x chunks, C).
+    static func weighted(_ z: Tensor, _ prompt: PromptChunks, weighting: PromptWeighting) -> Tensor {
         let weighted = weighting != .none && prompt.isWeighted
-        let rows = prompt.ids + (weighted && weighting == .comfy ? [emptyIDs] : [])
-        let z = encode(rows, vectors: prompt.vectors, skippedLayers: skippedLayers, finalNorm: finalNorm)  // (rows, 77, C)
         let (t, c) = (z.shape[1], z.shape[2])
         let chunkCount = prompt.ids.count
         var out = Tensor(uninitialized: [1, chunkCount * t, c])
@@ -228,13 +238,12 @@ public struct SDXLTextEncoders: Sendable {
     /// (1, 77 x chunks, C1 + C2); and the second encoder's pooled, projected output of the first
     /// chunk (1, P).
     public func encode(_ prompt: PromptChunks, weighting: PromptWeighting, emptyIDs: [Int]) -> (context: Tensor, pooled: Tensor) {
-        let end = second.config.endTokenID
-        var prompt2 = prompt
-        prompt2.ids = Self.secondIDs(prompt.ids, endID: end)
         let a = first.encode(prompt, weighting: weighting, emptyIDs: emptyIDs, skippedLayers: 1, finalNorm: false)
-        let b = second.encode(prompt2, weighting: weighting, emptyIDs: Self.secondIDs([emptyIDs], endID: end)[0], skippedLayers: 1, finalNorm: false)
-        let firstChunk = [prompt2.ids[0]]
-        let states = second.hiddenStates(firstChunk, vectors: prompt.vectors)
-        return (Tensor.concatenate([a, b], axis: 2), second.pooled(firstChunk, lastHidden: states[states.count - 1]))
+        // One pass of the second encoder gives both its penultimate states and, from the last, the pooled text.
+        let rows = Self.secondIDs(CLIPTextEncoder.rows(prompt, weighting: weighting, emptyIDs: emptyIDs), endID: second.config.endTokenID)
+        let states = second.hiddenStates(rows, vectors: prompt.vectors)  // layers + 1 of (rows, 77, C2)
+        let b = CLIPTextEncoder.weighted(states[states.count - 2], prompt, weighting: weighting)
+        let pooled = second.pooled([rows[0]], lastHidden: states[states.count - 1].slice(0..<1))
+        return (Tensor.concatenate([a, b], axis: 2), pooled)
     }
 }
