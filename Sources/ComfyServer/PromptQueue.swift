@@ -82,6 +82,8 @@ actor PromptQueue {
         let decoder = JSONDecoder()
         history = text.split(separator: "\n").compactMap { try? decoder.decode(HistoryEntry.self, from: Data($0.utf8)) }.suffix(historyCapacity)
         counter = (history.map(\.prompt.number).max() ?? -1) + 1
+        // Without its cut line, so that the next entry is appended on a line of its own.
+        if !text.isEmpty && !text.hasSuffix("\n") { Self.write(history, to: historyFile) }
     }
 
     /// A full queue.
@@ -135,10 +137,13 @@ actor PromptQueue {
 
     /// Rewrites the history file whole (atomically).
     private func saveHistory() {
-        guard let historyFile else { return }
+        if let historyFile { Self.write(history, to: historyFile) }
+    }
+
+    private static func write(_ history: [HistoryEntry], to path: String) {
         let encoder = JSONEncoder()
         let lines = history.compactMap { try? encoder.encode($0) }.map { $0 + Data("\n".utf8) }
-        try? AtomicFile.write(lines.reduce(Data(), +), to: historyFile)
+        try? AtomicFile.write(lines.reduce(Data(), +), to: path)
     }
 
     private static func append(_ data: Data, to path: String) {

@@ -270,6 +270,12 @@ import WorkflowEngine
         }
         let ids = finished.withLock { $0 }
         try #require(ids.count == 2)
+        // A line cut short (a crash mid-write) is skipped; the entries before it stay.
+        let historyFile = folder.file("user/sdflow-history.jsonl")
+        let handle = try #require(FileHandle(forWritingAtPath: historyFile))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(#"{"prompt": {"number": 7, "id": "cut"#.utf8))
+        try handle.close()
         // A restarted server still lists what the first one finished, and numbers on from it.
         let restarted = try makeServer()
         try await restarted.application().test(.router) { client in
@@ -280,12 +286,29 @@ import WorkflowEngine
             #expect((entry["outputs"] as? [String: Any])?["9"] != nil)
             let reply = try await client.execute(uri: "/prompt", method: .post, body: Self.body(["prompt": try JSONSerialization.jsonObject(with: shortData)]))
             #expect(Self.object(reply.body)["number"] as? Int == 2)
-            _ = try await client.execute(uri: "/history", method: .post, body: Self.body(["delete": [ids[0]]]))
         }
+        // An entry finished after the cut line reads back too.
+        let restartedWorker = Task { await restarted.runWorker() }
+        defer { restartedWorker.cancel() }
+        let third = Mutex<String?>(nil)
+        try await restarted.application().test(.router) { client in
+            let reply = try await client.execute(uri: "/prompt", method: .post, body: Self.body(["prompt": try JSONSerialization.jsonObject(with: shortData)]))
+            let id = try #require(Self.object(reply.body)["prompt_id"] as? String)
+            _ = try await Self.waitForHistory(client, id)
+            third.withLock { $0 = id }
+        }
+        let thirdID = try #require(third.withLock { $0 })
         let again = try makeServer()
         try await again.application().test(.router) { client in
+            // Both prompts finished after the cut line (the one queued before the worker started ran too) read back.
             let history = Self.object(try await client.execute(uri: "/history", method: .get).body)
-            #expect(Set(history.keys) == [ids[1]])
+            #expect(history.count == 4 && history[ids[0]] != nil && history[ids[1]] != nil && history[thirdID] != nil, "\(history.keys)")
+            _ = try await client.execute(uri: "/history", method: .post, body: Self.body(["delete": [ids[0]]]))
+        }
+        let last = try makeServer()
+        try await last.application().test(.router) { client in
+            let history = Self.object(try await client.execute(uri: "/history", method: .get).body)
+            #expect(history.count == 3 && history[ids[0]] == nil, "\(history.keys)")
         }
     }
 
